@@ -1,0 +1,3 @@
+from footprint.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Meters: one module per kind of hardware (rapl, nvml, estimate)."""

@@ -1,0 +1,91 @@
+"""What every meter returns, and the contract it keeps.
+
+A meter reads hardware and nothing else: no accounting, no totals. Each `read()` returns one
+`Reading` per device it covers. A reading carries a *cumulative* energy value in joules: the hardware
+counter itself where one exists (NVML total energy, RAPL `energy_uj`), or a counter the meter keeps
+by integrating power where none exists (then `hardware_counter` is False and `source` says so).
+The ledger turns successive cumulative values into deltas and absorbs wraps and resets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class MeterError(Exception):
+    """A meter (or one of its devices) cannot be read right now; its `*_up` goes to 0."""
+
+
+class MeterUnavailable(MeterError):
+    """The hardware or interface is not present on this host: "no data here", not a fault."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    component: str  # "gpu", "cpu", "dram", "psys"
+    device: str  # stable id within the component: "0", "package-0", "uuid"...
+    source: str  # "nvml", "nvml-power", "rapl", "estimate"
+    energy_joules: float  # cumulative; may wrap (see wrap_joules) or reset (driver reload)
+    power_watts: float | None = None  # over the last interval or instantaneous, as the meter has it
+    wrap_joules: float | None = None  # the counter wraps to 0 after this many joules (RAPL)
+    hardware_counter: bool = True  # False: integrated by the meter, process-local, starts at 0
+    counter_epoch: str = ""  # changes when the counter restarts from 0 on purpose (driver load, boot)
+    # Node total: False for readings contained in another one (never summed into the node).
+    in_node_total: bool = True
+    info: Mapping[str, str] = field(default_factory=dict)  # static facts for footprint_device_info
+    gauges: Mapping[str, float] = field(default_factory=dict)  # e.g. utilization_ratio, power_limit_watts
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.component, self.device)
+
+
+class Meter(Protocol):
+    """One kind of hardware. `name` is what `--meter.<name>` and `footprint_meter_up{meter}` use."""
+
+    name: str
+
+    def read(self) -> list[Reading]:
+        """Read every device. Raise MeterError if nothing could be read at all.
+
+        A meter that can read some devices but not others returns the good ones and reports the
+        bad ones through `down_devices()`.
+        """
+        ...
+
+    def down_devices(self) -> Mapping[str, str]:
+        """Devices that failed on the last read: device id -> short reason (for metrics and logs)."""
+        ...
+
+    def describe(self) -> list[str]:
+        """Human lines for `doctor`: what was found and where the energy comes from."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class PowerIntegrator:
+    """Trapezoidal integration of instantaneous power into a process-local cumulative counter.
+
+    Used only where no hardware energy counter exists. The first sample establishes the baseline and
+    adds nothing: energy before the first sample is unknown, and we never invent it.
+    """
+
+    def __init__(self) -> None:
+        self.joules = 0.0
+        self._last: tuple[float, float] | None = None  # (monotonic seconds, watts)
+
+    def add(self, now: float, watts: float) -> float:
+        if self._last is not None:
+            t0, w0 = self._last
+            dt = now - t0
+            if dt > 0:
+                self.joules += (w0 + watts) / 2.0 * dt
+        self._last = (now, watts)
+        return self.joules
+
+    def reset_baseline(self) -> None:
+        """After a gap (device lost), restart from the next sample rather than bridging the gap."""
+        self._last = None
