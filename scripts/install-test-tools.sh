@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
-# Installs the external tools the tests use into $1 (default .tools), idempotently. Filled in by the
-# tooling work; each tool is fetched from a package registry (Debian, npm, PyPI) only.
+# Installs the external tools the tests use into $1 (default .tools), idempotently: each script in
+# scripts/tools/ installs one tool from a package registry (Debian, npm, PyPI) and exits early if present.
 set -euo pipefail
-mkdir -p "${1:-.tools}/bin"
+dest=$(realpath -m "${1:-.tools}")
+mkdir -p "$dest/bin"
+for script in "$(dirname "$0")"/tools/*.sh; do
+  [ -e "$script" ] || continue
+  bash "$script" "$dest"
+done
