@@ -182,6 +182,19 @@ class Settings:
     )
     grid_carbonaware_url: str = opt("grid.carbonaware.url", "str", "", "Carbon Aware SDK WebAPI base URL")
     grid_peer_url: str = opt("grid.peer.url", "str", "", "another Footprint exporter's base URL")
+    grid_static_file: str = opt(
+        "grid.static.file", "str", "", "CSV adding region -> zone rows and zone figures to the static table"
+    )
+    grid_electricitymaps_token: str = opt(
+        "grid.electricitymaps.token", "str", "", "Electricity Maps auth token (use the env variable)", secret=True
+    )
+    grid_watttime_password: str = opt(
+        "grid.watttime.password", "str", "", "WattTime password (use the env variable)", secret=True
+    )
+    grid_carbonaware_signal: str = opt(
+        "grid.carbonaware.signal", "choice", "average", "signal of the Carbon Aware SDK's data source",
+        choices=("average", "marginal"),
+    )
     # Kubernetes attribution
     kubernetes_enabled: bool = opt("kubernetes.enabled", "bool", False, "attribute energy to pods")
     kubernetes_node_name: str = opt(
@@ -312,11 +325,17 @@ def _convert(key: str, o: Option, raw: Any) -> Any:
         elif o.kind == "int":
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError(f"expected an integer, got {raw!r}")
-            value = int(str(raw).strip())
+            try:
+                value = int(str(raw).strip())
+            except ValueError:
+                raise ValueError(f"expected an integer, got {raw!r}") from None
         elif o.kind == "float":
             if isinstance(raw, bool):
                 raise ValueError(f"expected a number, got {raw!r}")
-            value = float(str(raw).strip())
+            try:
+                value = float(str(raw).strip())
+            except ValueError:
+                raise ValueError(f"expected a number, got {raw!r}") from None
             if not math.isfinite(value):
                 raise ValueError(f"expected a finite number, got {raw!r}")
         elif o.kind == "duration":

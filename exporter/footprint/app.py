@@ -1,0 +1,88 @@
+"""Wiring: build every part from the settings, in the one direction data flows, and run them."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from prometheus_client.core import Metric
+
+from footprint.accountant import Accountant
+from footprint.attribution.base import Attributor
+from footprint.config import Settings
+from footprint.grid.feed import GridFeed
+from footprint.ledger import Ledger
+from footprint.meters.registry import detect
+from footprint.metrics import Exposition, FootprintCollector
+from footprint.sampler import Sampler
+from footprint.server import Routes, Server
+
+log = logging.getLogger("footprint")
+
+
+def build_attributor(settings: Settings) -> Attributor | None:
+    if not (settings.kubernetes_enabled or settings.attribution_processes):
+        return None
+    factory = importlib.import_module("footprint.attribution.factory")
+    return factory.build(settings)  # type: ignore[no-any-return]
+
+
+class Exporter:
+    """Every long-lived part of a running exporter. `start()` then `wait()`; `stop()` from a signal."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.detection = detect(settings)
+        self.meters = self.detection.meters
+        self.grid = GridFeed(settings)
+        self.attributor = build_attributor(settings)
+        self.ledger = Ledger()
+        self.accountant = Accountant(settings)
+        self.exposition: Exposition | None = None
+        self.sampler = Sampler(
+            self.meters,
+            self.ledger,
+            self.accountant,
+            self.grid,
+            settings.sample_interval,
+            attributor=self.attributor,
+            on_sample=self._sampled,
+        )
+        extra: list[Callable[[], Iterable[Metric]]] = [self.grid.collect]
+        if self.attributor is not None:
+            extra.append(self.attributor.collect)
+        self.exposition = Exposition(FootprintCollector(self.sampler, settings.pue, extra))
+        self.server = Server(
+            settings.web_listen_address,
+            Routes(self.exposition, self.grid.api_payload, lambda: self.sampler.state.samples > 0),
+        )
+        self._done = threading.Event()
+
+    def _sampled(self) -> None:
+        if self.exposition is not None:
+            self.exposition.invalidate()
+
+    def start(self) -> None:
+        self.grid.start()
+        self.sampler.sample()  # the first sample (a baseline) before the first scrape can arrive
+        self.sampler.start()
+        self.server.start()
+        log.info(
+            "listening",
+            extra={"address": self.settings.web_listen_address, "meters": ",".join(m.name for m in self.meters)},
+        )
+
+    def wait(self) -> None:
+        self._done.wait()
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.sampler.stop()
+        self.grid.stop()
+        if self.attributor is not None:
+            self.attributor.close()
+        for meter in self.meters:
+            meter.close()
+        self._done.set()

@@ -1,0 +1,1 @@
+"""Attribution: which consumers (pods, containers, process groups) used each device, as shares."""

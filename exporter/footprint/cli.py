@@ -1,0 +1,79 @@
+"""footprint-exporter [run|doctor|version] [--key=value ...]
+
+Configuration errors exit 2 with one line naming the key. Runtime faults never exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from footprint import __version__, config, logs
+from footprint.config import ConfigError, Settings
+
+USAGE = """usage: footprint-exporter [run|doctor|version] [--key=value ...]
+
+  run      serve /metrics (default)
+  doctor   say what is measured, what is not and why, and where each setting came from
+  version  print the version
+
+Every setting is a flag (--grid.zone=DE), an environment variable (FOOTPRINT_GRID_ZONE=DE) or a key in
+the --config YAML file; true/false settings also take --no-<key>. All settings:
+"""
+
+
+def _help() -> str:
+    rows = [f"  --{key:<36} {o.help}" for key, (_, o) in config.options().items()]
+    return USAGE + "\n".join(rows) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = "run"
+    if args and not args[0].startswith("-"):
+        command = args.pop(0)
+    if command in ("version",) or "--version" in args:
+        print(f"footprint-exporter {__version__}")
+        return 0
+    if "--help" in args or "-h" in args or command == "help":
+        print(_help(), end="")
+        return 0
+    if command not in ("run", "doctor"):
+        print(f"footprint-exporter: unknown command {command!r} (run, doctor, version)", file=sys.stderr)
+        return 2
+    try:
+        settings = config.load(args)
+    except ConfigError as exc:
+        print(f"footprint-exporter: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(settings.log_level, settings.log_format)
+    if command == "doctor":
+        from footprint.doctor import doctor
+
+        return doctor(settings)
+    return run(settings)
+
+
+def run(settings: Settings) -> int:
+    from footprint.app import Exporter
+
+    try:
+        exporter = Exporter(settings)
+    except ConfigError as exc:
+        print(f"footprint-exporter: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the listen address is taken
+        print(f"footprint-exporter: web.listen-address: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+    def _stop(signum: int, _frame: object) -> None:
+        logging.getLogger("footprint").info("stopping", extra={"signal": signal.Signals(signum).name})
+        exporter.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    exporter.start()
+    exporter.wait()
+    return 0

@@ -1,0 +1,78 @@
+"""`footprint-exporter doctor`: what is measured, what is not and why, and where each setting came from.
+
+Exit status: 0 when at least one meter works, 1 when nothing at all can be measured, 2 on bad config.
+Secrets are never read or printed here.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from footprint import __version__, config
+from footprint.config import ConfigError, Settings
+from footprint.embodied import EmbodiedModel
+from footprint.meters.base import MeterError
+from footprint.meters.registry import detect
+
+
+def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
+    def say(line: str = "") -> None:
+        print(line, file=out)
+
+    say(f"footprint-exporter {__version__}")
+    say()
+    say("Meters")
+    detection = detect(settings)
+    working = 0
+    embodied = EmbodiedModel(settings)
+    for meter in detection.meters:
+        for line in meter.describe():
+            say(f"  {line}")
+        try:
+            readings = meter.read()
+        except MeterError as exc:
+            say(f"  {meter.name}: DOWN: {exc}")
+            continue
+        working += 1
+        for r in readings:
+            model = r.info.get("model", "")
+            figure = embodied.figure(r.component, model) if r.in_node_total else None
+            emb = (
+                f"embodied {figure.kgco2e:g} kgCO2e ({figure.source})"
+                if figure
+                else "embodied: no figure known, accrues nothing"
+            )
+            kind = "hardware counter" if r.hardware_counter else "integrated power"
+            say(f"  {r.component} {r.device}: source={r.source} ({kind}){', ' + model if model else ''}; {emb}")
+    for note in detection.notes:
+        say(f"  {note}")
+    server = embodied.figure("server", "")
+    say(f"  server share: {f'{server.kgco2e:g} kgCO2e ({server.source})' if server else 'not configured'}")
+
+    say()
+    say("Grid")
+    try:
+        from footprint.grid.feed import GridFeed
+
+        feed = GridFeed(settings)
+        for line in feed.describe():
+            say(f"  {line}")
+        i = feed.accounting_intensity()
+        say(f"  intensity in use: {i.value:g} gCO2e/kWh ({i.signal}, provider {i.provider}, zone {i.zone or 'world'})")
+    except ConfigError as exc:
+        print(f"footprint-exporter: {exc}", file=sys.stderr)
+        return 2
+    say(f"  PUE: {settings.pue:g} ({settings.origin('pue')})")
+
+    say()
+    say("Settings (value, source)")
+    for key, value, origin in config.describe(settings):
+        if origin != "default" or key in ("web.listen-address", "sample.interval", "grid.provider", "grid.zone"):
+            say(f"  {key} = {value} ({origin})")
+    say()
+    if working == 0:
+        say("Nothing can be measured on this machine with these settings.")
+        return 1
+    say(f"{working} meter(s) working.")
+    return 0

@@ -1,0 +1,219 @@
+"""Exposition: the metric catalog, a custom collector, and bytes rendered at most once per sample.
+
+The sampler calls `invalidate()` after each sample; the first scrape after that renders (text format
+and OpenMetrics, each on demand) and every other scrape serves the cached bytes. No scrape, no
+rendering; a scrape never touches hardware or the network.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from footprint import __version__
+from footprint import accountant as acct
+from footprint.ledger import Ledger
+from footprint.sampler import Sampler
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str  # as exposed (counters with _total)
+    type: str  # counter | gauge | histogram
+    labels: tuple[str, ...]
+    help: str
+    issue: str = ""  # where it is filled: core, nvml, grid, attribution...
+
+
+def _c(name: str, labels: tuple[str, ...], help: str, issue: str = "core") -> MetricSpec:
+    return MetricSpec(name, "counter", labels, help, issue)
+
+
+def _g(name: str, labels: tuple[str, ...], help: str, issue: str = "core") -> MetricSpec:
+    return MetricSpec(name, "gauge", labels, help, issue)
+
+
+DEV = ("component", "device")
+WORKLOAD = ("namespace", "pod", "container", "workload")
+GRID = ("grid_zone", "provider", "signal")
+
+CATALOG: tuple[MetricSpec, ...] = (
+    _c(acct.ENERGY, (*DEV, "source"), "Energy drawn by a device, joules (source: nvml, nvml_power, rapl, estimate)."),
+    _g("footprint_power_watts", (*DEV, "source"), "Power of a device over the last sample, watts."),
+    _c(acct.NODE_ENERGY, (), "IT energy of this node (packages + dram + GPUs, nothing counted twice), joules."),
+    _g("footprint_node_power_watts", (), "IT power of this node over the last sample, watts."),
+    _g("footprint_device_info", (*DEV, "model", "..."), "Static facts about a device (join on component, device)."),
+    _g("footprint_device_up", DEV, "1 if the device was read in the last sample, else 0."),
+    _g("footprint_gpu_utilization_ratio", ("device",), "GPU utilisation over the last sample, 0-1.", "nvml"),
+    _g("footprint_gpu_power_limit_watts", ("device",), "GPU enforced power limit, watts.", "nvml"),
+    _c(acct.EMISSIONS, DEV, "Operational CO2e of a device: energy x PUE x grid intensity of each interval, grams."),
+    _c(acct.NODE_EMISSIONS, (), "Operational CO2e of this node, grams."),
+    _c(acct.EMBODIED, DEV, "Manufacturing CO2e amortised over the device lifetime, grams.", "embodied"),
+    _c(acct.FACILITY_OVERHEAD, (), "Facility energy beyond IT energy: node energy x (PUE - 1), joules."),
+    _c(acct.WATER, ("scope",),
+       "Water: site (IT energy x WUE) or grid (facility energy x grid water intensity), litres."),
+    _c(acct.COST, ("currency",), "Electricity cost of the facility energy, in the configured currency."),
+    _g("footprint_pue_ratio", (), "Configured power usage effectiveness of the facility."),
+    _g("footprint_grid_accounting_intensity_grams_per_kilowatt_hour", GRID,
+       "Grid carbon intensity the emissions counters use now, gCO2e/kWh."),
+    _g("footprint_grid_carbon_intensity_grams_per_kilowatt_hour", GRID,
+       "Latest carbon intensity from each provider, gCO2e/kWh.", "grid"),
+    _g("footprint_grid_intensity_updated_timestamp_seconds", ("provider",),
+       "When the provider published its latest value, Unix seconds.", "grid"),
+    _g("footprint_grid_intensity_age_seconds", ("provider",), "Age of the provider's latest value, seconds.", "grid"),
+    _g("footprint_grid_provider_up", ("provider",), "1 if the provider's last fetch succeeded.", "grid"),
+    _c("footprint_grid_fetch_errors_total", ("provider", "reason"), "Failed provider fetches by reason.", "grid"),
+    _g("footprint_grid_fallback_active", (), "1 if the value in use is not from the first provider.", "grid"),
+    _g("footprint_grid_forecast_grams_per_kilowatt_hour", (*GRID, "hours_ahead"),
+       "Forecast intensity, by hours ahead, gCO2e/kWh.", "grid"),
+    _g("footprint_grid_forecast_min_grams_per_kilowatt_hour", GRID,
+       "Lowest forecast intensity ahead (the greenest window), gCO2e/kWh.", "grid"),
+    _g("footprint_grid_forecast_min_start_timestamp_seconds", GRID,
+       "When the greenest window ahead starts, Unix seconds.", "grid"),
+    _c(acct.WORKLOAD_ENERGY, (*WORKLOAD, "component"), "Energy attributed to a workload, joules.", "attribution"),
+    _c(acct.WORKLOAD_EMISSIONS, WORKLOAD, "Operational CO2e attributed to a workload, grams.", "attribution"),
+    _c(acct.UNATTRIBUTED_ENERGY, DEV, "Device energy no consumer used (idle), joules.", "attribution"),
+    _c(acct.UNATTRIBUTED_EMISSIONS, DEV, "Operational CO2e of unattributed energy, grams.", "attribution"),
+    _c("footprint_workload_series_dropped_total", (), "Workload series not created because of the cap.", "attribution"),
+    _g("footprint_meter_up", ("meter",), "1 if the meter's last read succeeded."),
+    MetricSpec("footprint_sample_duration_seconds", "histogram", (), "Time one sample took, seconds.", "core"),
+    _g("footprint_build_info", ("version",), "Build information; always 1."),
+)
+SPECS = {s.name: s for s in CATALOG}
+
+
+def _counter(ledger: Ledger, name: str) -> CounterMetricFamily:
+    spec = SPECS[name]
+    family = CounterMetricFamily(name, spec.help, labels=spec.labels)
+    created = ledger.created.get(name, {})
+    for labels, value in sorted(ledger.series(name).items()):
+        family.add_metric(labels, value, created=created.get(labels))
+    return family
+
+
+def _gauge(name: str, labels: tuple[str, ...] | None = None) -> GaugeMetricFamily:
+    spec = SPECS[name]
+    return GaugeMetricFamily(name, spec.help, labels=spec.labels if labels is None else labels)
+
+
+class FootprintCollector:
+    """Yields every family from the ledger, the last sample and the pluggable sources."""
+
+    def __init__(self, sampler: Sampler, pue: float, extra: Iterable[Callable[[], Iterable[Metric]]] = ()) -> None:
+        self.sampler = sampler
+        self.pue = pue
+        self.extra = list(extra)
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.sampler
+        state = s.state
+        with s.ledger.lock:
+            yield from self._ledger_families(s.ledger)
+
+        power = _gauge("footprint_power_watts")
+        node_power = 0.0
+        in_total = {r.key for r in state.readings if r.in_node_total}
+        for (component, device, source), watts in sorted(state.power.items()):
+            power.add_metric((component, device, source), watts)
+            if (component, device) in in_total:
+                node_power += watts
+        yield power
+        node = _gauge("footprint_node_power_watts")
+        node.add_metric((), node_power)
+        yield node
+
+        info = GaugeMetricFamily("footprint_device_info", SPECS["footprint_device_info"].help)
+        up = _gauge("footprint_device_up")
+        gauges: dict[str, GaugeMetricFamily] = {}
+        current = {r.key: r for r in state.readings}
+        for key, r in sorted(s.known_devices().items()):
+            info.add_sample("footprint_device_info", {"component": r.component, "device": r.device, **r.info}, 1.0)
+            is_up = key in current and key not in state.device_down
+            up.add_metric(key, 1.0 if is_up else 0.0)
+            if is_up:
+                for gauge_name, value in sorted(r.gauges.items()):
+                    metric = f"footprint_{r.component}_{gauge_name}"
+                    if metric not in gauges:
+                        help_text = SPECS[metric].help if metric in SPECS else gauge_name.replace("_", " ")
+                        gauges[metric] = GaugeMetricFamily(metric, help_text, labels=("device",))
+                    gauges[metric].add_metric((r.device,), value)
+        for key in sorted(set(state.device_down) - set(s.known_devices())):
+            up.add_metric(key, 0.0)
+        yield info
+        yield up
+        yield from gauges.values()
+
+        meter_up = _gauge("footprint_meter_up")
+        for name, ok in sorted(state.meter_up.items()):
+            meter_up.add_metric((name,), 1.0 if ok else 0.0)
+        yield meter_up
+
+        pue = _gauge("footprint_pue_ratio")
+        pue.add_metric((), self.pue)
+        yield pue
+        if state.intensity is not None:
+            i = state.intensity
+            acc = _gauge("footprint_grid_accounting_intensity_grams_per_kilowatt_hour")
+            acc.add_metric((i.zone, i.provider, i.signal), i.value)
+            yield acc
+
+        h = s.duration
+        cumulative, buckets = 0, []
+        for bound, count in zip((*h.buckets, float("inf")), h.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        yield HistogramMetricFamily(
+            "footprint_sample_duration_seconds", SPECS["footprint_sample_duration_seconds"].help,
+            buckets=buckets, sum_value=h.total,
+        )
+        for produce in self.extra:
+            yield from produce()
+        build = _gauge("footprint_build_info")
+        build.add_metric((__version__,), 1.0)
+        yield build
+
+    def _ledger_families(self, ledger: Ledger) -> Iterator[Metric]:
+        for spec in CATALOG:
+            if spec.type == "counter" and ledger.series(spec.name):
+                yield _counter(ledger, spec.name)
+
+
+class Exposition:
+    """Cached renderings, invalidated by each sample."""
+
+    def __init__(self, collector: FootprintCollector) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(collector)
+        self._lock = threading.Lock()
+        self._version = 0
+        self._cache: dict[bool, tuple[int, bytes]] = {}
+
+    def invalidate(self) -> None:
+        self._version += 1
+
+    def render(self, openmetrics: bool = False) -> bytes:
+        version = self._version
+        cached = self._cache.get(openmetrics)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        with self._lock:
+            cached = self._cache.get(openmetrics)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            body = generate_openmetrics(self.registry) if openmetrics else generate_latest(self.registry)
+            self._cache[openmetrics] = (version, body)
+            return body

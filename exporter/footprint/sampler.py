@@ -1,0 +1,182 @@
+"""The sampling loop: meters -> ledger deltas -> attribution -> accountant, once per interval.
+
+Runs in one thread on the monotonic clock. A failing meter marks itself down and the rest goes on;
+nothing in a sample can stop the loop. After each sample the exposition is told to re-render (lazily).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from footprint.accountant import Accountant, deltas_for_attribution
+from footprint.attribution.base import Attributor
+from footprint.grid.base import IntensityReading
+from footprint.ledger import Ledger
+from footprint.meters.base import Meter, MeterError, Reading
+
+log = logging.getLogger("footprint.sampler")
+
+# The component of a device that was down from the start (never read), by meter.
+DEFAULT_COMPONENT = {"nvml": "gpu", "rapl": "cpu", "estimate": "cpu"}
+
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class IntensitySource(Protocol):
+    """What the sampler needs from the grid feed."""
+
+    def accounting_intensity(self) -> IntensityReading: ...
+
+
+@dataclass
+class SampleState:
+    """The last sample, as the exposition shows it."""
+
+    readings: list[Reading] = field(default_factory=list)
+    meter_up: dict[str, bool] = field(default_factory=dict)
+    device_down: dict[tuple[str, str], str] = field(default_factory=dict)  # (component, device) -> reason
+    intensity: IntensityReading | None = None
+    samples: int = 0
+    # Power over the last interval: the meter's own figure, else the counter delta / interval.
+    power: dict[tuple[str, str, str], float] = field(default_factory=dict)
+
+
+@dataclass
+class DurationHistogram:
+    buckets: tuple[float, ...] = DURATION_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        for i, bound in enumerate(self.buckets):
+            if seconds <= bound:
+                self.counts[i] += 1
+                break
+        else:
+            self.counts[-1] += 1
+        self.total += seconds
+
+
+class Sampler:
+    def __init__(
+        self,
+        meters: list[Meter],
+        ledger: Ledger,
+        accountant: Accountant,
+        grid: IntensitySource,
+        interval: float,
+        attributor: Attributor | None = None,
+        on_sample: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.meters = meters
+        self.ledger = ledger
+        self.accountant = accountant
+        self.grid = grid
+        self.interval = interval
+        self.attributor = attributor
+        self.on_sample = on_sample
+        self.clock = clock
+        self.wall = wall
+        self.state = SampleState()
+        self.duration = DurationHistogram()
+        self._last_sample: float | None = None
+        self._known_devices: dict[tuple[str, str], Reading] = {}
+        self._components: dict[tuple[str, str], str] = {}  # (meter, device) -> component
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        started = time.perf_counter()
+        now = self.clock()
+        now_wall = self.wall()
+        seconds = 0.0 if self._last_sample is None else now - self._last_sample
+        self._last_sample = now
+
+        readings: list[Reading] = []
+        meter_up: dict[str, bool] = {}
+        device_down: dict[tuple[str, str], str] = {}
+        for meter in self.meters:
+            was_up = self.state.meter_up.get(meter.name, True)
+            try:
+                got = meter.read()
+                meter_up[meter.name] = True
+                if not was_up:
+                    log.info("meter recovered", extra={"meter": meter.name})
+            except MeterError as exc:
+                got = []
+                meter_up[meter.name] = False
+                if was_up:
+                    log.warning("meter down: %s", exc, extra={"meter": meter.name})
+            except Exception:  # a bug in one meter must not stop the others
+                got = []
+                meter_up[meter.name] = False
+                if was_up:
+                    log.exception("meter failed", extra={"meter": meter.name})
+            readings.extend(got)
+            for r in got:
+                self._components[(meter.name, r.device)] = r.component
+            for device, reason in meter.down_devices().items():
+                component = self._components.get((meter.name, device), DEFAULT_COMPONENT.get(meter.name, "cpu"))
+                device_down[(component, device)] = reason
+
+        energy = [(r, self.ledger.counters.delta(r)) for r in readings]
+        for r in readings:
+            self._known_devices[r.key] = r
+        intensity = self.grid.accounting_intensity()
+        shares = None
+        if self.attributor is not None:
+            try:
+                shares = self.attributor.split(deltas_for_attribution(energy), seconds)
+            except Exception:
+                log.exception("attribution failed; this interval stays unattributed")
+                shares = []
+        with self.ledger.lock:
+            self.accountant.account(self.ledger, energy, seconds, intensity, now_wall, shares)
+            if self.attributor is not None:
+                for consumer in self.attributor.gone(now_wall):
+                    self.accountant.forget(self.ledger, consumer)
+        power = {}
+        for r, joules in energy:
+            if r.power_watts is not None:
+                power[(r.component, r.device, r.source)] = r.power_watts
+            elif seconds > 0:
+                power[(r.component, r.device, r.source)] = joules / seconds
+        self.state = SampleState(readings, meter_up, device_down, intensity, self.state.samples + 1, power)
+        self.duration.observe(time.perf_counter() - started)
+        self.on_sample()
+
+    def known_devices(self) -> Mapping[tuple[str, str], Reading]:
+        """Every device seen so far (its last good reading), so a lost device still shows as down."""
+        return self._known_devices
+
+    def run(self) -> None:
+        """Sample every `interval` on the monotonic clock until stop(); overruns skip, never pile up."""
+        next_at = self.clock()
+        while not self._stop.is_set():
+            try:
+                self.sample()
+            except Exception:
+                log.exception("sample failed")
+            next_at += self.interval
+            now = self.clock()
+            if next_at < now:
+                skipped = int((now - next_at) / self.interval) + 1
+                next_at += skipped * self.interval
+            self._stop.wait(max(next_at - now, 0.0))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
