@@ -26,7 +26,7 @@ def build_attributor(settings: Settings) -> Attributor | None:
     if not (settings.kubernetes_enabled or settings.attribution_processes):
         return None
     factory = importlib.import_module("footprint.attribution.factory")
-    return factory.build(settings)  # type: ignore[no-any-return]
+    return factory.build(settings)
 
 
 class Exporter:
