@@ -1,0 +1,423 @@
+"""The grid feed: a chain of providers refreshed in the background, read by the accountant.
+
+Reading is cheap and never blocks: `accounting_intensity()` walks the chain's last good values in memory.
+Each provider has its own refresh thread, so a slow API never delays another provider or a sample.
+A failed fetch keeps the last good value (until it is older than `--grid.max-age`), counts the failure
+by reason, and backs off exponentially with jitter (honouring `Retry-After`), so a broken API is never
+hammered. When no value in the chain is fresh, the static table (or the 475 g/kWh world average) is used.
+Time is injectable (`clock`, `rng`) so tests drive backoff and staleness without sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import requests
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from footprint.config import ConfigError, Settings
+from footprint.grid.base import MAX_PLAUSIBLE_INTENSITY, IntensityReading, Provider, ProviderError
+from footprint.grid.providers import constant, static
+
+log = logging.getLogger("footprint.grid")
+
+# Every reason a fetch can fail with; counters for these start at 0 so rate() works from the first error.
+REASONS = (
+    "http_5xx", "http_4xx", "rate_limited", "timeout", "connection", "malformed", "missing_field",
+    "out_of_range", "unknown_zone", "auth", "stale", "internal",
+)
+FORECAST_HOURS = 48
+MAX_RETRY_AFTER = 86400.0
+
+
+@dataclass
+class _Slot:
+    """One provider in the chain and what the feed knows about it (guarded by the feed's lock)."""
+
+    provider: Provider
+    position: int
+    timeless: bool
+    readings: dict[str, IntensityReading] = field(default_factory=dict)  # last good value per signal
+    up: bool = False
+    attempted: bool = False
+    last_reason: str = ""
+    last_message: str = ""
+    failures: int = 0  # consecutive
+    next_fetch: float = 0.0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What provider factories need."""
+
+    settings: Settings
+    zone: str
+    region: str
+    tables: static.Tables
+    session: requests.Session
+    clock: Callable[[], float]
+
+
+def _build_static(ctx: _Context) -> Provider:
+    return static.StaticProvider(ctx.tables, ctx.zone, ctx.region, ctx.clock)
+
+
+def _build_constant(ctx: _Context) -> Provider:
+    value = ctx.settings.grid_constant_value
+    if value is None:
+        raise ConfigError("grid.constant.value: required when the constant provider is in the chain")
+    return constant.ConstantProvider(value, ctx.settings.grid_accounting_signal, ctx.zone, ctx.clock)
+
+
+FACTORIES: dict[str, Callable[[_Context], Provider]] = {
+    "static": _build_static,
+    "constant": _build_constant,
+}
+
+
+class GridFeed:
+    """Current intensity, forecast and provenance for the accountant, /metrics and /api/v1/grid."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.signal = settings.grid_accounting_signal
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = "footprint-exporter (+https://github.com/footprint)"
+        try:
+            tables = static.Tables(settings.grid_static_file)
+        except static.TableError as exc:
+            raise ConfigError(f"grid.static.file: {exc}") from None
+        region = settings.grid_region_label.strip()
+        zone = settings.grid_zone.strip()
+        if not zone and region:
+            zone = tables.zone_for_region(region) or ""
+            if not zone:
+                log.warning("grid: region %r is not in the static region table; no zone derived", region)
+        ctx = _Context(settings, zone, region, tables, self.session, clock)
+        self.zone = zone
+        names = [settings.grid_provider, *settings.grid_fallback]
+        seen = set()
+        self._slots: list[_Slot] = []
+        for name in names:
+            if name in seen:
+                raise ConfigError(f"grid.fallback: provider {name!r} appears twice in the chain")
+            seen.add(name)
+            if name not in FACTORIES:
+                raise ConfigError(f"grid.provider: unknown provider {name!r}")
+            provider = FACTORIES[name](ctx)
+            self._slots.append(_Slot(provider, len(self._slots), bool(getattr(provider, "timeless", False))))
+        first = self._slots[0].provider
+        if isinstance(first, static.StaticProvider) and zone and not first.known:
+            raise ConfigError(f"grid.zone: {zone!r} is not in the static table (see docs/grid.md for zones)")
+        # The last resort, outside the chain: never stale, never fails.
+        chained = [s.provider for s in self._slots if isinstance(s.provider, static.StaticProvider)]
+        self._last_resort = chained[0] if chained else static.StaticProvider(tables, zone, region, clock)
+        self._primary = next((s for s in self._slots if s.provider.signal == self.signal), None)
+        if self._primary is None:
+            log.warning(
+                "grid: no provider in the chain yields the %s signal; emissions use the static table",
+                self.signal,
+            )
+
+    # --- refresh ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """One daemon thread per provider. The first fetch happens at once, in the background."""
+        for slot in self._slots:
+            t = threading.Thread(
+                target=self._run, args=(slot,), name=f"grid-{slot.provider.name}", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=self.settings.grid_timeout + 1.0)
+        self._threads.clear()
+        self.session.close()
+
+    def _run(self, slot: _Slot) -> None:
+        while not self._stop.is_set():
+            self._refresh(slot)
+            with self._lock:
+                delay = slot.next_fetch - self.clock()
+            self._stop.wait(max(0.0, delay))
+
+    def refresh_due(self) -> None:
+        """Fetch, synchronously, every provider whose next fetch is due by the clock (tests, doctor)."""
+        now = self.clock()
+        for slot in self._slots:
+            with self._lock:
+                due = slot.next_fetch <= now
+            if due:
+                self._refresh(slot)
+
+    def _fetch(self, slot: _Slot) -> list[IntensityReading]:
+        provider = slot.provider
+        # A provider may yield several signals in one round trip (`peer`: average and marginal).
+        fetch_all = getattr(provider, "fetch_all", None)
+        readings: list[IntensityReading] = fetch_all() if fetch_all else [provider.fetch()]
+        if not readings:
+            raise ProviderError("missing_field", f"{provider.name}: answer holds no intensity")
+        now = self.clock()
+        for r in readings:
+            if not (math.isfinite(r.value) and 0.0 <= r.value <= MAX_PLAUSIBLE_INTENSITY):
+                raise ProviderError("out_of_range", f"{provider.name}: {r.value:g} g/kWh is not plausible")
+            if not slot.timeless and self._age(r, now) > self.settings.grid_max_age:
+                age = self._age(r, now)
+                raise ProviderError("stale", f"{provider.name}: value published {age:.0f}s ago, past max age")
+        return readings
+
+    def _refresh(self, slot: _Slot) -> None:
+        name = slot.provider.name
+        try:
+            readings = self._fetch(slot)
+        except ProviderError as exc:
+            self._failed(slot, exc.reason, str(exc), exc.retry_after)
+            return
+        except Exception as exc:  # a parser bug must not kill the refresh thread
+            log.exception("grid: %s fetch failed unexpectedly", name)
+            self._failed(slot, "internal", f"{name}: unexpected {type(exc).__name__}", None)
+            return
+        with self._lock:
+            recovered = slot.attempted and not slot.up
+            for r in readings:
+                slot.readings[r.signal] = r
+            slot.up = slot.attempted = True
+            slot.failures = 0
+            slot.last_reason = slot.last_message = ""
+            slot.next_fetch = self.clock() + self.settings.grid_refresh_interval
+        if recovered:
+            log.info("grid: %s recovered", name)
+        log.debug("grid: %s %s", name, ", ".join(f"{r.signal} {r.value:g} g/kWh" for r in readings))
+
+    def _failed(self, slot: _Slot, reason: str, message: str, retry_after: float | None) -> None:
+        with self._lock:
+            slot.errors[reason] += 1
+            slot.up = False
+            slot.attempted = True
+            slot.failures += 1
+            slot.last_reason, slot.last_message = reason, message
+            delay = self._backoff(slot.failures)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+            slot.next_fetch = self.clock() + delay
+            failures = slot.failures
+        log.warning("grid: %s fetch failed (reason=%s, attempt %d, next in %.0fs): %s",
+                    slot.provider.name, reason, failures, delay, message)
+
+    def _backoff(self, failures: int) -> float:
+        """Exponential from min(refresh, 10 s), capped at 4 x refresh; jitter keeps a fleet from syncing."""
+        interval = self.settings.grid_refresh_interval
+        base = min(interval, 10.0)
+        delay = min(4.0 * interval, base * 2.0 ** min(failures - 1, 30))
+        return delay * (0.5 + 0.5 * self.rng.random())
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _age(r: IntensityReading, now: float) -> float:
+        at = r.published_at if r.published_at is not None else r.fetched_at
+        return max(0.0, now - at)
+
+    def _fresh(self, slot: _Slot, r: IntensityReading, now: float) -> bool:
+        return slot.timeless or self._age(r, now) <= self.settings.grid_max_age
+
+    def _in_use(self, signal: str, now: float) -> tuple[_Slot | None, IntensityReading | None]:
+        with self._lock:
+            for slot in self._slots:
+                r = slot.readings.get(signal)
+                if r is not None and self._fresh(slot, r, now):
+                    return slot, r
+        return None, None
+
+    def accounting_intensity(self) -> IntensityReading:
+        """The value emissions use now: the first fresh one in the chain, else the static table."""
+        _, r = self._in_use(self.signal, self.clock())
+        return r if r is not None else self._last_resort.fetch()
+
+    def marginal(self) -> IntensityReading | None:
+        return self._in_use("marginal", self.clock())[1]
+
+    def fallback_active(self) -> bool:
+        slot, _ = self._in_use(self.signal, self.clock())
+        return slot is None or slot is not self._primary
+
+    # --- exposition ------------------------------------------------------------------------------
+
+    def _snapshot(self) -> list[_Slot]:
+        with self._lock:
+            return [
+                _Slot(s.provider, s.position, s.timeless, dict(s.readings), s.up, s.attempted, s.last_reason,
+                      s.last_message, s.failures, s.next_fetch, Counter(s.errors))
+                for s in self._slots
+            ]
+
+    def collect(self) -> Iterable[Metric]:
+        now = self.clock()
+        slots = self._snapshot()
+        labels = ["grid_zone", "provider", "signal"]
+        intensity = GaugeMetricFamily(
+            "footprint_grid_carbon_intensity_grams_per_kilowatt_hour",
+            "Grid carbon intensity each provider reports now (fresh values only).", labels=labels,
+        )
+        updated = GaugeMetricFamily(
+            "footprint_grid_intensity_updated_timestamp_seconds",
+            "When the provider's value was published (fetched, where it gives no time).", labels=["provider"],
+        )
+        age = GaugeMetricFamily(
+            "footprint_grid_intensity_age_seconds",
+            "Age of the provider's last good value; past --grid.max-age the next provider is used.",
+            labels=["provider"],
+        )
+        up = GaugeMetricFamily(
+            "footprint_grid_provider_up", "1 if the provider's last fetch succeeded.", labels=["provider"]
+        )
+        errors = CounterMetricFamily(
+            "footprint_grid_fetch_errors", "Failed fetches by reason.", labels=["provider", "reason"]
+        )
+        forecast = GaugeMetricFamily(
+            "footprint_grid_forecast_grams_per_kilowatt_hour",
+            "Forecast intensity, mean over each hour ahead (0 = the current hour).",
+            labels=[*labels, "hours_ahead"],
+        )
+        fmin = GaugeMetricFamily(
+            "footprint_grid_forecast_min_grams_per_kilowatt_hour",
+            "Lowest forecast intensity ahead (the greenest window).", labels=labels,
+        )
+        fmin_start = GaugeMetricFamily(
+            "footprint_grid_forecast_min_start_timestamp_seconds",
+            "When the greenest forecast window starts.", labels=labels,
+        )
+        for slot in slots:
+            name = slot.provider.name
+            up.add_metric([name], 1.0 if slot.up else 0.0)
+            if not slot.timeless:
+                for reason in REASONS:
+                    errors.add_metric([name, reason], float(slot.errors.get(reason, 0)))
+            for r in slot.readings.values():
+                if self._fresh(slot, r, now):
+                    intensity.add_metric([r.zone, name, r.signal], r.value)
+                self._forecast_metrics(r, name, now, forecast, fmin, fmin_start)
+            latest = max(slot.readings.values(), key=lambda r: r.fetched_at, default=None)
+            if latest is not None:
+                updated.add_metric([name], latest.published_at or latest.fetched_at)
+                age.add_metric([name], self._age(latest, now))
+        if self._in_use(self.signal, now)[1] is None and not any(s.provider.name == "static" for s in slots):
+            r = self._last_resort.fetch()
+            intensity.add_metric([r.zone, r.provider, r.signal], r.value)
+        fallback = GaugeMetricFamily(
+            "footprint_grid_fallback_active",
+            "1 if the value in use is not from the first provider in the chain.",
+            value=1.0 if self.fallback_active() else 0.0,
+        )
+        return [intensity, updated, age, up, errors, fallback, forecast, fmin, fmin_start]
+
+    @staticmethod
+    def _forecast_metrics(
+        r: IntensityReading, provider: str, now: float,
+        curve: GaugeMetricFamily, fmin: GaugeMetricFamily, fmin_start: GaugeMetricFamily,
+    ) -> None:
+        points = sorted(r.forecast, key=lambda p: p.start)
+        if not points:
+            return
+        hours: dict[int, list[float]] = {}
+        best = None
+        for i, p in enumerate(points):
+            end = points[i + 1].start if i + 1 < len(points) else p.start + 3600.0
+            if end <= now:
+                continue  # over already
+            h = max(0, int((p.start - now) // 3600))
+            if h >= FORECAST_HOURS:
+                break
+            hours.setdefault(h, []).append(p.value)
+            if best is None or p.value < best.value:
+                best = p
+        base = [r.zone, provider, r.signal]
+        for h, values in sorted(hours.items()):
+            curve.add_metric([*base, str(h)], sum(values) / len(values))
+        if best is not None:
+            fmin.add_metric(base, best.value)
+            fmin_start.add_metric(base, best.start)
+
+    def api_payload(self) -> dict[str, Any]:
+        """What /api/v1/grid serves and the `peer` provider reads: values, forecast and provenance."""
+        now = self.clock()
+        slots = self._snapshot()
+        slot, acc = self._in_use(self.signal, now)
+        if acc is None:
+            acc = self._last_resort.fetch()
+        marginal = self.marginal()
+        return {
+            "version": 1,
+            "generated_at": now,
+            "accounting_signal": self.signal,
+            "zone": self.zone,
+            "fallback_active": slot is None or slot is not self._primary,
+            "accounting": _reading_json(acc, now),
+            "marginal": _reading_json(marginal, now) if marginal else None,
+            "chain": [
+                {
+                    "provider": s.provider.name,
+                    "signal": s.provider.signal,
+                    "up": s.up,
+                    "last_error": s.last_reason or None,
+                    "errors": {k: v for k, v in sorted(s.errors.items()) if v},
+                    "fresh": {sig: self._fresh(s, r, now) for sig, r in s.readings.items()},
+                    "readings": [_reading_json(r, now) for r in s.readings.values()],
+                }
+                for s in slots
+            ],
+        }
+
+    def describe(self) -> list[str]:
+        """Doctor lines: the chain, each provider's configuration and state. Never a secret."""
+        now = self.clock()
+        chain = " -> ".join(s.provider.name for s in self._slots)
+        st = self.settings
+        lines = [
+            f"grid: chain {chain} (then static table); accounting signal {self.signal};"
+            f" zone {self.zone or '(none)'}",
+            f"grid: refresh every {st.grid_refresh_interval:g}s, max age {st.grid_max_age:g}s,"
+            f" timeout {st.grid_timeout:g}s",
+        ]
+        for s in self._snapshot():
+            state = "up" if s.up else "not fetched yet"
+            if s.attempted and not s.up:
+                state = f"down ({s.last_reason}: {s.last_message})"
+            values = ", ".join(
+                f"{r.signal} {r.value:g} g/kWh {self._age(r, now):.0f}s old" for r in s.readings.values()
+            )
+            lines.append(f"grid: {s.provider.describe()}; {state}{'; ' + values if values else ''}")
+        r = self.accounting_intensity()
+        lines.append(f"grid: in use {r.value:g} g/kWh {r.signal} from {r.provider} ({r.zone})")
+        return lines
+
+
+def _reading_json(r: IntensityReading, now: float) -> dict[str, Any]:
+    out = asdict(r)
+    out["forecast"] = [{"start": p.start, "value": p.value} for p in r.forecast]
+    at = r.published_at if r.published_at is not None else r.fetched_at
+    out["age_seconds"] = max(0.0, now - at)
+    return out
