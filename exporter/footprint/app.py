@@ -14,6 +14,7 @@ from footprint.attribution.base import Attributor
 from footprint.config import Settings
 from footprint.grid.feed import GridFeed
 from footprint.ledger import Ledger
+from footprint.meters.base import Meter
 from footprint.meters.registry import detect
 from footprint.metrics import Exposition, FootprintCollector
 from footprint.sampler import Sampler
@@ -22,11 +23,11 @@ from footprint.server import Routes, Server
 log = logging.getLogger("footprint")
 
 
-def build_attributor(settings: Settings) -> Attributor | None:
+def build_attributor(settings: Settings, meters: list[Meter]) -> Attributor | None:
     if not (settings.kubernetes_enabled or settings.attribution_processes):
         return None
     factory = importlib.import_module("footprint.attribution.factory")
-    return factory.build(settings)
+    return factory.build(settings, meters)
 
 
 class Exporter:
@@ -37,7 +38,7 @@ class Exporter:
         self.detection = detect(settings)
         self.meters = self.detection.meters
         self.grid = GridFeed(settings)
-        self.attributor = build_attributor(settings)
+        self.attributor = build_attributor(settings, self.meters)
         self.ledger = Ledger()
         self.accountant = Accountant(settings)
         self.exposition: Exposition | None = None
