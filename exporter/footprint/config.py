@@ -297,7 +297,7 @@ def options() -> dict[str, tuple[str, Option]]:
 _OPTIONS = options()
 
 
-def _env_name(key: str) -> str:
+def env_name(key: str) -> str:
     return "FOOTPRINT_" + re.sub(r"[.-]", "_", key).upper()
 
 
@@ -430,7 +430,7 @@ def load(argv: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Sett
     """Build Settings from defaults < YAML file < FOOTPRINT_* env < flags. Raises ConfigError."""
     env = os.environ if env is None else env
     flags = _parse_flags(argv)
-    known_env = {_env_name(k): k for k in _OPTIONS}
+    known_env = {env_name(k): k for k in _OPTIONS}
     env_values = {}
     for name, value in env.items():
         if not name.startswith("FOOTPRINT_"):

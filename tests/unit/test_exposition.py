@@ -1,0 +1,72 @@
+"""The exposition of a fixed scenario, byte for byte (golden file), and the rendering cache."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from footprint import config
+from footprint.accountant import Accountant
+from footprint.ledger import Ledger
+from footprint.meters.rapl import RaplMeter
+from footprint.metrics import CATALOG, Exposition, FootprintCollector
+from footprint.sampler import Sampler
+
+from tests.fakes.sysfs import RaplTree
+from tests.unit.fixed_grid import FixedGrid
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "rapl_two_packages.prom"
+
+
+def _scenario(tmp_path: Path) -> tuple[Sampler, Exposition, RaplTree]:
+    tree = RaplTree(tmp_path / "sys", packages=2, dram=True)
+    settings = config.load(
+        [f"--path.sysfs={tree.root}", f"--path.procfs={tmp_path}", "--pue=1.2", "--water.wue=1.8",
+         "--cost.price-per-kwh=0.25", "--cost.currency=EUR"], env={})
+    ticks = iter(range(100))
+    sampler = Sampler([RaplMeter(settings)], Ledger(), Accountant(settings), FixedGrid(300.0, "DE"), 1.0,
+                      clock=lambda: float(next(ticks)), wall=lambda: 1_750_000_000.0)
+    exposition = Exposition(FootprintCollector(sampler, settings.pue))
+    sampler.on_sample = exposition.invalidate
+    return sampler, exposition, tree
+
+
+def _stable(text: str) -> str:
+    """Drop what depends on the machine's speed (the sample duration histogram)."""
+    return "".join(line for line in text.splitlines(keepends=True) if "footprint_sample_duration" not in line)
+
+
+def test_golden_exposition(tmp_path: Path) -> None:
+    sampler, exposition, tree = _scenario(tmp_path)
+    sampler.sample()
+    for uj in (12_000_000, 18_000_000):  # 12 W then 18 W on package 0
+        tree.advance("intel-rapl:0", uj)
+        tree.advance("intel-rapl:1", uj // 2)
+        tree.advance("intel-rapl:0:1", 1_500_000)
+        tree.advance("intel-rapl:1:1", 1_000_000)
+        sampler.sample()
+    text = _stable(exposition.render().decode())
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "exposition changed; rerun with UPDATE_GOLDEN=1 if intended"
+
+
+def test_rendered_once_per_sample(tmp_path: Path) -> None:
+    sampler, exposition, _ = _scenario(tmp_path)
+    sampler.sample()
+    first = exposition.render()
+    assert exposition.render() is first  # the same bytes object: no re-rendering between samples
+    sampler.sample()
+    assert exposition.render() is not first
+
+
+def test_every_family_is_in_the_catalog(tmp_path: Path) -> None:
+    sampler, exposition, _ = _scenario(tmp_path)
+    sampler.sample()
+    sampler.sample()
+    names = {re.sub(r"[{ ].*", "", line) for line in exposition.render().decode().splitlines() if line[0] != "#"}
+    catalog = {s.name for s in CATALOG}
+    for name in names:
+        base = re.sub(r"_(bucket|sum|count|created)$", "", name)
+        assert name in catalog or base in catalog or base + "_total" in catalog, name
