@@ -95,5 +95,5 @@ def test_permission_denied_says_how_to_grant_access(tmp_path: Path, monkeypatch:
     # Tests run as root, where chmod 000 does not stop a read: deny at the open() the meter uses.
     monkeypatch.setattr("builtins.open", deny)
     settings = config.load([f"--path.sysfs={tree.root}"], env={})
-    with pytest.raises(MeterUnavailable, match="root only.*chmod a\\+r"):
+    with pytest.raises(MeterUnavailable, match=r"root only.*chmod a\+r"):
         RaplMeter(settings)
