@@ -89,3 +89,15 @@ class PowerIntegrator:
     def reset_baseline(self) -> None:
         """After a gap (device lost), restart from the next sample rather than bridging the gap."""
         self._last = None
+
+
+def cpu_model(procfs: str) -> str:
+    """The CPU model name from <procfs>/cpuinfo, for footprint_device_info (empty if unknown)."""
+    try:
+        with open(f"{procfs}/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 import psutil
 
 from footprint.config import Settings
-from footprint.meters.base import Reading
+from footprint.meters.base import Reading, cpu_model
 
 GIB = 1024**3
 
@@ -36,7 +36,7 @@ class EstimateMeter:
         self.dram_watts = psutil.virtual_memory().total / GIB * settings.estimate_dram_watts_per_gib
         self.clock = clock
         self.joules = dict.fromkeys(components, 0.0)
-        self.model = _cpu_model(settings.path_procfs)
+        self.model = cpu_model(settings.path_procfs)
         self._last = clock()
         psutil.cpu_percent(interval=None)  # starts psutil's utilisation window
 
@@ -84,13 +84,3 @@ class EstimateMeter:
     def close(self) -> None:
         pass
 
-
-def _cpu_model(procfs: str) -> str:
-    try:
-        with open(f"{procfs}/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from footprint.config import Settings
-from footprint.meters.base import MeterError, MeterUnavailable, Reading
+from footprint.meters.base import MeterError, MeterUnavailable, Reading, cpu_model
 
 log = logging.getLogger("footprint.meters.rapl")
 
@@ -90,6 +90,8 @@ class RaplMeter:
         if not self.zones:
             raise MeterUnavailable(f"no RAPL zones under {settings.path_sysfs}/class/powercap")
         self.epoch = _boot_id(settings.path_procfs)
+        model = cpu_model(settings.path_procfs)
+        self.info = {"model": model} if model else {}
         self._down: dict[str, str] = {}
         try:
             _read_text(self.zones[0].path / "energy_uj")
@@ -117,6 +119,7 @@ class RaplMeter:
                     wrap_joules=z.wrap_joules,
                     counter_epoch=self.epoch,
                     in_node_total=z.in_node_total,
+                    info=self.info if z.component == "cpu" else {},
                 )
             )
         self._down = down
