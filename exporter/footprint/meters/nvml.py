@@ -1,0 +1,467 @@
+"""NVIDIA GPUs through NVML, with the official bindings (`nvidia-ml-py`, module `pynvml`).
+
+Energy per GPU comes from the hardware counter (`nvmlDeviceGetTotalEnergyConsumption`: mJ since the
+driver loaded; Volta and newer). Where it is missing, the meter integrates power (trapezoid) on
+instant power (field 186), or on `nvmlDeviceGetPowerUsage` where that field is missing too, and says
+so with source="nvml_power". Only whole GPUs are enumerated: MIG instances share their parent's power,
+so energy is never reported per instance (that would count it twice).
+
+Faults: no libnvidia-ml at all is "no data here" (MeterUnavailable from the constructor). An init
+failure, or a library-wide failure later (driver unloaded, version mismatch), makes `read()` raise and
+is retried on later reads at most every `retry_interval`. A lost GPU (NVML_ERROR_GPU_IS_LOST) goes
+into `down_devices()` while the others keep being read, and its handle is re-acquired on a later read.
+NVML errors surface as the NvmlError subclasses below, never as pynvml's own.
+
+The hardware counter's epoch is the driver version: a new version means the driver was loaded again,
+so the counter restarted from 0. A reload without a version change shows as a smaller counter, which
+the ledger absorbs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from footprint.config import Settings
+from footprint.meters.base import MeterError, MeterUnavailable, PowerIntegrator, Reading
+
+try:
+    import pynvml
+except ImportError:  # the dependency is missing: no way to talk to NVML here
+    pynvml = None
+
+log = logging.getLogger("footprint.meters.nvml")
+
+# NVML return codes (stable C ABI values, as in nvml.h).
+SUCCESS = 0
+UNINITIALIZED = 1
+NOT_SUPPORTED = 3
+NOT_FOUND = 6
+DRIVER_NOT_LOADED = 9
+LIBRARY_NOT_FOUND = 12
+FUNCTION_NOT_FOUND = 13
+GPU_IS_LOST = 15
+RESET_REQUIRED = 16
+LIB_RM_VERSION_MISMATCH = 18
+GPU_NOT_FOUND = 28
+UNKNOWN = 999
+
+FIELD_POWER_INSTANT = 186
+NO_INSTANCE = 0xFFFFFFFF  # gpuInstanceId / computeInstanceId of a process outside MIG
+
+
+class NvmlError(MeterError):
+    """An NVML call failed. `code` is NVML's return code, `reason` its short text."""
+
+    def __init__(self, call: str, code: int, reason: str) -> None:
+        super().__init__(f"{call}: {reason}")
+        self.call = call
+        self.code = code
+        self.reason = reason
+
+
+class NvmlNotInstalled(MeterUnavailable):
+    """libnvidia-ml.so.1 (or the pynvml bindings) is not on this host: no NVIDIA driver here."""
+
+
+class NvmlInitError(NvmlError):
+    """nvmlInit failed (driver not loaded, no permission, ...): retried on later reads."""
+
+
+class NvmlLibraryError(NvmlError):
+    """NVML as a whole stopped working (driver unloaded, library/driver mismatch): re-initialised later."""
+
+
+class NvmlGpuLost(NvmlError):
+    """The GPU fell off the bus or needs a reset: down until a later read finds it again."""
+
+
+class NvmlNotSupported(NvmlError):
+    """This GPU or driver does not have the call or field."""
+
+
+_ERROR_CLASSES: dict[int, type[NvmlError]] = {
+    UNINITIALIZED: NvmlLibraryError,
+    DRIVER_NOT_LOADED: NvmlLibraryError,
+    LIB_RM_VERSION_MISMATCH: NvmlLibraryError,
+    GPU_IS_LOST: NvmlGpuLost,
+    GPU_NOT_FOUND: NvmlGpuLost,
+    RESET_REQUIRED: NvmlGpuLost,
+    NOT_SUPPORTED: NvmlNotSupported,
+    FUNCTION_NOT_FOUND: NvmlNotSupported,
+}
+
+
+def _error(call: str, code: int, reason: str) -> NvmlError:
+    return _ERROR_CLASSES.get(code, NvmlError)(call, code, reason)
+
+
+def _call(name: str, *args: Any) -> Any:
+    """Call pynvml.<name>, turning its exceptions into ours."""
+    try:
+        return getattr(pynvml, name)(*args)
+    except pynvml.NVMLError as exc:
+        raise _error(name, int(exc.value), str(exc)) from exc
+    except pynvml.NVMLLibraryMismatchError as exc:  # an unversioned symbol this library lacks
+        raise NvmlNotSupported(name, FUNCTION_NOT_FOUND, str(exc)) from exc
+
+
+def _field_number(value: Any) -> float:
+    """The number in an nvmlFieldValue_t, by its valueType (double, uint, ulong, ull, sll, sint, ushort)."""
+    members = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
+    kind = int(value.valueType)
+    if not 0 <= kind < len(members):
+        raise NvmlError("nvmlDeviceGetFieldValues", UNKNOWN, f"unknown value type {kind}")
+    return float(getattr(value.value, members[kind]))
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    """A compute process on a GPU. Instance ids are None outside MIG."""
+
+    pid: int
+    used_memory_bytes: int | None
+    gpu_instance_id: int | None
+    compute_instance_id: int | None
+
+
+@dataclass
+class _Gpu:
+    index: int
+    handle: Any = None
+    model: str = ""
+    uuid: str = ""
+    power_limit_watts: float | None = None
+    mig: bool | None = None  # None: no MIG on this GPU
+    mode: str = ""  # counter | field | power_usage
+    info: dict[str, str] = field(default_factory=dict)
+    down: str = ""  # why it failed on the last read; "" while it works
+    retry_at: float = 0.0
+    last_counter: tuple[float, float] | None = None  # (monotonic seconds, joules)
+    last_util_timestamp: int = 0  # for nvmlDeviceGetProcessUtilization: samples newer than this
+
+    @property
+    def device(self) -> str:
+        return str(self.index)
+
+
+_ENERGY_FROM = {
+    "counter": "energy from the hardware counter (nvmlDeviceGetTotalEnergyConsumption)",
+    "field": "energy integrated from instant power (NVML field 186): no hardware energy counter",
+    "power_usage": "energy integrated from nvmlDeviceGetPowerUsage: no hardware energy counter, no instant power",
+}
+
+
+class NvmlMeter:
+    """Every whole NVIDIA GPU NVML sees, one Reading each (device = the NVML index).
+
+    For attribution, `process_shares()` says which processes used each GPU during the last interval:
+    device -> pid -> share of the GPU's energy in that interval (0-1; the shares of a device sum to at
+    most 1, the rest is idle and stays unattributed). It comes from nvmlDeviceGetProcessUtilization
+    (mean SM utilisation of each process over the samples since the previous call); where that is not
+    supported (MIG, older GPUs) the GPU's utilisation is split equally among its running compute
+    processes. Call it once per interval: each call consumes the samples since the one before.
+    `running_processes()` lists the compute processes per device.
+    """
+
+    name = "nvml"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        retry_interval: float | None = None,
+    ) -> None:
+        if pynvml is None:
+            raise NvmlNotInstalled("the nvidia-ml-py bindings (module pynvml) are not installed")
+        self._clock = clock
+        self._retry = retry_interval if retry_interval is not None else max(1.0, 5 * settings.sample_interval)
+        self._lock = threading.RLock()
+        self._initialised = False
+        self._init_error: NvmlError | None = None
+        self._next_init = 0.0
+        self._driver_version = ""
+        self._gpus: list[_Gpu] = []
+        # Integrated counters outlive a re-initialisation (keyed by uuid), so they never go backwards.
+        self._integrators: dict[str, PowerIntegrator] = {}
+        try:
+            self._init(clock())
+        except NvmlInitError as exc:
+            if exc.code == LIBRARY_NOT_FOUND:
+                raise NvmlNotInstalled("libnvidia-ml.so.1 not found: no NVIDIA driver on this host") from exc
+            log.warning("NVML initialisation failed, retrying every %gs: %s", self._retry, exc)
+
+    # --- library -------------------------------------------------------------------------------
+
+    def _init(self, now: float) -> None:
+        try:
+            _call("nvmlInit")
+        except NvmlError as exc:
+            self._init_error = NvmlInitError("nvmlInit", exc.code, exc.reason)
+            self._next_init = now + self._retry
+            raise self._init_error from exc
+        self._initialised = True
+        self._init_error = None
+        try:
+            self._driver_version = str(_call("nvmlSystemGetDriverVersion"))
+            count = int(_call("nvmlDeviceGetCount"))
+        except NvmlError as exc:
+            raise self._lose_library(now, exc, retry_at=now + self._retry) from exc
+        self._gpus = [_Gpu(i) for i in range(count)]
+        for gpu in self._gpus:
+            try:
+                self._setup(gpu)
+            except NvmlLibraryError as exc:
+                raise self._lose_library(now, exc, retry_at=now + self._retry) from exc
+            except NvmlError as exc:
+                self._mark_down(gpu, now, exc)
+        log.info("NVML driver %s: %d GPU(s)", self._driver_version, count)
+
+    def _lose_library(self, now: float, exc: NvmlError, retry_at: float | None = None) -> NvmlInitError:
+        """NVML as a whole failed: shut it down and mark every GPU down; initialise again at `retry_at`
+        (default: the next read). Returns the error that reads raise until then."""
+        if self._initialised:
+            with contextlib.suppress(NvmlError):  # already gone; nothing to release
+                _call("nvmlShutdown")
+        self._initialised = False
+        self._init_error = NvmlInitError(exc.call, exc.code, exc.reason)
+        self._next_init = now if retry_at is None else retry_at
+        for gpu in self._gpus:
+            gpu.down = str(exc)
+        log.warning("NVML failed, will initialise again: %s", exc)
+        return self._init_error
+
+    def _setup(self, gpu: _Gpu) -> None:
+        """(Re)acquire the handle and the static facts, and choose where energy comes from."""
+        h = _call("nvmlDeviceGetHandleByIndex", gpu.index)
+        gpu.model = str(_call("nvmlDeviceGetName", h))
+        gpu.uuid = str(_call("nvmlDeviceGetUUID", h))
+        gpu.power_limit_watts = None
+        for call in ("nvmlDeviceGetEnforcedPowerLimit", "nvmlDeviceGetPowerManagementLimit"):
+            try:
+                gpu.power_limit_watts = int(_call(call, h)) / 1000.0
+                break
+            except NvmlNotSupported:
+                continue
+        try:
+            gpu.mig = bool(_call("nvmlDeviceGetMigMode", h)[0])
+        except NvmlNotSupported:
+            gpu.mig = None
+        try:
+            _call("nvmlDeviceGetTotalEnergyConsumption", h)
+            gpu.mode = "counter"
+        except NvmlNotSupported:
+            try:
+                self._instant_power(h)
+                gpu.mode = "field"
+            except NvmlNotSupported:
+                _call("nvmlDeviceGetPowerUsage", h)  # unsupported too: no way to measure this GPU
+                gpu.mode = "power_usage"
+        gpu.last_counter = None
+        gpu.info = {
+            "index": gpu.device,
+            "uuid": gpu.uuid,
+            "model": gpu.model,
+            "driver_version": self._driver_version,
+            "power_limit_watts": "" if gpu.power_limit_watts is None else f"{gpu.power_limit_watts:g}",
+        }
+        if gpu.mode != "counter":
+            self._integrators.setdefault(gpu.uuid, PowerIntegrator())
+        gpu.handle = h  # only now: a GPU whose set-up failed has no handle and is set up again later
+
+    def _mark_down(self, gpu: _Gpu, now: float, exc: NvmlError) -> None:
+        if not gpu.down:
+            log.warning("GPU %d down: %s", gpu.index, exc)
+        gpu.down = str(exc)
+        gpu.last_counter = None
+        if gpu.uuid in self._integrators:
+            self._integrators[gpu.uuid].reset_baseline()  # never bridge the gap with a straight line
+        if isinstance(exc, NvmlGpuLost) or gpu.handle is None:
+            gpu.handle = None  # a lost GPU's handle is stale: find it again, not before retry_at
+            gpu.retry_at = now + self._retry
+        else:
+            gpu.retry_at = now
+
+    # --- reading -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _instant_power(handle: Any) -> float:
+        value = _call("nvmlDeviceGetFieldValues", handle, [FIELD_POWER_INSTANT])[0]
+        if value.nvmlReturn != SUCCESS:
+            raise _error(f"nvmlDeviceGetFieldValues({FIELD_POWER_INSTANT})", int(value.nvmlReturn),
+                         str(pynvml.NVMLError(value.nvmlReturn)))
+        return _field_number(value) / 1000.0
+
+    def _read_gpu(self, gpu: _Gpu, now: float) -> Reading:
+        h = gpu.handle
+        power: float | None
+        if gpu.mode == "counter":
+            joules = int(_call("nvmlDeviceGetTotalEnergyConsumption", h)) / 1000.0
+            last, gpu.last_counter = gpu.last_counter, (now, joules)
+            if last is not None and joules >= last[1] and now > last[0]:
+                power = (joules - last[1]) / (now - last[0])
+            else:
+                power = None  # first read or a reset: the sampler falls back to delta / interval
+            source, hardware, epoch = "nvml", True, self._driver_version
+        else:
+            power = self._instant_power(h) if gpu.mode == "field" else int(_call("nvmlDeviceGetPowerUsage", h)) / 1000.0
+            joules = self._integrators[gpu.uuid].add(now, power)
+            source, hardware, epoch = "nvml_power", False, ""
+        gauges: dict[str, float] = {}
+        with contextlib.suppress(NvmlNotSupported):  # MIG mode has no whole-GPU utilisation
+            gauges["utilization_ratio"] = int(_call("nvmlDeviceGetUtilizationRates", h).gpu) / 100.0
+        if gpu.power_limit_watts is not None:
+            gauges["power_limit_watts"] = gpu.power_limit_watts
+        return Reading(
+            component="gpu",
+            device=gpu.device,
+            source=source,
+            energy_joules=joules,
+            power_watts=power,
+            hardware_counter=hardware,
+            counter_epoch=epoch,
+            info=gpu.info,
+            gauges=gauges,
+        )
+
+    def _ensure_initialised(self, now: float) -> None:
+        if self._initialised:
+            return
+        if now < self._next_init and self._init_error is not None:
+            raise self._init_error
+        self._init(now)
+
+    def read(self) -> list[Reading]:
+        with self._lock:
+            now = self._clock()
+            self._ensure_initialised(now)
+            readings = []
+            for gpu in self._gpus:
+                if gpu.down and now < gpu.retry_at:
+                    continue
+                try:
+                    if gpu.handle is None:
+                        self._setup(gpu)
+                    readings.append(self._read_gpu(gpu, now))
+                    if gpu.down:
+                        log.info("GPU %d back", gpu.index)
+                    gpu.down = ""
+                except NvmlLibraryError as exc:
+                    self._lose_library(now, exc)
+                    raise
+                except NvmlError as exc:
+                    self._mark_down(gpu, now, exc)
+            if not readings and self._gpus:
+                raise NvmlError("read", UNKNOWN, f"no GPU could be read ({len(self._gpus)} down)")
+            return readings
+
+    def down_devices(self) -> Mapping[str, str]:
+        with self._lock:
+            return {gpu.device: gpu.down for gpu in self._gpus if gpu.down}
+
+    # --- attribution ---------------------------------------------------------------------------
+
+    def _healthy(self) -> list[_Gpu]:
+        return [gpu for gpu in self._gpus if not gpu.down and gpu.handle is not None] if self._initialised else []
+
+    def process_shares(self) -> dict[str, dict[int, float]]:
+        """Device -> pid -> share of the GPU's energy over the last interval (see the class docstring).
+
+        A device whose processes cannot be read is left out: its energy stays unattributed.
+        """
+        with self._lock:
+            shares = {}
+            for gpu in self._healthy():
+                try:
+                    shares[gpu.device] = self._shares(gpu)
+                except NvmlError as exc:
+                    log.debug("GPU %d: no process shares: %s", gpu.index, exc)
+            return shares
+
+    def _shares(self, gpu: _Gpu) -> dict[int, float]:
+        try:
+            samples = _call("nvmlDeviceGetProcessUtilization", gpu.handle, gpu.last_util_timestamp)
+        except NvmlNotSupported:
+            return self._equal_shares(gpu)
+        except NvmlError as exc:
+            if exc.code == NOT_FOUND:
+                return {}  # no process used the GPU since the last call
+            raise
+        sm: dict[int, list[int]] = {}
+        for s in samples:
+            gpu.last_util_timestamp = max(gpu.last_util_timestamp, int(s.timeStamp))
+            sm.setdefault(int(s.pid), []).append(int(s.smUtil))
+        shares = {pid: sum(values) / len(values) / 100.0 for pid, values in sm.items()}
+        total = sum(shares.values())
+        if total > 1.0:  # sampling overlap can add up past 100 %: never hand out more than the GPU
+            shares = {pid: share / total for pid, share in shares.items()}
+        return shares
+
+    def _equal_shares(self, gpu: _Gpu) -> dict[int, float]:
+        pids = sorted({p.pid for p in self._processes(gpu)})
+        if not pids:
+            return {}
+        try:
+            busy = int(_call("nvmlDeviceGetUtilizationRates", gpu.handle).gpu) / 100.0
+        except NvmlNotSupported:
+            busy = 1.0  # MIG: no utilisation at all; the processes hold the GPU, so split all of it
+        return {pid: busy / len(pids) for pid in pids}
+
+    @staticmethod
+    def _processes(gpu: _Gpu) -> list[GpuProcess]:
+        def instance(value: Any) -> int | None:
+            return None if value is None or int(value) == NO_INSTANCE else int(value)
+
+        return [
+            GpuProcess(
+                pid=int(p.pid),
+                used_memory_bytes=None if p.usedGpuMemory is None else int(p.usedGpuMemory),
+                gpu_instance_id=instance(getattr(p, "gpuInstanceId", None)),
+                compute_instance_id=instance(getattr(p, "computeInstanceId", None)),
+            )
+            for p in _call("nvmlDeviceGetComputeRunningProcesses", gpu.handle)
+        ]
+
+    def running_processes(self) -> dict[str, list[GpuProcess]]:
+        """Device -> the compute processes running on it now (devices that cannot be read are left out)."""
+        with self._lock:
+            found = {}
+            for gpu in self._healthy():
+                try:
+                    found[gpu.device] = self._processes(gpu)
+                except NvmlError as exc:
+                    log.debug("GPU %d: no process list: %s", gpu.index, exc)
+            return found
+
+    # --- doctor --------------------------------------------------------------------------------
+
+    def describe(self) -> list[str]:
+        with self._lock:
+            with contextlib.suppress(NvmlError):  # said below
+                self._ensure_initialised(self._clock())
+            if not self._initialised:
+                return [f"nvml: not working: {self._init_error} (initialisation retried every {self._retry:g}s)"]
+            lines = [f"nvml: driver {self._driver_version}, {len(self._gpus)} GPU(s)"]
+            for gpu in self._gpus:
+                if gpu.down:
+                    lines.append(f"nvml: gpu {gpu.index}: DOWN: {gpu.down}")
+                    continue
+                limit = "unknown" if gpu.power_limit_watts is None else f"{gpu.power_limit_watts:g} W"
+                mig = ", MIG on: energy for the whole GPU only" if gpu.mig else ""
+                lines.append(
+                    f"nvml: gpu {gpu.index}: {gpu.model} {gpu.uuid}, power limit {limit}{mig}; {_ENERGY_FROM[gpu.mode]}"
+                )
+            return lines
+
+    def close(self) -> None:
+        with self._lock:
+            if self._initialised:
+                with contextlib.suppress(NvmlError):  # shutting down anyway
+                    _call("nvmlShutdown")
+                self._initialised = False

@@ -1,0 +1,201 @@
+"""The fake libnvidia-ml.so.1 (fake_nvml.c): build it, write its scenarios, know its ground truth.
+
+The real pynvml loads the compiled fake, either in a subprocess started with `fake_env()` (sets
+LD_LIBRARY_PATH) or in this process after `preload()` (pynvml's plain-soname dlopen then finds the
+already loaded fake). The scenario file is re-read by the fake whenever it changes, so a test moves
+time forward, loses a GPU or reloads the driver by writing the scenario again.
+
+Time is the fake's own: `Scenario.time` fixes it (seconds), or `time=None` makes it follow
+CLOCK_MONOTONIC from `Scenario.epoch` (a `time.monotonic()` value). The energy counter is the exact
+integral of the step power trace; `Scenario.energy_mj()` computes the same integer in Python.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("fake_nvml.c")
+CACHE = Path(__file__).resolve().parents[3] / ".cache" / "fake-nvml"
+LIBRARY = "libnvidia-ml.so.1"
+SCENARIO_ENV = "FAKE_NVML_SCENARIO"
+
+# NVML return codes the tests use (same values as pynvml's NVML_ERROR_*).
+NOT_SUPPORTED = 3
+NO_PERMISSION = 4
+DRIVER_NOT_LOADED = 9
+GPU_IS_LOST = 15
+UNKNOWN = 999
+
+_loaded: list[ctypes.CDLL] = []
+
+
+def build_fake_nvml() -> Path:
+    """Compile fake_nvml.c (once per source version) and return the directory holding the library."""
+    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+    out = CACHE / digest
+    if (out / LIBRARY).exists():
+        return out
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise RuntimeError("gcc is needed to build the fake libnvidia-ml.so.1 (apt-get install gcc)")
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out, suffix=".so")
+    os.close(fd)
+    cmd = [gcc, "-std=gnu11", "-O2", "-Wall", "-Wextra", "-shared", "-fPIC",
+           f"-Wl,-soname,{LIBRARY}", "-o", tmp, str(SOURCE), "-lpthread"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        Path(tmp).unlink(missing_ok=True)
+        raise RuntimeError(f"building the fake NVML failed:\n{result.stderr}")
+    os.replace(tmp, out / LIBRARY)  # atomic: parallel builders never see half a library
+    return out
+
+
+def preload() -> Path:
+    """Load the fake into this process so pynvml's `CDLL("libnvidia-ml.so.1")` resolves to it."""
+    directory = build_fake_nvml()
+    if not _loaded:
+        _loaded.append(ctypes.CDLL(str(directory / LIBRARY)))
+    return directory
+
+
+def fake_env(scenario: Path) -> dict[str, str]:
+    """Environment for a subprocess that should load the fake with `scenario`."""
+    directory = build_fake_nvml()
+    previous = os.environ.get("LD_LIBRARY_PATH", "")
+    return {
+        "LD_LIBRARY_PATH": str(directory) + (os.pathsep + previous if previous else ""),
+        SCENARIO_ENV: str(scenario),
+    }
+
+
+def _us(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+@dataclass
+class FakeProcess:
+    pid: int
+    sm_util: int = 0  # percent, what nvmlDeviceGetProcessUtilization reports
+    mem_util: int = 0
+    used_memory: int = 1 << 30
+    gpu_instance: int = 0xFFFFFFFF  # NVML's "not MIG"
+    compute_instance: int = 0xFFFFFFFF
+
+
+@dataclass
+class FakeError:
+    """`function` (or "field:<id>", or "*" for every call) returns `code` in [start, end), or always."""
+
+    function: str
+    code: int
+    start: float | None = None
+    end: float | None = None
+
+    def line(self) -> str:
+        window = "" if self.start is None else f" {_us(self.start)} {_us(self.end or 1e12)}"
+        return f"error {self.function} {self.code}{window}"
+
+
+@dataclass
+class FakeGpu:
+    name: str = "NVIDIA H100 80GB HBM3"
+    uuid: str = ""  # default: derived from the index
+    power_limit_watts: float = 700.0
+    power: Sequence[tuple[float, float]] = ((0.0, 100.0),)  # (from second, watts) steps, ascending
+    energy_counter: bool = True  # False: nvmlDeviceGetTotalEnergyConsumption answers NOT_SUPPORTED
+    instant_power_field: bool = True  # False: field 186 answers NOT_SUPPORTED
+    energy_offset_mj: int = 0  # counter value at time 0 (energy since an earlier driver load)
+    utilization: tuple[int, int] = (0, 0)  # gpu %, memory %
+    mig: bool | None = None  # None: no MIG; True: utilisation calls answer NOT_SUPPORTED, as on real GPUs
+    lost: Sequence[tuple[float, float]] = ()  # [start, end) windows answering GPU_IS_LOST
+    errors: Sequence[FakeError] = ()
+    processes: Sequence[FakeProcess] = ()
+
+    def watts_at(self, t: float) -> float:
+        watts = self.power[0][1]
+        for start, w in self.power:
+            if start <= t:
+                watts = w
+        return watts
+
+
+@dataclass
+class Scenario:
+    gpus: list[FakeGpu] = field(default_factory=lambda: [FakeGpu()])
+    time: float | None = 0.0  # the fake's clock in seconds; None: CLOCK_MONOTONIC - epoch
+    epoch: float = 0.0  # time.monotonic() value that is t=0 when time is None
+    driver_version: str = "550.54.15"
+    init_error: int = 0
+    reloads: Sequence[float] = ()  # driver reloads: every counter restarts from 0 at these times
+    errors: Sequence[FakeError] = ()  # library-wide rules (nvmlDeviceGetCount_v2, ...)
+
+    def text(self) -> str:
+        if len(self.gpus) > 8:
+            raise ValueError("the fake holds at most 8 GPUs")
+        clock = f"clock manual {_us(self.time)}" if self.time is not None else (
+            f"clock monotonic {round(self.epoch * 1e9)}")
+        lines = [f"driver_version {self.driver_version}", f"init_error {self.init_error}", clock]
+        lines += [f"reload {_us(t)}" for t in self.reloads]
+        lines += [e.line() for e in self.errors]
+        for i, gpu in enumerate(self.gpus):
+            lines += [
+                f"gpu {i}",
+                f"name {gpu.name}",
+                f"power_limit_mw {round(gpu.power_limit_watts * 1000)}",
+                f"energy_offset_mj {gpu.energy_offset_mj}",
+                f"util {gpu.utilization[0]} {gpu.utilization[1]}",
+                f"mig {-1 if gpu.mig is None else int(gpu.mig)}",
+            ]
+            if gpu.uuid:
+                lines.append(f"uuid {gpu.uuid}")
+            lines += [f"power {_us(t)} {round(w * 1000)}" for t, w in gpu.power]
+            lines += [f"lost {_us(a)} {_us(b)}" for a, b in gpu.lost]
+            errors = list(gpu.errors)
+            if not gpu.energy_counter:
+                errors.append(FakeError("nvmlDeviceGetTotalEnergyConsumption", NOT_SUPPORTED))
+                errors.append(FakeError("field:83", NOT_SUPPORTED))
+            if not gpu.instant_power_field:
+                errors.append(FakeError("field:186", NOT_SUPPORTED))
+            lines += [e.line() for e in errors]
+            lines += [
+                f"process {p.pid} {p.sm_util} {p.mem_util} {p.used_memory} {p.gpu_instance} {p.compute_instance}"
+                for p in gpu.processes
+            ]
+        return "\n".join(lines) + "\n"
+
+    def write(self, path: Path) -> None:
+        """Atomically (new inode), so the fake never reads half a file and always sees the change."""
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.text())
+        os.replace(tmp, path)
+
+    def energy_mj(self, index: int, t: float) -> int:
+        """The fake's counter for GPU `index` at time `t` (s): the same integer arithmetic as the C."""
+        gpu = self.gpus[index]
+        now = max(_us(t), 0)
+        past = [_us(r) for r in self.reloads if _us(r) <= now]
+        start = max(past, default=0)
+        steps = [(_us(s), round(w * 1000)) for s, w in gpu.power]
+        nj = 0
+        for k, (lo, mw) in enumerate(steps):
+            lo = start if k == 0 else max(lo, start)
+            hi = min(steps[k + 1][0] if k + 1 < len(steps) else now, now)
+            if hi > lo:
+                nj += (hi - lo) * mw
+        return nj // 1_000_000 + (0 if past else gpu.energy_offset_mj)
+
+
+def write_scenario(path: Path, gpus: Sequence[FakeGpu] | None = None, **kwargs: object) -> Scenario:
+    """Write a scenario with these GPUs (default: one) and other Scenario fields as keywords."""
+    scenario = Scenario(gpus=list(gpus) if gpus is not None else [FakeGpu()], **kwargs)  # type: ignore[arg-type]
+    scenario.write(path)
+    return scenario
