@@ -23,9 +23,20 @@ from typing import Any
 import requests
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from footprint import __version__
 from footprint.config import ConfigError, Settings
 from footprint.grid.base import MAX_PLAUSIBLE_INTENSITY, IntensityReading, Provider, ProviderError
-from footprint.grid.providers import constant, static
+from footprint.grid.providers import (
+    carbonaware,
+    constant,
+    electricitymaps,
+    energinet,
+    neso,
+    peer,
+    static,
+    watttime,
+)
+from footprint.grid.providers._http import Http, read_secret
 
 log = logging.getLogger("footprint.grid")
 
@@ -36,6 +47,7 @@ REASONS = (
 )
 FORECAST_HOURS = 48
 MAX_RETRY_AFTER = 86400.0
+USER_AGENT = f"footprint-exporter/{__version__}"
 
 
 @dataclass
@@ -63,8 +75,38 @@ class _Context:
     zone: str
     region: str
     tables: static.Tables
-    session: requests.Session
     clock: Callable[[], float]
+
+    def http(self, name: str) -> Http:
+        """One session per provider: its own connection pool, used by its own thread only."""
+        session = requests.Session()
+        session.headers["User-Agent"] = USER_AGENT
+        return Http(name, session, self.settings.grid_timeout, self.clock)
+
+    def require_zone(self, provider: str, example: str) -> str:
+        if not self.zone:
+            raise ConfigError(f"grid.zone: required by the {provider} provider (e.g. {example})")
+        return self.zone
+
+    def require_url(self, provider: str) -> str:
+        url: str = getattr(self.settings, f"grid_{provider}_url")
+        if not url:
+            raise ConfigError(f"grid.{provider}.url: required by the {provider} provider")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"grid.{provider}.url: must start with http:// or https://")
+        return url
+
+
+def _secret(settings: Settings, value_field: str, file_field: str, key: str, what: str) -> str:
+    """A secret from its file setting, else from its (env) value setting; errors never show it."""
+    path = getattr(settings, file_field)
+    if path:
+        return read_secret(path, key)
+    value: str = getattr(settings, value_field).strip()
+    if not value:
+        env = "FOOTPRINT_" + key.replace(".", "_").replace("-", "_").upper()
+        raise ConfigError(f"{key}: required by the {what} provider (or set {env.replace('_FILE', '')})")
+    return value
 
 
 def _build_static(ctx: _Context) -> Provider:
@@ -78,9 +120,64 @@ def _build_constant(ctx: _Context) -> Provider:
     return constant.ConstantProvider(value, ctx.settings.grid_accounting_signal, ctx.zone, ctx.clock)
 
 
+def _build_electricitymaps(ctx: _Context) -> Provider:
+    s = ctx.settings
+    token = _secret(s, "grid_electricitymaps_token", "grid_electricitymaps_token_file",
+                    "grid.electricitymaps.token-file", "electricitymaps")
+    zone = ctx.require_zone("electricitymaps", "DE, US-CAL-CISO")
+    return electricitymaps.ElectricityMapsProvider(
+        ctx.http("electricitymaps"), ctx.require_url("electricitymaps"), token, zone
+    )
+
+
+def _build_watttime(ctx: _Context) -> Provider:
+    s = ctx.settings
+    if not s.grid_watttime_username:
+        raise ConfigError("grid.watttime.username: required by the watttime provider")
+    password = _secret(s, "grid_watttime_password", "grid_watttime_password_file",
+                       "grid.watttime.password-file", "watttime")
+    region = s.grid_watttime_region.strip() or ctx.require_zone("watttime", "CAISO_NORTH, a WattTime region")
+    return watttime.WattTimeProvider(
+        ctx.http("watttime"), ctx.require_url("watttime"), s.grid_watttime_username, password, region
+    )
+
+
+def _build_neso(ctx: _Context) -> Provider:
+    if ctx.zone and ctx.zone.upper().split("-")[0] not in ("GB", "UK"):
+        raise ConfigError(f"grid.zone: the neso provider covers Great Britain (GB) only, not {ctx.zone!r}")
+    return neso.NesoProvider(ctx.http("neso"), ctx.require_url("neso"), ctx.settings.grid_neso_region)
+
+
+def _build_energinet(ctx: _Context) -> Provider:
+    zone = ctx.require_zone("energinet", "DK1 or DK2")
+    area = energinet.AREAS.get(zone.upper())
+    if area is None:
+        raise ConfigError(f"grid.zone: the energinet provider needs DK1 or DK2 (or DK-DK1, DK-DK2), not {zone!r}")
+    return energinet.EnerginetProvider(ctx.http("energinet"), ctx.require_url("energinet"), area)
+
+
+def _build_carbonaware(ctx: _Context) -> Provider:
+    location = ctx.settings.grid_zone.strip() or ctx.region
+    if not location:
+        raise ConfigError("grid.zone: required by the carbonaware provider (a location it knows, e.g. eastus)")
+    return carbonaware.CarbonAwareProvider(
+        ctx.http("carbonaware"), ctx.require_url("carbonaware"), location, ctx.settings.grid_carbonaware_signal
+    )
+
+
+def _build_peer(ctx: _Context) -> Provider:
+    return peer.PeerProvider(ctx.http("peer"), ctx.require_url("peer"), ctx.settings.grid_accounting_signal)
+
+
 FACTORIES: dict[str, Callable[[_Context], Provider]] = {
     "static": _build_static,
     "constant": _build_constant,
+    "electricitymaps": _build_electricitymaps,
+    "watttime": _build_watttime,
+    "neso": _build_neso,
+    "energinet": _build_energinet,
+    "carbonaware": _build_carbonaware,
+    "peer": _build_peer,
 }
 
 
@@ -92,7 +189,6 @@ class GridFeed:
         settings: Settings,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        session: requests.Session | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -101,8 +197,6 @@ class GridFeed:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.session = session or requests.Session()
-        self.session.headers["User-Agent"] = "footprint-exporter (+https://github.com/footprint)"
         try:
             tables = static.Tables(settings.grid_static_file)
         except static.TableError as exc:
@@ -113,9 +207,11 @@ class GridFeed:
             zone = tables.zone_for_region(region) or ""
             if not zone:
                 log.warning("grid: region %r is not in the static region table; no zone derived", region)
-        ctx = _Context(settings, zone, region, tables, self.session, clock)
-        self.zone = zone
         names = [settings.grid_provider, *settings.grid_fallback]
+        if not zone and "neso" in names:
+            zone = "GB"  # the only grid NESO covers; also what the static fallback should use
+        ctx = _Context(settings, zone, region, tables, clock)
+        self.zone = zone
         seen = set()
         self._slots: list[_Slot] = []
         for name in names:
@@ -155,7 +251,6 @@ class GridFeed:
         for t in self._threads:
             t.join(timeout=self.settings.grid_timeout + 1.0)
         self._threads.clear()
-        self.session.close()
 
     def _run(self, slot: _Slot) -> None:
         while not self._stop.is_set():

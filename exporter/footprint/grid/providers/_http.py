@@ -1,0 +1,187 @@
+"""What every HTTP provider shares: one GET turned into JSON or a ProviderError with a fixed reason,
+and tolerant parsing of numbers and times.
+
+Error messages name the host and path only: credentials travel in headers or basic auth, never in a
+URL or a message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from footprint.grid.base import MAX_PLAUSIBLE_INTENSITY, ProviderError
+
+LBS_PER_MWH_TO_G_PER_KWH = 0.45359237
+MAX_BODY = 8 * 1024 * 1024  # bytes; a grid answer is a few kB, a 48 h 5-minute forecast well under 1 MB
+
+
+class HttpStatusError(ProviderError):
+    """The API answered with an error status; `status` lets a provider tell "no such plan" from a fault."""
+
+    def __init__(self, reason: str, message: str, status: int, retry_after: float | None = None) -> None:
+        super().__init__(reason, message, retry_after)
+        self.status = status
+
+
+class Http:
+    def __init__(
+        self, name: str, session: requests.Session, timeout: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.name = name
+        self.session = session
+        self.timeout = timeout
+        self.clock = clock
+
+    def get_json(
+        self,
+        url: str,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        not_found: str = "http_4xx",
+    ) -> Any:
+        """GET and decode JSON. `not_found` is the reason a 404 (and 400) means for this call."""
+        parts = urlsplit(url)
+        where = f"{parts.hostname}{':' + str(parts.port) if parts.port else ''}{parts.path}"
+        try:
+            with self.session.get(
+                url, params=params, headers=headers, auth=auth, timeout=self.timeout, allow_redirects=False,
+                stream=True,
+            ) as resp:
+                body = b""
+                for chunk in resp.iter_content(65536):
+                    body += chunk
+                    if len(body) > MAX_BODY:
+                        break
+        except requests.Timeout:
+            raise ProviderError("timeout", f"{self.name}: no answer from {where} within {self.timeout:g}s") from None
+        except requests.ConnectionError:
+            raise ProviderError("connection", f"{self.name}: cannot connect to {where}") from None
+        except requests.RequestException as exc:
+            raise ProviderError("connection", f"{self.name}: {type(exc).__name__} talking to {where}") from None
+        status = resp.status_code
+        if status == 429:
+            retry = parse_retry_after(resp.headers.get("Retry-After"), self.clock())
+            hint = f", retry after {retry:g}s" if retry is not None else ""
+            raise HttpStatusError("rate_limited", f"{self.name}: HTTP 429 from {where}{hint}", status, retry)
+        if status in (401, 403):
+            raise HttpStatusError("auth", f"{self.name}: HTTP {status} from {where} (check the credentials)", status)
+        if status in (400, 404):
+            raise HttpStatusError(not_found, f"{self.name}: HTTP {status} from {where}{_detail(body)}", status)
+        if status >= 500:
+            raise HttpStatusError("http_5xx", f"{self.name}: HTTP {status} from {where}", status)
+        if not 200 <= status < 300:
+            raise HttpStatusError("http_4xx", f"{self.name}: HTTP {status} from {where}", status)
+        if len(body) > MAX_BODY:
+            raise ProviderError("malformed", f"{self.name}: answer from {where} is larger than {MAX_BODY} bytes")
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise ProviderError("malformed", f"{self.name}: answer from {where} is not JSON") from None
+
+
+def _detail(body: bytes) -> str:
+    """A short, printable excerpt of an error answer (APIs say "zone not found" there)."""
+    text = re.sub(r"[^ -~]+", " ", body[:160].decode("utf-8", "replace")).strip()
+    return f": {text}" if text else ""
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from `Retry-After`: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now)
+
+
+_TZ_RE = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+
+
+def parse_time(value: Any) -> float | None:
+    """ISO 8601 as the grid APIs write it ("...Z", "+00:00", no seconds, fractions, or no zone = UTC)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    m = re.fullmatch(r"(.*T\d{2}:\d{2}(?::\d{2})?)(\.\d+)?([+-]\d{2}:?\d{2})?", text)
+    if not m:
+        return None
+    base, frac, tz = m.group(1), m.group(2) or "", m.group(3) or "+00:00"
+    if len(tz) == 5:
+        tz = tz[:3] + ":" + tz[3:]
+    frac = frac[:7].ljust(7, "0") if frac else ""
+    try:
+        dt = datetime.fromisoformat(base + frac + tz)
+    except ValueError:
+        return None
+    return dt.timestamp()
+
+
+def number(name: str, obj: Any, key: str, *, scale: float = 1.0) -> float:
+    """A required intensity field: missing or null -> missing_field, not a number -> malformed,
+    negative or absurd -> out_of_range. Never 0 for "no data"."""
+    if not isinstance(obj, Mapping) or key not in obj:
+        raise ProviderError("missing_field", f"{name}: answer has no {key!r}")
+    raw = obj[key]
+    if raw is None:
+        raise ProviderError("missing_field", f"{name}: {key!r} is null (no data for now)")
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise ProviderError("malformed", f"{name}: {key!r} is not a number")
+    value = float(raw) * scale
+    if not math.isfinite(value) or value < 0 or value > MAX_PLAUSIBLE_INTENSITY:
+        raise ProviderError("out_of_range", f"{name}: {key} = {value:g} g/kWh is not plausible")
+    return value
+
+
+def optional_number(obj: Any, key: str, *, scale: float = 1.0) -> float | None:
+    """A forecast point's value: anything implausible is skipped, not fatal."""
+    raw = obj.get(key) if isinstance(obj, Mapping) else None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        return None
+    value = float(raw) * scale
+    return value if math.isfinite(value) and 0 <= value <= MAX_PLAUSIBLE_INTENSITY else None
+
+
+def items(name: str, obj: Any, key: str) -> list[Any]:
+    """A required list field."""
+    if not isinstance(obj, Mapping) or key not in obj:
+        raise ProviderError("missing_field", f"{name}: answer has no {key!r}")
+    value = obj[key]
+    if not isinstance(value, list):
+        raise ProviderError("malformed", f"{name}: {key!r} is not a list")
+    return value
+
+
+def read_secret(path: str, key: str) -> str:
+    """A secret from a file; errors name the key and path, never the content."""
+    from footprint.config import ConfigError
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{key}: file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if not text:
+        raise ConfigError(f"{key}: {path} is empty")
+    return text

@@ -1,0 +1,293 @@
+"""Every provider parses its documented answer (nulls and missing optional fields too), against a real
+HTTP server on 127.0.0.1 speaking that API's JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from footprint import config
+from footprint.grid.base import ForecastPoint
+from footprint.grid.feed import GridFeed
+
+from tests.fakes.grid_servers import (
+    CarbonAwareFake,
+    ElectricityMapsFake,
+    EnerginetFake,
+    NesoFake,
+    PeerFake,
+    WattTimeFake,
+    serving,
+)
+from tests.unit.grid_helpers import T0, Clock, make_feed, secret_file
+
+TOKEN = "em-token-5ecret-abc123"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def em(clock: Clock) -> Iterator[ElectricityMapsFake]:
+    with serving(ElectricityMapsFake(TOKEN, clock)) as server:
+        yield server
+
+
+def em_feed(clock: Clock, em: ElectricityMapsFake, tmp_path: Path, *flags: str) -> GridFeed:
+    token = secret_file(tmp_path, "em-token", TOKEN)
+    return make_feed(clock, "--grid.provider=electricitymaps", f"--grid.electricitymaps.url={em.url}/v3",
+                     f"--grid.electricitymaps.token-file={token}", "--grid.zone=DE", *flags)
+
+
+def test_electricitymaps_latest(clock: Clock, em: ElectricityMapsFake, tmp_path: Path) -> None:
+    em.state.age = 1800
+    feed = em_feed(clock, em, tmp_path)
+    feed.refresh_due()
+    r = feed.accounting_intensity()
+    assert (r.value, r.signal, r.provider, r.zone, r.estimated) == (322.0, "average", "electricitymaps", "DE", True)
+    assert r.published_at == T0 - 1800
+    assert r.forecast == ()  # the free plan has none: asked once, then never again
+    latest = next(q for q in em.requests if q.path == "/v3/carbon-intensity/latest")
+    assert latest.query == {"zone": "DE", "shouldUseFallbackCallerLookup": "false"}
+    assert latest.headers["auth-token"] == TOKEN
+    clock.advance(7200)
+    feed.refresh_due()
+    assert em.paths() == {"/v3/carbon-intensity/latest": 2, "/v3/carbon-intensity/forecast": 1}
+
+
+def test_electricitymaps_forecast_and_v4(clock: Clock, em: ElectricityMapsFake, tmp_path: Path) -> None:
+    em.state.forecast = [(0, 300.0), (3600, 250.0), (7200, 120.0), (10800, 400.0)]
+    token = secret_file(tmp_path, "em-token", TOKEN)
+    feed = make_feed(clock, "--grid.provider=electricitymaps", f"--grid.electricitymaps.url={em.url}/v4/",
+                     f"--grid.electricitymaps.token-file={token}", "--grid.zone=DE")
+    feed.refresh_due()
+    r = feed.accounting_intensity()
+    assert r.forecast[2] == ForecastPoint(T0 + 7200, 120.0) and len(r.forecast) == 4
+    assert em.requests[0].query["disableCallerLookup"] == "true"
+
+
+def test_electricitymaps_missing_optional_fields(clock: Clock, em: ElectricityMapsFake, tmp_path: Path) -> None:
+    em.state.omit = {"datetime", "isEstimated", "updatedAt", "createdAt", "emissionFactorType", "zone"}
+    feed = em_feed(clock, em, tmp_path)
+    feed.refresh_due()
+    r = feed.accounting_intensity()
+    assert (r.value, r.published_at, r.fetched_at, r.estimated) == (322.0, None, T0, False)
+
+
+def test_electricitymaps_null_intensity_is_no_data_not_zero(
+    clock: Clock, em: ElectricityMapsFake, tmp_path: Path
+) -> None:
+    em.state.intensity = None
+    feed = em_feed(clock, em, tmp_path, "--grid.fallback=static")
+    feed.refresh_due()
+    r = feed.accounting_intensity()
+    assert (r.provider, r.value) == ("static", 381.0)
+    assert feed.api_payload()["chain"][0]["last_error"] == "missing_field"
+
+
+def test_electricitymaps_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match=r"^grid\.electricitymaps\.token-file: required .*"
+                       r"FOOTPRINT_GRID_ELECTRICITYMAPS_TOKEN\)$"):
+        GridFeed(config.load(["--grid.provider=electricitymaps", "--grid.zone=DE"], env={}))
+    with pytest.raises(config.ConfigError, match=r"^grid\.electricitymaps\.token-file: file not found: "):
+        GridFeed(config.load(["--grid.provider=electricitymaps", "--grid.zone=DE",
+                              f"--grid.electricitymaps.token-file={tmp_path}/nope"], env={}))
+    env = {"FOOTPRINT_GRID_ELECTRICITYMAPS_TOKEN": TOKEN}
+    with pytest.raises(config.ConfigError, match=r"^grid\.zone: required by the electricitymaps provider"):
+        GridFeed(config.load(["--grid.provider=electricitymaps"], env=env))
+    with pytest.raises(config.ConfigError, match=r"^grid\.electricitymaps\.url: must start with http"):
+        GridFeed(config.load(["--grid.provider=electricitymaps", "--grid.zone=DE",
+                              "--grid.electricitymaps.url=ftp://x"], env=env))
+
+
+def test_electricitymaps_token_from_environment(clock: Clock, em: ElectricityMapsFake) -> None:
+    settings = config.load(["--grid.provider=electricitymaps", f"--grid.electricitymaps.url={em.url}/v3",
+                            "--grid.zone=DE"], env={"FOOTPRINT_GRID_ELECTRICITYMAPS_TOKEN": TOKEN})
+    feed = GridFeed(settings, clock=clock)
+    feed.refresh_due()
+    assert feed.accounting_intensity().provider == "electricitymaps"
+
+
+# --- WattTime --------------------------------------------------------------------------------------
+
+
+def wt_feed(clock: Clock, wt: WattTimeFake, tmp_path: Path, *flags: str) -> GridFeed:
+    password = secret_file(tmp_path, "wt-password", "hunter2-wt-pass")
+    return make_feed(clock, "--grid.provider=watttime", f"--grid.watttime.url={wt.url}",
+                     "--grid.watttime.username=alice", f"--grid.watttime.password-file={password}",
+                     "--grid.zone=CAISO_NORTH", *flags)
+
+
+def test_watttime_moer_is_marginal_in_g_per_kwh(clock: Clock, tmp_path: Path) -> None:
+    with serving(WattTimeFake("alice", "hunter2-wt-pass", clock)) as wt:
+        feed = wt_feed(clock, wt, tmp_path, "--grid.fallback=static", "--grid.zone=CAISO_NORTH")
+        feed.refresh_due()
+        m = feed.marginal()
+        assert m is not None
+        assert (m.signal, m.provider, m.zone) == ("marginal", "watttime", "CAISO_NORTH")
+        assert m.value == pytest.approx(1048.41 * 0.45359237)
+        assert [p.value for p in m.forecast] == pytest.approx([1048.41 * 0.45359237, 900 * 0.45359237,
+                                                               700 * 0.45359237])
+        assert m.forecast[1].start - m.forecast[0].start == 300
+        # Marginal never drives the emissions counters unless asked for.
+        assert feed.accounting_intensity().provider == "static"
+        assert wt.paths() == {"/login": 1, "/v3/forecast": 1}
+        q = wt.requests[1].query
+        assert q == {"region": "CAISO_NORTH", "signal_type": "co2_moer", "horizon_hours": "24"}
+
+
+def test_watttime_marginal_accounting_and_missing_units(clock: Clock, tmp_path: Path) -> None:
+    with serving(WattTimeFake("alice", "hunter2-wt-pass", clock)) as wt:
+        wt.state.units = None  # documented default: lbs/MWh
+        feed = wt_feed(clock, wt, tmp_path, "--grid.accounting-signal=marginal")
+        feed.refresh_due()
+        r = feed.accounting_intensity()
+        assert (r.provider, r.signal) == ("watttime", "marginal")
+        assert r.value == pytest.approx(475.56, abs=0.01)
+        assert not feed.fallback_active()
+
+
+def test_watttime_token_is_renewed_before_it_expires(clock: Clock, tmp_path: Path) -> None:
+    with serving(WattTimeFake("alice", "hunter2-wt-pass", clock)) as wt:
+        feed = wt_feed(clock, wt, tmp_path, "--grid.refresh-interval=10m")
+        for _ in range(4):
+            feed.refresh_due()
+            clock.advance(600)
+        # 4 fetches over 40 minutes: a login at 0 and one after 25 minutes; never a 401 on the way.
+        assert wt.paths() == {"/login": 2, "/v3/forecast": 4}
+
+
+def test_watttime_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match=r"^grid\.watttime\.username: required"):
+        GridFeed(config.load(["--grid.provider=watttime", "--grid.zone=CAISO_NORTH"], env={}))
+    with pytest.raises(config.ConfigError, match=r"^grid\.watttime\.password-file: required .*"
+                       r"FOOTPRINT_GRID_WATTTIME_PASSWORD\)$"):
+        GridFeed(config.load(["--grid.provider=watttime", "--grid.watttime.username=a", "--grid.zone=X"], env={}))
+    empty = secret_file(tmp_path, "empty", "")
+    with pytest.raises(config.ConfigError, match=r"^grid\.watttime\.password-file: .* is empty$"):
+        GridFeed(config.load(["--grid.provider=watttime", "--grid.watttime.username=a", "--grid.zone=X",
+                              f"--grid.watttime.password-file={empty}"], env={}))
+
+
+# --- NESO ------------------------------------------------------------------------------------------
+
+
+def test_neso_national_prefers_actual(clock: Clock) -> None:
+    with serving(NesoFake(clock)) as neso:
+        feed = make_feed(clock, "--grid.provider=neso", f"--grid.neso.url={neso.url}")
+        feed.refresh_due()
+        r = feed.accounting_intensity()
+        assert (r.value, r.zone, r.estimated, r.provider) == (263.0, "GB", False, "neso")
+        assert r.published_at == T0 - T0 % 1800
+        assert [p.value for p in r.forecast] == [250.0, 240.0, 120.0, 300.0]
+        assert feed.zone == "GB"  # implied: the static fallback uses Great Britain's figure
+        fw = [q.path for q in neso.requests if q.path.endswith("/fw48h")]
+        assert fw == ["/intensity/2027-01-15T08:00Z/fw48h"]
+        neso.state.actual = None  # future/unmeasured period: use the forecast, marked estimated
+        clock.advance(300)
+        feed.refresh_due()
+        r = feed.accounting_intensity()
+        assert (r.value, r.estimated) == (266.0, True)
+
+
+def test_neso_regional(clock: Clock) -> None:
+    with serving(NesoFake(clock)) as neso:
+        feed = make_feed(clock, "--grid.provider=neso", f"--grid.neso.url={neso.url}", "--grid.neso.region=3")
+        feed.refresh_due()
+        r = feed.accounting_intensity()
+        assert (r.value, r.zone, r.estimated) == (180.0, "GB-region-3", True)
+        assert len(r.forecast) == 4
+        assert neso.paths() == {"/regional/regionid/3": 1,
+                                "/regional/intensity/2027-01-15T08:00Z/fw48h/regionid/3": 1}
+
+
+def test_neso_rejects_a_foreign_zone() -> None:
+    with pytest.raises(config.ConfigError, match=r"^grid\.zone: the neso provider covers Great Britain"):
+        GridFeed(config.load(["--grid.provider=neso", "--grid.zone=DE"], env={}))
+
+
+# --- Energinet -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("zone", ["DK1", "DK-DK1", "dk-dk1"])
+def test_energinet_skips_a_null_newest_value(clock: Clock, zone: str) -> None:
+    with serving(EnerginetFake(clock)) as dk:
+        feed = make_feed(clock, "--grid.provider=energinet", f"--grid.energinet.url={dk.url}", f"--grid.zone={zone}")
+        feed.refresh_due()
+        r = feed.accounting_intensity()
+        start = T0 - T0 % 300
+        assert (r.value, r.zone, r.published_at) == (160.0, "DK-DK1", start - 300)
+        assert [p.value for p in r.forecast] == [150.0, 140.0, 60.0, 170.0]
+        q = dk.requests[0].query
+        assert q == {"limit": "5", "sort": "Minutes5UTC DESC", "filter": '{"PriceArea":["DK1"]}'}
+
+
+def test_energinet_needs_a_price_area() -> None:
+    with pytest.raises(config.ConfigError, match=r"^grid\.zone: the energinet provider needs DK1 or DK2"):
+        GridFeed(config.load(["--grid.provider=energinet", "--grid.zone=DK"], env={}))
+
+
+# --- Carbon Aware SDK ------------------------------------------------------------------------------
+
+
+def test_carbonaware_newest_rating_and_forecast(clock: Clock) -> None:
+    with serving(CarbonAwareFake(clock)) as ca:
+        feed = make_feed(clock, "--grid.provider=carbonaware", f"--grid.carbonaware.url={ca.url}",
+                         "--grid.zone=eastus")
+        feed.refresh_due()
+        r = feed.accounting_intensity()
+        assert (r.value, r.zone, r.signal, r.published_at) == (70.0, "eastus", "average", T0)
+        assert [p.value for p in r.forecast] == [532.0, 448.4, 500.0]
+
+
+def test_carbonaware_marginal_source_and_no_forecast(clock: Clock) -> None:
+    with serving(CarbonAwareFake(clock)) as ca:
+        ca.state.forecast = None
+        feed = make_feed(clock, "--grid.provider=carbonaware", f"--grid.carbonaware.url={ca.url}",
+                         "--grid.region=eastus", "--grid.carbonaware.signal=marginal", "--grid.fallback=static")
+        for _ in range(3):
+            feed.refresh_due()
+            clock.advance(3600)
+        m = feed.marginal()
+        assert m is not None and m.forecast == ()
+        assert ca.paths() == {"/emissions/bylocation": 3, "/emissions/forecasts/current": 1}
+
+
+def test_carbonaware_needs_url_and_location() -> None:
+    with pytest.raises(config.ConfigError, match=r"^grid\.carbonaware\.url: required"):
+        GridFeed(config.load(["--grid.provider=carbonaware", "--grid.zone=eastus"], env={}))
+    with pytest.raises(config.ConfigError, match=r"^grid\.zone: required by the carbonaware provider"):
+        GridFeed(config.load(["--grid.provider=carbonaware", "--grid.carbonaware.url=http://127.0.0.1:1"], env={}))
+
+
+# --- peer ------------------------------------------------------------------------------------------
+
+
+def test_peer_reads_another_feeds_payload(clock: Clock, tmp_path: Path) -> None:
+    with serving(WattTimeFake("alice", "hunter2-wt-pass", clock)) as wt, \
+            serving(NesoFake(clock)) as neso:
+        upstream = wt_feed(clock, wt, tmp_path, "--grid.provider=neso", f"--grid.neso.url={neso.url}",
+                           "--grid.fallback=watttime", "--grid.zone=", "--grid.watttime.region=CAISO_NORTH")
+        upstream.refresh_due()
+        with serving(PeerFake(upstream.api_payload, clock)) as server:
+            node = make_feed(clock, "--grid.provider=peer", f"--grid.peer.url={server.url}/",
+                             "--grid.fallback=static", "--grid.zone=GB")
+            node.refresh_due()
+            r = node.accounting_intensity()
+            assert (r.value, r.signal, r.provider, r.zone, r.published_at) == (
+                263.0, "average", "peer", "GB", T0 - T0 % 1800)
+            assert [p.value for p in r.forecast] == [250.0, 240.0, 120.0, 300.0]
+            m = node.marginal()
+            assert m is not None and (m.provider, m.zone) == ("peer", "CAISO_NORTH")
+            assert m.value == pytest.approx(1048.41 * 0.45359237)
+            assert not node.fallback_active()
+            assert any("upstream neso" in line for line in node.describe())
+            assert server.paths() == {"/api/v1/grid": 1}
+
+
+def test_peer_needs_url() -> None:
+    with pytest.raises(config.ConfigError, match=r"^grid\.peer\.url: required"):
+        GridFeed(config.load(["--grid.provider=peer"], env={}))
