@@ -82,6 +82,7 @@ def test_doctor_explains_estimation(tmp_path: Path) -> None:
     assert "rapl: not used: no RAPL zones" in proc.stdout
     assert "source=estimate (integrated power)" in proc.stdout
     assert "intensity in use: 475" in proc.stdout
+    assert "embodied: no figure known, accrues nothing" in proc.stdout
 
 
 def test_doctor_fails_when_nothing_can_be_measured(tmp_path: Path) -> None:
