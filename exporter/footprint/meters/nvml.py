@@ -40,6 +40,7 @@ log = logging.getLogger("footprint.meters.nvml")
 # NVML return codes (stable C ABI values, as in nvml.h).
 SUCCESS = 0
 UNINITIALIZED = 1
+INVALID_ARGUMENT = 2
 NOT_SUPPORTED = 3
 NOT_FOUND = 6
 DRIVER_NOT_LOADED = 9
@@ -293,9 +294,11 @@ class NvmlMeter:
     @staticmethod
     def _instant_power(handle: Any) -> float:
         value = _call("nvmlDeviceGetFieldValues", handle, [FIELD_POWER_INSTANT])[0]
-        if value.nvmlReturn != SUCCESS:
-            raise _error(f"nvmlDeviceGetFieldValues({FIELD_POWER_INSTANT})", int(value.nvmlReturn),
-                         str(pynvml.NVMLError(value.nvmlReturn)))
+        code = int(value.nvmlReturn)
+        if code != SUCCESS:
+            # A driver older than the field id may call it an invalid argument: the same as unsupported.
+            raise _error(f"nvmlDeviceGetFieldValues({FIELD_POWER_INSTANT})", NOT_SUPPORTED if code == INVALID_ARGUMENT
+                         else code, str(pynvml.NVMLError(code)))
         return _field_number(value) / 1000.0
 
     def _read_gpu(self, gpu: _Gpu, now: float) -> Reading:
