@@ -155,12 +155,12 @@ def stat(title: str, description: str, expr: str, unit: str, *, w: int = 4, h: i
 
 
 def timeseries(title: str, description: str, exprs: list[tuple[str, str]], unit: str, *, w: int = 12,
-               h: int = 8, stack: bool = False, bars: bool = False, **kw: Any) -> dict[str, Any]:
+               h: int = 8, stack: bool = False, **kw: Any) -> dict[str, Any]:
     targets = [target(e, legend, ref=chr(ord("A") + i)) for i, (e, legend) in enumerate(exprs)]
     custom = {
-        "drawStyle": "bars" if bars else "line",
+        "drawStyle": "line",
         "lineWidth": 1,
-        "fillOpacity": 25 if stack or bars else 10,
+        "fillOpacity": 25 if stack else 10,
         "gradientMode": "none",
         "showPoints": "never",
         "spanNulls": False,
@@ -550,9 +550,9 @@ def nodes() -> dict[str, Any]:
                    "cooling, power distribution.",
                    [(f"sum by (instance) (rate(footprint_facility_overhead_energy_joules_total{{{NODE}}}"
                      f"[$__rate_interval]))", "{{instance}}")], "watt"),
-        timeseries("Energy per interval by node", "IT energy per node per query interval.",
-                   [(f"sum by (instance) (increase(footprint_node_energy_joules_total{{{NODE}}}[$__rate_interval]))"
-                     f" {KWH}", "{{instance}}")], "kwatth", bars=True),
+        bargauge("Energy by node", "IT energy per node over the dashboard's time range.",
+                 f"{increase_range('footprint_node_energy_joules_total', NODE, 'instance')} {KWH}", "kwatth",
+                 "{{instance}}", w=12),
         row("Devices and meters"),
         table("Devices", "Every metered device with its model, identifiers, driver, power limit and measurement "
               "source; the value is its power now.",
@@ -745,11 +745,11 @@ def grid() -> dict[str, Any]:
         timeseries("Time since provider published", "Seconds since each provider says its latest value holds.",
                    [(f"time() - max by (provider) (footprint_grid_intensity_updated_timestamp_seconds{{{NODE}}})",
                      "{{provider}}")], "s", thresholds=AGE_STEPS),
-        timeseries("Fetch errors", "Failed provider fetches per query interval, by provider and reason "
+        timeseries("Fetch errors", "Failed provider fetches within each rate window, by provider and reason "
                    "(http_5xx, rate_limited, timeout, connection, malformed, ...).",
                    [(f"sum by (provider, reason) "
                      f"(increase(footprint_grid_fetch_errors_total{{{NODE}}}[$__rate_interval]))",
-                     "{{provider}} {{reason}}")], "short", w=24, bars=True),
+                     "{{provider}} {{reason}}")], "short", w=24),
     ]
     return dashboard("footprint-grid", "Footprint / Grid",
                      "Grid carbon intensity by provider and signal, forecast and greenest window, staleness "
