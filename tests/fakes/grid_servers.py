@@ -47,6 +47,7 @@ class Request:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    at: float  # the fake's clock when it arrived
 
 
 class FakeServer:
@@ -64,7 +65,8 @@ class FakeServer:
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 req = Request(
-                    parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}, dict(self.headers.items())
+                    parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}, dict(self.headers.items()),
+                    fake.clock(),
                 )
                 with fake._lock:
                     fake.requests.append(req)
@@ -110,6 +112,10 @@ class FakeServer:
     def count(self, prefix: str = "") -> int:
         with self._lock:
             return sum(1 for r in self.requests if r.path.startswith(prefix))
+
+    def times(self, prefix: str = "") -> list[float]:
+        with self._lock:
+            return [r.at for r in self.requests if r.path.startswith(prefix)]
 
     def paths(self) -> Counter[str]:
         with self._lock:

@@ -394,7 +394,7 @@ class GridFeed:
         )
         forecast = GaugeMetricFamily(
             "footprint_grid_forecast_grams_per_kilowatt_hour",
-            "Forecast intensity, mean over each hour ahead (0 = the current hour).",
+            "Forecast intensity, mean over each UTC clock hour ahead (0 = the hour we are in).",
             labels=[*labels, "hours_ahead"],
         )
         fmin = GaugeMetricFamily(
@@ -443,7 +443,7 @@ class GridFeed:
             end = points[i + 1].start if i + 1 < len(points) else p.start + 3600.0
             if end <= now:
                 continue  # over already
-            h = max(0, int((p.start - now) // 3600))
+            h = max(0, int(p.start // 3600 - now // 3600))  # clock hours: 0 is the hour we are in
             if h >= FORECAST_HOURS:
                 break
             hours.setdefault(h, []).append(p.value)
