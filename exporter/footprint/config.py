@@ -188,6 +188,9 @@ class Settings:
     grid_electricitymaps_token: str = opt(
         "grid.electricitymaps.token", "str", "", "Electricity Maps auth token (use the env variable)", secret=True
     )
+    grid_watttime_region: str = opt(
+        "grid.watttime.region", "str", "", "WattTime region, e.g. CAISO_NORTH (default: grid.zone)"
+    )
     grid_watttime_password: str = opt(
         "grid.watttime.password", "str", "", "WattTime password (use the env variable)", secret=True
     )
