@@ -26,7 +26,7 @@ class MeterUnavailable(MeterError):
 class Reading:
     component: str  # "gpu", "cpu", "dram", "psys"
     device: str  # stable id within the component: "0", "package-0", "uuid"...
-    source: str  # "nvml", "nvml-power", "rapl", "estimate"
+    source: str  # "nvml", "nvml_power", "rapl", "estimate"
     energy_joules: float  # cumulative; may wrap (see wrap_joules) or reset (driver reload)
     power_watts: float | None = None  # over the last interval or instantaneous, as the meter has it
     wrap_joules: float | None = None  # the counter wraps to 0 after this many joules (RAPL)
