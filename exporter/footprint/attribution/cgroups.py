@@ -1,0 +1,126 @@
+"""cgroup v2 and procfs facts attribution needs: container cgroups, their CPU time, a process's container.
+
+Container cgroups, by runtime and kubelet cgroup driver:
+- systemd driver: `kubepods.slice/kubepods-<qos>.slice/kubepods-<qos>-pod<uid_with_underscores>.slice/`
+  holding `cri-containerd-<id>.scope` (containerd), `crio-<id>.scope` (CRI-O; `crio-conmon-*` is the
+  monitor, not the container) or `docker-<id>.scope` (cri-dockerd); guaranteed pods sit directly under
+  `kubepods.slice/kubepods-pod<uid>.slice/`;
+- cgroupfs driver: `kubepods/<qos>/pod<uid>/<id>` (the bare 64-hex id).
+The `<id>` is the container id the API server reports in `containerStatuses[].containerID` after the
+`<runtime>://` prefix. The pod's sandbox (pause) container has a cgroup too, but no status: its CPU
+time stays unattributed.
+
+`/proc/<pid>/cgroup` paths are shown relative to the reader's cgroup namespace (from inside a
+container they may start with `/../..`), so a process's container is found by the path component
+that names one, never by the whole path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+CONTAINER_SCOPE = re.compile(r"^(?:cri-containerd|crio|docker)-([0-9a-f]{64})\.scope$")
+BARE_ID = re.compile(r"^[0-9a-f]{64}$")
+POD_DIR = re.compile(r"^(?:kubepods(?:-[a-z]+)?-)?pod([0-9a-f_-]{36})(?:\.slice)?$")
+SLURM_JOB = re.compile(r"^job_(\d+)$")
+# Where kubelet puts pods under the cgroup root (kind and some distributions nest it under kubelet.slice).
+KUBEPODS_ROOTS = ("kubepods.slice", "kubepods", "kubelet.slice/kubelet-kubepods.slice", "kubelet/kubepods")
+MAX_DEPTH = 4
+
+
+def container_id_of(components: list[str]) -> str | None:
+    """The container id named in a cgroup path (as components), innermost first; None if none."""
+    for i in range(len(components) - 1, -1, -1):
+        m = CONTAINER_SCOPE.match(components[i])
+        if m:
+            return m.group(1)
+        if BARE_ID.match(components[i]) and i > 0 and POD_DIR.match(components[i - 1]):
+            return components[i]
+    return None
+
+
+def slurm_job_of(components: list[str]) -> str | None:
+    for part in reversed(components):
+        m = SLURM_JOB.match(part)
+        if m:
+            return m.group(1)
+    return None
+
+
+def kubepods_roots(cgroup_root: str) -> list[str]:
+    return [p for p in (os.path.join(cgroup_root, r) for r in KUBEPODS_ROOTS) if os.path.isdir(p)]
+
+
+def _walk(directory: str, depth: int, parent_is_pod: bool) -> Iterator[tuple[str, str]]:
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:  # removed while we looked: the pod is going away
+        return
+    for entry in entries:
+        name = entry.name
+        m = CONTAINER_SCOPE.match(name)
+        if m:
+            yield m.group(1), entry.path
+        elif parent_is_pod and BARE_ID.match(name):
+            yield name, entry.path
+        elif depth < MAX_DEPTH and (name.startswith("kubepods") or POD_DIR.match(name) or
+                                    name in ("burstable", "besteffort")):
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if is_dir:
+                yield from _walk(entry.path, depth + 1, bool(POD_DIR.match(name)))
+
+
+def scan_containers(cgroup_root: str) -> dict[str, str] | None:
+    """Container id -> its cgroup directory, for every pod container on this node.
+
+    None when no kubepods hierarchy exists under `cgroup_root` (wrong --path.cgroup, or not a node).
+    """
+    roots = kubepods_roots(cgroup_root)
+    if not roots:
+        return None
+    found: dict[str, str] = {}
+    for root in roots:
+        for cid, path in _walk(root, 0, False):
+            found[cid] = path
+    return found
+
+
+def cpu_usage_usec(cgroup_dir: str) -> int | None:
+    """`usage_usec` from the cgroup's cpu.stat; None if the cgroup vanished or the file is unreadable."""
+    try:
+        with open(os.path.join(cgroup_dir, "cpu.stat"), encoding="ascii") as fh:
+            for line in fh:
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    return int(value)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def process_cgroup(procfs: str, pid: int) -> list[str] | None:
+    """The unified (`0::`) cgroup path of a process, as components; None if the process is gone."""
+    try:
+        with open(f"{procfs}/{pid}/cgroup", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("0::"):
+                    return [p for p in line[3:].strip().split("/") if p]
+    except OSError:
+        return None
+    return None
+
+
+def online_cpus(procfs: str) -> int:
+    """CPUs the kernel accounts time for (the `cpuN` lines of /proc/stat); the host's, also in a container."""
+    try:
+        with open(f"{procfs}/stat", encoding="ascii") as fh:
+            count = sum(1 for line in fh if line.startswith("cpu") and line[3:4].isdigit())
+    except OSError:
+        count = 0
+    return count or os.cpu_count() or 1
+

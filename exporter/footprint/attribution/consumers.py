@@ -1,0 +1,124 @@
+"""What every attributor shares: turning fractions into joules, the cap on series, and the grace period.
+
+Fractions are each consumer's part of a device over the interval (CPU time / CPU capacity, a process's
+GPU utilisation). They sum to at most 1; the rest of the device's delta is unattributed (idle, or
+used by something no consumer accounts for). If they sum to more than 1 (reads taken a moment apart),
+they are scaled down so a device never hands out more than it drew.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from footprint.attribution.base import Consumer, EnergyDelta, WorkloadShare
+from footprint.metrics import SPECS
+
+log = logging.getLogger("footprint.attribution")
+
+# A multi-consumer split is kept this far below the delta, so float rounding can never make the
+# sum of shares exceed the device's joules (the unattributed series takes the sliver).
+_HEADROOM = 1e-12
+
+
+def shares_of(delta: EnergyDelta, fractions: Mapping[Consumer, float]) -> list[WorkloadShare]:
+    positive = {c: f for c, f in fractions.items() if f > 0 and math.isfinite(f)}
+    if delta.joules <= 0 or not positive:
+        return []
+    if len(positive) == 1:
+        consumer, fraction = next(iter(positive.items()))
+        return [WorkloadShare(consumer, delta.component, delta.device, delta.joules * min(fraction, 1.0))]
+    total = sum(positive.values())
+    scale = 1.0 if total <= 1.0 - _HEADROOM else (1.0 - _HEADROOM) / total
+    return [WorkloadShare(c, delta.component, delta.device, delta.joules * f * scale) for c, f in positive.items()]
+
+
+class ConsumerBook:
+    """Consumers that have series, under a cap on energy series; and when departed ones leave.
+
+    The cap counts `footprint_workload_energy_joules_total` series, one per (consumer, component);
+    each consumer adds a single emissions series besides. A share that would need a new series past
+    the cap is dropped (its joules stay unattributed) and counted once in `dropped`.
+    A consumer that stops being live (its pod deleted or finished, its process group gone) keeps
+    its series for the grace period, then `gone()` hands it back so the ledger removes them.
+    """
+
+    def __init__(self, max_series: int, grace_period: float) -> None:
+        self.max_series = max_series
+        self.grace_period = grace_period
+        self.components: dict[Consumer, set[str]] = {}
+        self.left_at: dict[Consumer, float | None] = {}  # None: live
+        self.series = 0
+        self.refused: set[tuple[Consumer, str]] = set()
+        self.dropped = 0
+
+    def admit(self, shares: list[WorkloadShare]) -> list[WorkloadShare]:
+        out = []
+        for s in shares:
+            have = self.components.get(s.consumer)
+            if have is None or s.component not in have:
+                if self.series >= self.max_series:
+                    key = (s.consumer, s.component)
+                    if key not in self.refused:
+                        self.refused.add(key)
+                        self.dropped += 1
+                    continue
+                self.components.setdefault(s.consumer, set()).add(s.component)
+                self.left_at.setdefault(s.consumer, None)
+                self.series += 1
+            out.append(s)
+        return out
+
+    def gone(self, now_wall: float, live: Callable[[Consumer], bool]) -> list[Consumer]:
+        out = []
+        for consumer, left in list(self.left_at.items()):
+            if live(consumer):
+                self.left_at[consumer] = None
+                continue
+            if left is None:
+                self.left_at[consumer] = left = now_wall
+            if now_wall - left >= self.grace_period:
+                del self.left_at[consumer]
+                self.series -= len(self.components.pop(consumer, ()))
+                out.append(consumer)
+        self.refused = {key for key in self.refused if live(key[0])}
+        return out
+
+
+def gpu_process_shares(meters: list[object]) -> dict[str, dict[int, float]]:
+    """Device id -> pid -> part of the GPU that process used over the last interval (0-1), from every
+    meter that measures it (the NVML meter's `process_shares()`). A meter that fails gives none."""
+    out: dict[str, dict[int, float]] = {}
+    for meter in meters:
+        produce = getattr(meter, "process_shares", None)
+        if not callable(produce):
+            continue
+        try:
+            got = produce()
+        except Exception:
+            log.debug("process shares unavailable", exc_info=True)
+            continue
+        for device, pids in (got or {}).items():
+            out.setdefault(str(device), {}).update({int(pid): float(share) for pid, share in pids.items()})
+    return out
+
+
+def health_metrics(book: ConsumerBook, up: Mapping[str, bool | None]) -> Iterator[Metric]:
+    """An attributor's own metrics: its sources (None: not tried yet, shown as 0), the cap, the consumers."""
+    source_up = GaugeMetricFamily(
+        "footprint_attribution_source_up", SPECS["footprint_attribution_source_up"].help, labels=("source",)
+    )
+    for source, ok in up.items():
+        source_up.add_metric((source,), 1.0 if ok else 0.0)
+    yield source_up
+    dropped = CounterMetricFamily(
+        "footprint_workload_series_dropped_total", SPECS["footprint_workload_series_dropped_total"].help
+    )
+    dropped.add_metric((), float(book.dropped))
+    yield dropped
+    consumers = GaugeMetricFamily("footprint_attribution_consumers", SPECS["footprint_attribution_consumers"].help)
+    consumers.add_metric((), float(len(book.left_at)))
+    yield consumers

@@ -1,0 +1,250 @@
+"""Energy of each device split among the pods' containers on this node.
+
+The rules (energy is conserved: what no container gets is exported as unattributed):
+- CPU and DRAM (every `cpu` and `dram` device, RAPL package or estimate): a container gets
+  delta x (its CPU time in the interval, from `usage_usec` in its cgroup's cpu.stat) / (online CPUs x
+  interval seconds). Idle capacity, the kernel, system daemons and pause containers stay unattributed.
+  DRAM follows CPU time because per-container memory energy is not measurable.
+- GPU held exclusively (its UUID is in exactly one container's pod-resources `device_ids`): the
+  whole delta goes to that container, idle power included: the pod reserved the whole GPU.
+- GPU shared (its UUID in several containers, e.g. time-slicing replicas `<uuid>::<n>`) or not in
+  pod-resources at all (no device plugin, MIG, socket down): each process on it gets delta x its
+  utilisation share from the NVML meter (`process_shares()`), mapped PID -> /proc/<pid>/cgroup ->
+  container. The part no process explains (idle) stays unattributed.
+- Containers are known only once the API server has listed their pod (workload kind and names come
+  from there); until then their energy stays unattributed rather than appearing under labels that
+  would change. Pods are listed in a background thread every --kubernetes.refresh-interval, and
+  early (at most once a second) when a cgroup appears for a container not yet listed, so split()
+  never waits on the network.
+
+Faults degrade, never crash: API server down keeps the last pod list (new pods stay unattributed);
+pod-resources down makes every GPU "not in pod-resources" (process split); a cgroup vanishing
+mid-read loses that container's last interval to unattributed. Node totals never depend on any of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client.core import Metric
+
+from footprint.attribution import cgroups
+from footprint.attribution.apiserver import ApiServerClient, PodInfo, parse_pod
+from footprint.attribution.base import Consumer, EnergyDelta, WorkloadShare
+from footprint.attribution.consumers import ConsumerBook, gpu_process_shares, health_metrics, shares_of
+from footprint.attribution.podresources import PodResources, PodResourcesClient, gpu_uuid
+from footprint.config import Settings
+
+log = logging.getLogger("footprint.attribution.kubernetes")
+
+MIN_REFRESH_GAP = 1.0  # seconds between early refreshes asked for by new containers
+SOURCES = ("apiserver", "podresources", "cgroup")
+
+ContainerRef = tuple[str, str, str]  # namespace, pod, container
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the background refresh knows, replaced whole (never mutated) so split() reads it lock-free."""
+
+    by_container_id: Mapping[str, Consumer] = field(default_factory=dict)
+    by_ref: Mapping[ContainerRef, Consumer] = field(default_factory=dict)
+    live: frozenset[Consumer] = frozenset()
+    gpu_holders: Mapping[str, frozenset[ContainerRef]] = field(default_factory=dict)  # GPU UUID -> containers
+
+
+def build_snapshot(pods: Iterable[PodInfo], allocations: Iterable[PodResources]) -> Snapshot:
+    by_id: dict[str, Consumer] = {}
+    by_ref: dict[ContainerRef, Consumer] = {}
+    live: set[Consumer] = set()
+    for pod in pods:
+        consumers = {name: Consumer(pod.namespace, pod.name, name, pod.workload) for name in pod.containers}
+        for cid, name in pod.container_ids:
+            consumers.setdefault(name, Consumer(pod.namespace, pod.name, name, pod.workload))
+            by_id[cid] = consumers[name]
+        for name, consumer in consumers.items():
+            by_ref[(pod.namespace, pod.name, name)] = consumer
+        if pod.active:
+            live.update(consumers.values())
+    holders: dict[str, set[ContainerRef]] = defaultdict(set)
+    for pod_resources in allocations:
+        for container in pod_resources.containers:
+            for devices in container.devices:
+                for device_id in devices.device_ids:
+                    holders[gpu_uuid(device_id)].add((pod_resources.namespace, pod_resources.name, container.name))
+    return Snapshot(by_id, by_ref, frozenset(live), {u: frozenset(c) for u, c in holders.items()})
+
+
+class KubernetesAttributor:
+    def __init__(
+        self,
+        settings: Settings,
+        meters: list[object],
+        api: ApiServerClient,
+        pod_resources: PodResourcesClient,
+    ) -> None:
+        self.cgroup_root = settings.path_cgroup
+        self.procfs = settings.path_procfs
+        self.label_key = settings.kubernetes_workload_label
+        self.refresh_interval = settings.kubernetes_refresh_interval
+        self.api = api
+        self.pod_resources = pod_resources
+        self.meters = meters
+        self.book = ConsumerBook(settings.attribution_max_series, settings.attribution_grace_period)
+        self.snapshot = Snapshot()
+        self.up: dict[str, bool | None] = dict.fromkeys(SOURCES)  # None: not tried yet
+        self.cpus = cgroups.online_cpus(self.procfs)
+        self._pods: list[PodInfo] = []
+        self._usage: dict[str, int] = {}  # container id -> usage_usec at the last split
+        self._scanned = False
+        self._asked: set[str] = set()  # unknown container ids that already asked for a refresh
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- background: pod list and GPU allocations -------------------------------------------------
+
+    def refresh(self) -> None:
+        """List pods and pod resources once and publish a new snapshot. Never raises."""
+        try:
+            raw = self.api.list_pods()
+            self._pods = [p for p in (parse_pod(item, self.label_key) for item in raw) if p is not None]
+            self._set_up("apiserver", True)
+        except Exception as exc:  # down, refused, 401/403, garbage: keep the last pod list
+            self._set_up("apiserver", False, exc)
+        allocations: list[PodResources] = []
+        try:
+            allocations = self.pod_resources.list()
+            self._set_up("podresources", True)
+        except Exception as exc:  # no socket, kubelet restarting: GPUs fall back to the process split
+            self._set_up("podresources", False, exc)
+        self.cpus = cgroups.online_cpus(self.procfs)
+        self.snapshot = build_snapshot(self._pods, allocations)
+
+    def _set_up(self, source: str, ok: bool, exc: BaseException | None = None) -> None:
+        """Log transitions only (and the first failure), not every failed refresh."""
+        if ok and self.up[source] is not True:
+            log.info("attribution source up", extra={"source": source})
+        elif not ok and self.up[source] is not False:
+            log.warning("attribution source down: %s", exc, extra={"source": source})
+        self.up[source] = ok
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.refresh()
+            self._wake.wait(self.refresh_interval)
+            self._wake.clear()
+            self._stop.wait(max(MIN_REFRESH_GAP - (time.monotonic() - started), 0.0))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kubernetes-pods", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        self.pod_resources.close()
+
+    # --- per sample -------------------------------------------------------------------------------
+
+    def split(self, deltas: list[EnergyDelta], seconds: float) -> list[WorkloadShare]:
+        snap = self.snapshot
+        cpu = self._cpu_fractions(snap, seconds)
+        if seconds <= 0:
+            return []
+        shares: list[WorkloadShare] = []
+        process_shares: dict[str, dict[int, float]] | None = None
+        pid_cache: dict[int, Consumer | None] = {}
+        for delta in deltas:
+            if delta.joules <= 0:
+                continue
+            if delta.component in ("cpu", "dram"):
+                shares += shares_of(delta, cpu)
+            elif delta.component == "gpu":
+                uuid = dict(delta.info).get("uuid", "")
+                holders = snap.gpu_holders.get(uuid, frozenset()) if uuid else frozenset()
+                if len(holders) == 1:
+                    consumer = snap.by_ref.get(next(iter(holders)))
+                    if consumer is not None:
+                        shares.append(WorkloadShare(consumer, delta.component, delta.device, delta.joules))
+                    continue
+                if process_shares is None:
+                    process_shares = gpu_process_shares(self.meters)
+                fractions: dict[Consumer, float] = defaultdict(float)
+                for pid, share in process_shares.get(delta.device, {}).items():
+                    if pid not in pid_cache:
+                        pid_cache[pid] = self._consumer_of_pid(snap, pid)
+                    consumer = pid_cache[pid]
+                    if consumer is not None:
+                        fractions[consumer] += share
+                shares += shares_of(delta, fractions)
+        return self.book.admit(shares)
+
+    def _consumer_of_pid(self, snap: Snapshot, pid: int) -> Consumer | None:
+        path = cgroups.process_cgroup(self.procfs, pid)
+        cid = cgroups.container_id_of(path) if path else None
+        return snap.by_container_id.get(cid) if cid else None
+
+    def _cpu_fractions(self, snap: Snapshot, seconds: float) -> dict[Consumer, float]:
+        """Each known container's CPU time since the last split over the machine's CPU capacity."""
+        found = cgroups.scan_containers(self.cgroup_root)
+        if found is None:
+            self._set_up("cgroup", False, FileNotFoundError(f"no kubepods cgroups under {self.cgroup_root}"))
+            self._usage, self._scanned = {}, True
+            return {}
+        self._set_up("cgroup", True)
+        usage = {}
+        for cid, path in found.items():
+            value = cgroups.cpu_usage_usec(path)
+            if value is not None:  # None: the cgroup vanished mid-read (its last interval is lost)
+                usage[cid] = value
+        previous, first = self._usage, not self._scanned
+        self._usage, self._scanned = usage, True
+        self._asked &= usage.keys()
+        fractions: dict[Consumer, float] = defaultdict(float)
+        if seconds <= 0:
+            return fractions
+        capacity = self.cpus * seconds * 1e6
+        unknown = False
+        for cid, now in usage.items():
+            consumer = snap.by_container_id.get(cid)
+            if consumer is None:
+                if cid not in self._asked:
+                    self._asked.add(cid)
+                    unknown = True
+                continue
+            before = previous.get(cid)
+            if before is None:
+                if first:
+                    continue  # no baseline yet
+                before = 0  # created since the last split: all its CPU time is in this interval
+            if now > before:
+                fractions[consumer] += (now - before) / capacity
+        if unknown:
+            self._wake.set()
+        return fractions
+
+    def gone(self, now_wall: float) -> list[Consumer]:
+        live = self.snapshot.live
+        return self.book.gone(now_wall, live.__contains__)
+
+    # --- exposition -------------------------------------------------------------------------------
+
+    def collect(self) -> Iterable[Metric]:
+        return health_metrics(self.book, self.up)
+
+    def describe(self) -> list[str]:
+        return [
+            f"kubernetes: pods of node {self.api.node!r} from {self.api.url} every {self.refresh_interval:g}s",
+            f"kubernetes: CPU time from cgroups under {self.cgroup_root}; {self.cpus} CPUs",
+            f"kubernetes: GPU allocations from {self.pod_resources.socket_path}",
+        ]
+

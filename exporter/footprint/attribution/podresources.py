@@ -1,0 +1,184 @@
+"""The kubelet pod-resources API (v1.PodResourcesLister/List) over its unix socket: which pod holds which GPU.
+
+grpcio carries the call; the few protobuf messages are decoded by hand (field numbers from
+k8s.io/kubelet/pkg/apis/podresources/v1/api.proto) so the exporter needs neither protobuf nor generated
+code. Unknown fields are skipped, so newer kubelets (memory, dynamic_resources) decode fine.
+
+`device_ids` of `nvidia.com/gpu` are GPU (or MIG) UUIDs. The NVIDIA device plugin's time-slicing
+hands out replicas named `<uuid>::<n>`; `gpu_uuid()` strips that suffix so replicas of one GPU group
+together (a UUID held by several containers is a shared GPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import grpc
+
+log = logging.getLogger("footprint.attribution.podresources")
+
+LIST_METHOD = "/v1.PodResourcesLister/List"
+
+# Wire types (protobuf encoding).
+VARINT, I64, LEN, I32 = 0, 1, 2, 5
+
+
+class DecodeError(ValueError):
+    """The bytes are not a well-formed protobuf message."""
+
+
+@dataclass(frozen=True)
+class ContainerDevices:
+    resource_name: str
+    device_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ContainerResources:
+    name: str
+    devices: tuple[ContainerDevices, ...] = ()
+    cpu_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PodResources:
+    name: str
+    namespace: str
+    containers: tuple[ContainerResources, ...] = ()
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data):
+            raise DecodeError("truncated varint")
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise DecodeError("varint too long")
+
+
+def fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
+    """(field number, wire type, value) for every field; LEN values are the raw bytes."""
+    out: list[tuple[int, int, int | bytes]] = []
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        value: int | bytes
+        if wire == VARINT:
+            value, pos = _varint(data, pos)
+        elif wire == LEN:
+            size, pos = _varint(data, pos)
+            if pos + size > len(data):
+                raise DecodeError("truncated length-delimited field")
+            value, pos = data[pos : pos + size], pos + size
+        elif wire == I64:
+            value, pos = int.from_bytes(data[pos : pos + 8], "little"), pos + 8
+        elif wire == I32:
+            value, pos = int.from_bytes(data[pos : pos + 4], "little"), pos + 4
+        else:
+            raise DecodeError(f"unsupported wire type {wire}")
+        if pos > len(data):
+            raise DecodeError("truncated fixed-width field")
+        out.append((number, wire, value))
+    return out
+
+
+def _text(value: int | bytes) -> str:
+    if not isinstance(value, bytes):
+        raise DecodeError("expected a string")
+    return value.decode("utf-8", errors="replace")
+
+
+def _int64(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _devices(data: bytes) -> ContainerDevices:
+    name, ids = "", []
+    for number, _, value in fields(data):
+        if number == 1:
+            name = _text(value)
+        elif number == 2:
+            ids.append(_text(value))
+    return ContainerDevices(name, tuple(ids))
+
+
+def _container(data: bytes) -> ContainerResources:
+    name, devices, cpus = "", [], []
+    for number, wire, value in fields(data):
+        if number == 1:
+            name = _text(value)
+        elif number == 2 and isinstance(value, bytes):
+            devices.append(_devices(value))
+        elif number == 3 and wire == VARINT and isinstance(value, int):
+            cpus.append(_int64(value))
+        elif number == 3 and isinstance(value, bytes):  # packed (proto3's default for repeated int64)
+            pos = 0
+            while pos < len(value):
+                cpu, pos = _varint(value, pos)
+                cpus.append(_int64(cpu))
+    return ContainerResources(name, tuple(devices), tuple(cpus))
+
+
+def _pod(data: bytes) -> PodResources:
+    name, namespace, containers = "", "", []
+    for number, _, value in fields(data):
+        if number == 1:
+            name = _text(value)
+        elif number == 2:
+            namespace = _text(value)
+        elif number == 3 and isinstance(value, bytes):
+            containers.append(_container(value))
+    return PodResources(name, namespace, tuple(containers))
+
+
+def decode_list_response(data: bytes) -> list[PodResources]:
+    """ListPodResourcesResponse { repeated PodResources pod_resources = 1; }"""
+    return [_pod(value) for number, _, value in fields(data) if number == 1 and isinstance(value, bytes)]
+
+
+def gpu_uuid(device_id: str) -> str:
+    """A device id as the GPU's UUID: time-slicing replicas `<uuid>::<n>` become `<uuid>`."""
+    return device_id.split("::", 1)[0]
+
+
+class PodResourcesClient:
+    """One List call at a time; the channel is rebuilt after a failure so a kubelet restart recovers fast.
+
+    (A gRPC channel that failed to connect backs off for up to two minutes before trying again.)
+    """
+
+    def __init__(self, socket_path: str, timeout: float = 5.0) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self._channel: grpc.Channel | None = None
+
+    def list(self) -> list[PodResources]:
+        """Raise OSError when the socket is missing, grpc.RpcError or DecodeError on a failed call."""
+        if not os.path.exists(self.socket_path):
+            self.close()
+            raise FileNotFoundError(f"pod-resources socket not found: {self.socket_path}")
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(f"unix://{os.path.abspath(self.socket_path)}")
+        call = self._channel.unary_unary(
+            LIST_METHOD, request_serializer=lambda _: b"", response_deserializer=decode_list_response
+        )
+        try:
+            result: list[PodResources] = call(None, timeout=self.timeout)
+        except Exception:
+            self.close()
+            raise
+        return result
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None

@@ -1,0 +1,153 @@
+"""Bare metal and HPC: energy split among groups of processes (opt-in, --attribution.processes).
+
+Groups, by --attribution.group-by:
+- `comm`: the process name (/proc/<pid>/stat's comm, 15 characters at most): every `python` together;
+- `slurm-job`: the Slurm job id from the process's cgroup path (`.../job_<id>/step_<n>/...`, Slurm's
+  cgroup v2 plugin); processes outside any job are not grouped and stay unattributed.
+Series carry namespace="", pod=<group> (the comm, or the job id digits), container="",
+workload="unknown". Never a pid label: pids churn and would explode cardinality.
+
+The rules match the Kubernetes ones: CPU and DRAM by the group's CPU time (utime + stime of its
+processes) over online CPUs x interval; GPUs by the NVML per-process utilisation shares, idle
+unattributed. Kernel threads are skipped. A process's CPU time in the interval in which it exits is
+lost (unattributed); a process started since the last sample counts from its start.
+A group leaves (after the grace period) once none of its processes is running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+
+from prometheus_client.core import Metric
+
+from footprint.attribution import cgroups
+from footprint.attribution.base import Consumer, EnergyDelta, WorkloadShare
+from footprint.attribution.consumers import ConsumerBook, gpu_process_shares, health_metrics, shares_of
+from footprint.config import Settings
+
+log = logging.getLogger("footprint.attribution.processes")
+
+PF_KTHREAD = 0x00200000
+
+
+def read_stat(procfs: str, pid: int) -> tuple[str, int, int] | None:
+    """(comm, start time, utime + stime in clock ticks) of a user-space process; None if gone or a kernel thread."""
+    try:
+        with open(f"{procfs}/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    open_paren, close_paren = text.find("("), text.rfind(")")
+    if open_paren < 0 or close_paren < open_paren:
+        return None
+    rest = text[close_paren + 2 :].split()  # fields 3.. (state is rest[0])
+    try:
+        flags, utime, stime, start = int(rest[6]), int(rest[11]), int(rest[12]), int(rest[19])
+    except (IndexError, ValueError):
+        return None
+    if flags & PF_KTHREAD:
+        return None
+    return text[open_paren + 1 : close_paren], start, utime + stime
+
+
+class ProcessAttributor:
+    def __init__(self, settings: Settings, meters: list[object]) -> None:
+        self.procfs = settings.path_procfs
+        self.group_by = settings.attribution_group_by
+        self.meters = meters
+        self.book = ConsumerBook(settings.attribution_max_series, settings.attribution_grace_period)
+        self.ticks_per_second = os.sysconf("SC_CLK_TCK")
+        self.cpus = cgroups.online_cpus(self.procfs)
+        self._ticks: dict[tuple[int, int], int] = {}  # (pid, start time) -> CPU ticks at the last split
+        self._scanned = False
+        self._groups: set[str] = set()  # groups with a running process at the last split
+        self.up: bool | None = None
+
+    def _group(self, pid: int, comm: str) -> str | None:
+        if self.group_by == "comm":
+            return comm
+        path = cgroups.process_cgroup(self.procfs, pid)
+        return cgroups.slurm_job_of(path) if path else None
+
+    @staticmethod
+    def consumer(group: str) -> Consumer:
+        return Consumer("", group, "", "unknown")
+
+    def _scan(self) -> dict[int, tuple[str, tuple[int, int], int]]:
+        """pid -> (group, (pid, start time), CPU ticks) of every grouped user-space process."""
+        try:
+            entries = [e.name for e in os.scandir(self.procfs) if e.name.isdigit()]
+        except OSError as exc:
+            if self.up is not False:
+                log.warning("cannot list processes: %s", exc)
+            self.up = False
+            return {}
+        self.up = True
+        out = {}
+        for name in entries:
+            pid = int(name)
+            stat = read_stat(self.procfs, pid)
+            if stat is None:
+                continue  # exited mid-scan, or a kernel thread
+            comm, start, ticks = stat
+            group = self._group(pid, comm)
+            if group is not None:
+                out[pid] = (group, (pid, start), ticks)
+        return out
+
+    def split(self, deltas: list[EnergyDelta], seconds: float) -> list[WorkloadShare]:
+        procs = self._scan()
+        previous, first = self._ticks, not self._scanned
+        self._ticks = {key: ticks for _, key, ticks in procs.values()}
+        self._scanned = True
+        self._groups = {group for group, _, _ in procs.values()}
+        if seconds <= 0:
+            return []
+        cpu: dict[Consumer, float] = defaultdict(float)
+        capacity = self.cpus * seconds * self.ticks_per_second
+        for group, key, ticks in procs.values():
+            before = previous.get(key)
+            if before is None:
+                if first:
+                    continue
+                before = 0  # started since the last split
+            if ticks > before:
+                cpu[self.consumer(group)] += (ticks - before) / capacity
+        shares: list[WorkloadShare] = []
+        process_shares: dict[str, dict[int, float]] | None = None
+        for delta in deltas:
+            if delta.joules <= 0:
+                continue
+            if delta.component in ("cpu", "dram"):
+                shares += shares_of(delta, cpu)
+            elif delta.component == "gpu":
+                if process_shares is None:
+                    process_shares = gpu_process_shares(self.meters)
+                fractions: dict[Consumer, float] = defaultdict(float)
+                for pid, share in process_shares.get(delta.device, {}).items():
+                    owner = procs[pid][0] if pid in procs else self._group_of_pid(pid)
+                    if owner is not None:
+                        fractions[self.consumer(owner)] += share
+                shares += shares_of(delta, fractions)
+        return self.book.admit(shares)
+
+    def _group_of_pid(self, pid: int) -> str | None:
+        stat = read_stat(self.procfs, pid)
+        return self._group(pid, stat[0]) if stat is not None else None
+
+    def gone(self, now_wall: float) -> list[Consumer]:
+        groups = self._groups
+        return self.book.gone(now_wall, lambda c: c.pod in groups)
+
+    def collect(self) -> Iterable[Metric]:
+        return health_metrics(self.book, {"procfs": self.up})
+
+    def describe(self) -> list[str]:
+        key = "process name (comm)" if self.group_by == "comm" else "Slurm job id (cgroup path)"
+        return [f"processes: energy split by {key} from {self.procfs}; {self.cpus} CPUs"]
+
+    def close(self) -> None:
+        pass

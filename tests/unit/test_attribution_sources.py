@@ -1,0 +1,217 @@
+"""Where attribution's facts come from: pod-resources gRPC, the API server, cgroup trees, /proc, pod labels."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.error import HTTPError
+
+import pytest
+from footprint.attribution import cgroups
+from footprint.attribution.apiserver import ApiServerClient, parse_pod
+from footprint.attribution.podresources import (
+    ContainerDevices,
+    ContainerResources,
+    PodResources,
+    PodResourcesClient,
+    decode_list_response,
+    gpu_uuid,
+)
+from footprint.attribution.workload import classify_pod
+
+from tests.fakes.cgroupfs import CgroupTree, FakeProcfs, container_id
+from tests.fakes.kube_apiserver import make_pod, running_apiserver
+from tests.fakes.podresources_server import (
+    FakeContainer,
+    FakePodResources,
+    FakePodResourcesServer,
+    encode_response,
+)
+
+LABEL = "footprint.dev/workload"
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    """A short directory: unix socket paths are limited to 108 bytes, pytest's tmp_path can be longer."""
+    with tempfile.TemporaryDirectory(prefix="fp-") as d:
+        yield Path(d)
+
+
+# --- pod-resources ---------------------------------------------------------------------------------
+
+
+def test_wire_format_matches_protobuf_bytes() -> None:
+    """Golden bytes from the protobuf library itself (messages built from api.proto's field numbers)."""
+    golden = bytes.fromhex(
+        "0a 2a 0a 01 70 12 02 6e 73 1a 21 0a 01 63 12 18 0a 0e 6e 76 69 64 69 61 2e 63 6f 6d 2f 67 70 75"
+        " 12 06 47 50 55 2d 61 31 1a 02 02 03"
+    )
+    pods = [FakePodResources("p", "ns", [FakeContainer("c", [("nvidia.com/gpu", ["GPU-a1"])], [2, 3])])]
+    assert encode_response(pods) == golden
+    assert decode_list_response(golden) == [
+        PodResources("p", "ns", (ContainerResources("c", (ContainerDevices("nvidia.com/gpu", ("GPU-a1",)),), (2, 3)),))
+    ]
+    negative = bytes.fromhex("0a 19 0a 01 78 12 01 79 1a 11 0a 01 7a 1a 0c ff ff ff ff ff ff ff ff ff 01 ac 02")
+    assert encode_response([FakePodResources("x", "y", [FakeContainer("z", [], [-1, 300])])]) == negative
+    assert decode_list_response(negative)[0].containers[0].cpu_ids == (-1, 300)
+
+
+def test_decoder_skips_unknown_fields_and_takes_unpacked_cpu_ids() -> None:
+    # ContainerResources with cpu_ids unpacked (3: varint 7), a memory field (4) and a fixed64 field (9).
+    container = b"\x0a\x01c" + b"\x18\x07" + b"\x22\x03\x0a\x01m" + b"\x49" + b"\x00" * 8
+    pod = b"\x0a\x01p\x12\x02ns" + b"\x1a" + bytes([len(container)]) + container + b"\x28\x01"
+    got = decode_list_response(b"\x0a" + bytes([len(pod)]) + pod)
+    assert got == [PodResources("p", "ns", (ContainerResources("c", (), (7,)),))]
+
+
+def test_time_slicing_replicas_name_their_gpu() -> None:
+    assert gpu_uuid("GPU-8f3c::3") == "GPU-8f3c"
+    assert gpu_uuid("GPU-8f3c") == "GPU-8f3c"
+
+
+def test_list_over_a_real_grpc_unix_socket_and_recovery(socket_dir: Path) -> None:
+    sock = socket_dir / "kubelet.sock"
+    client = PodResourcesClient(str(sock), timeout=5)
+    with pytest.raises(FileNotFoundError):
+        client.list()
+    pods = [FakePodResources("train-0", "ml", [FakeContainer("trainer", [("nvidia.com/gpu", ["GPU-1", "GPU-2"])])])]
+    server = FakePodResourcesServer(sock, pods).start()
+    try:
+        got = client.list()
+        assert got[0].name == "train-0" and got[0].containers[0].devices[0].device_ids == ("GPU-1", "GPU-2")
+        server.stop()
+        with pytest.raises(FileNotFoundError):
+            client.list()
+        server.set_pods([])
+        server.start()  # kubelet restarted: the next call works, no reconnect backoff
+        assert client.list() == []
+    finally:
+        server.stop()
+        client.close()
+
+
+# --- API server ------------------------------------------------------------------------------------
+
+
+def test_lists_this_nodes_pods_with_token_field_selector_and_pages(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    pods = [make_pod(f"p{i}", node="node-1") for i in range(7)] + [make_pod("elsewhere", node="node-2")]
+    with running_apiserver("s3cret", pods) as api:
+        client = ApiServerClient(api.url, "node-1", str(token), "", page_size=3)
+        got = client.list_pods()
+        assert sorted(p["metadata"]["name"] for p in got) == [f"p{i}" for i in range(7)]
+        assert len(api.requests) == 3 and all("fieldSelector=spec.nodeName%3Dnode-1" in r for r in api.requests)
+        token.write_text("rotated")  # projected tokens rotate: re-read on every list
+        with pytest.raises(HTTPError) as err:
+            client.list_pods()
+        assert err.value.code == 401
+
+
+def test_pod_fields_and_container_ids_of_every_runtime() -> None:
+    pod = make_pod("web", "shop", containers=[("app", "nginx", "a" * 64), ("side", "envoy", "")], runtime="cri-o")
+    pod["status"]["containerStatuses"][0]["lastState"] = {"terminated": {"containerID": "cri-o://" + "b" * 64}}
+    info = parse_pod(pod, LABEL)
+    assert info is not None
+    assert (info.namespace, info.name, info.phase, info.active) == ("shop", "web", "Running", True)
+    assert info.containers == ("app", "side")
+    assert info.container_ids == (("a" * 64, "app"), ("b" * 64, "app"))
+    done = parse_pod(make_pod("job", phase="Succeeded"), LABEL)
+    assert done is not None and not done.active
+    assert parse_pod({"metadata": {}}, LABEL) is None
+
+
+# --- workload kind ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("labels", "owners", "image", "kind"),
+    [
+        ({LABEL: "Training"}, [], "busybox", "training"),
+        ({LABEL: "inference"}, [{"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob"}], "x", "inference"),
+        ({LABEL: "batch"}, [], "vllm/vllm-openai:v0.6.0", "unknown"),  # the label decides, even when odd
+        ({}, [{"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "name": "bert"}], "pytorch", "training"),
+        ({}, [{"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob"}], "horovod", "training"),
+        ({}, [{"apiVersion": "batch/v1", "kind": "Job"}], "pytorch", "unknown"),
+        ({"training.kubeflow.org/job-name": "bert"}, [], "pytorch", "training"),
+        ({"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}, [], "pytorch", "training"),
+        ({"serving.kserve.io/inferenceservice": "sklearn-iris"}, [], "kserve/sklearnserver", "inference"),
+        ({}, [], "vllm/vllm-openai:latest", "inference"),
+        ({}, [], "nvcr.io/nvidia/tritonserver:24.01-py3", "inference"),
+        ({}, [], "ghcr.io/huggingface/text-generation-inference:2.0", "inference"),
+        ({}, [], "registry.local:5000/mirror/vllm@sha256:abc", "inference"),
+        ({"app.kubernetes.io/name": "triton"}, [], "internal/server:1", "inference"),
+        ({"app": "vllm"}, [], "internal/server:1", "inference"),
+        ({}, [], "postgres:16", "unknown"),
+        ({}, [], "vllm-benchmark-client:1", "unknown"),
+    ],
+)
+def test_workload_kind(labels: dict[str, str], owners: list[dict[str, str]], image: str, kind: str) -> None:
+    pod = make_pod("p", labels=labels, owners=owners, containers=[("c", image, "")])
+    assert classify_pod(pod, LABEL) == kind
+
+
+def test_workload_label_key_is_configurable() -> None:
+    pod = make_pod("p", labels={"team.example/kind": "training"}, containers=[("c", "vllm/vllm-openai", "")])
+    assert classify_pod(pod, "team.example/kind") == "training"
+    assert classify_pod(pod, LABEL) == "inference"
+
+
+# --- cgroups and procfs ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("driver", "runtime"), [("systemd", "containerd"), ("systemd", "crio"),
+                                                 ("systemd", "docker"), ("cgroupfs", "containerd")])
+def test_scan_finds_containers_of_every_layout(tmp_path: Path, driver: str, runtime: str) -> None:
+    tree = CgroupTree(tmp_path, driver)
+    uids = [f"{n}c1e9a0b-5d2f-4a8e-9b7c-0123456789ab" for n in range(3)]
+    paths = {
+        container_id(1): tree.add_container(uids[0], container_id(1), runtime, "burstable", usage_usec=5),
+        container_id(2): tree.add_container(uids[0], container_id(2), runtime, "burstable"),
+        container_id(3): tree.add_container(uids[1], container_id(3), runtime, "guaranteed"),
+        container_id(4): tree.add_container(uids[2], container_id(4), runtime, "besteffort"),
+    }
+    found = cgroups.scan_containers(str(tmp_path))
+    assert found == {cid: str(path) for cid, path in paths.items()}  # crio-conmon scopes are not containers
+    assert cgroups.cpu_usage_usec(found[container_id(1)]) == 5
+    tree.remove_container(container_id(1))
+    assert cgroups.cpu_usage_usec(str(paths[container_id(1)])) is None
+
+
+def test_no_kubepods_hierarchy_is_not_an_empty_node(tmp_path: Path) -> None:
+    assert cgroups.scan_containers(str(tmp_path)) is None
+    CgroupTree(tmp_path)
+    assert cgroups.scan_containers(str(tmp_path)) == {}
+
+
+@pytest.mark.parametrize(
+    ("path", "cid"),
+    [
+        ("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podx.slice/cri-containerd-{id}.scope", True),
+        ("/../../kubepods.slice/kubepods-pod1.slice/crio-{id}.scope/init.scope", True),  # another cgroup namespace
+        ("/kubepods/besteffort/pod3c1e9a0b-5d2f-4a8e-9b7c-0123456789ab/{id}", True),
+        ("/system.slice/docker-{id}.scope", True),
+        ("/user.slice/user-0.slice/session-1.scope", False),
+        ("/{id}", False),  # a bare id not under a pod is not a container cgroup
+    ],
+)
+def test_container_of_a_process(tmp_path: Path, path: str, cid: bool) -> None:
+    proc = FakeProcfs(tmp_path)
+    proc.add_process(42, cgroup=path.format(id=container_id(9)))
+    components = cgroups.process_cgroup(str(tmp_path), 42)
+    assert components is not None
+    assert cgroups.container_id_of(components) == (container_id(9) if cid else None)
+    assert cgroups.process_cgroup(str(tmp_path), 43) is None
+
+
+def test_online_cpus_from_proc_stat(tmp_path: Path) -> None:
+    FakeProcfs(tmp_path, cpus=12)
+    assert cgroups.online_cpus(str(tmp_path)) == 12
+    assert cgroups.online_cpus(str(tmp_path / "missing")) >= 1
+
+
+def test_slurm_job_from_cgroup_path() -> None:
+    assert cgroups.slurm_job_of(["system.slice", "slurmstepd.scope", "job_4711", "step_0", "task_0"]) == "4711"
+    assert cgroups.slurm_job_of(["user.slice"]) is None
