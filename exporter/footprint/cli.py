@@ -48,11 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"footprint-exporter: {exc}", file=sys.stderr)
         return 2
-    logs.setup(settings.log_level, settings.log_format)
     if command == "doctor":
+        # Doctor prints its own findings; only warnings and errors (or debug, when asked) go to the log.
+        logs.setup(settings.log_level if settings.log_level in ("debug", "error") else "warn", settings.log_format)
         from footprint.doctor import doctor
 
         return doctor(settings)
+    logs.setup(settings.log_level, settings.log_format)
     return run(settings)
 
 

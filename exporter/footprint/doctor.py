@@ -56,6 +56,7 @@ def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
         from footprint.grid.feed import GridFeed
 
         feed = GridFeed(settings)
+        feed.refresh_due()  # one live fetch per provider (bounded by --grid.timeout): checks key, zone, network
         for line in feed.describe():
             say(f"  {line}")
         i = feed.accounting_intensity()
