@@ -5,10 +5,11 @@ The rules (energy is conserved: what no container gets is exported as unattribut
   delta x (its CPU time in the interval, from `usage_usec` in its cgroup's cpu.stat) / (online CPUs x
   interval seconds). Idle capacity, the kernel, system daemons and pause containers stay unattributed.
   DRAM follows CPU time because per-container memory energy is not measurable.
-- GPU held exclusively (its UUID is in exactly one container's pod-resources `device_ids`): the
-  whole delta goes to that container, idle power included: the pod reserved the whole GPU.
-- GPU shared (its UUID in several containers, e.g. time-slicing replicas `<uuid>::<n>`) or not in
-  pod-resources at all (no device plugin, MIG, socket down): each process on it gets delta x its
+- GPU held exclusively (its plain UUID is in exactly one container's pod-resources `device_ids`):
+  the whole delta goes to that container, idle power included: the pod reserved the whole GPU.
+- GPU shared (its UUID in several containers, or handed out as time-slicing/MPS replicas
+  `<uuid>::<n>`, even to one container: a replica is a slice, not the GPU) or not in pod-resources
+  at all (no device plugin, MIG, socket down): each process on it gets delta x its
   utilisation share from the NVML meter (`process_shares()`), mapped PID -> /proc/<pid>/cgroup ->
   container. The part no process explains (idle) stays unattributed.
 - Containers are known only once the API server has listed their pod (workload kind and names come
@@ -55,7 +56,7 @@ class Snapshot:
     by_container_id: Mapping[str, Consumer] = field(default_factory=dict)
     by_ref: Mapping[ContainerRef, Consumer] = field(default_factory=dict)
     live: frozenset[Consumer] = frozenset()
-    gpu_holders: Mapping[str, frozenset[ContainerRef]] = field(default_factory=dict)  # GPU UUID -> containers
+    exclusive_gpus: Mapping[str, ContainerRef] = field(default_factory=dict)  # GPU UUID -> its only holder
 
 
 def build_snapshot(pods: Iterable[PodInfo], allocations: Iterable[PodResources]) -> Snapshot:
@@ -72,12 +73,17 @@ def build_snapshot(pods: Iterable[PodInfo], allocations: Iterable[PodResources])
         if pod.active:
             live.update(consumers.values())
     holders: dict[str, set[ContainerRef]] = defaultdict(set)
+    replicated: set[str] = set()
     for pod_resources in allocations:
         for container in pod_resources.containers:
             for devices in container.devices:
                 for device_id in devices.device_ids:
-                    holders[gpu_uuid(device_id)].add((pod_resources.namespace, pod_resources.name, container.name))
-    return Snapshot(by_id, by_ref, frozenset(live), {u: frozenset(c) for u, c in holders.items()})
+                    uuid = gpu_uuid(device_id)
+                    holders[uuid].add((pod_resources.namespace, pod_resources.name, container.name))
+                    if uuid != device_id:
+                        replicated.add(uuid)
+    exclusive = {u: next(iter(c)) for u, c in holders.items() if len(c) == 1 and u not in replicated}
+    return Snapshot(by_id, by_ref, frozenset(live), exclusive)
 
 
 class KubernetesAttributor:
@@ -169,10 +175,9 @@ class KubernetesAttributor:
             if delta.component in ("cpu", "dram"):
                 shares += shares_of(delta, cpu)
             elif delta.component == "gpu":
-                uuid = dict(delta.info).get("uuid", "")
-                holders = snap.gpu_holders.get(uuid, frozenset()) if uuid else frozenset()
-                if len(holders) == 1:
-                    consumer = snap.by_ref.get(next(iter(holders)))
+                holder = snap.exclusive_gpus.get(dict(delta.info).get("uuid", ""))
+                if holder is not None:
+                    consumer = snap.by_ref.get(holder)
                     if consumer is not None:
                         shares.append(WorkloadShare(consumer, delta.component, delta.device, delta.joules))
                     continue
