@@ -11,6 +11,7 @@ from prometheus_client.core import Metric
 
 from footprint.accountant import Accountant
 from footprint.attribution.base import Attributor
+from footprint.checkpoint import Checkpointer
 from footprint.config import Settings
 from footprint.grid.feed import GridFeed
 from footprint.ledger import Ledger
@@ -41,6 +42,7 @@ class Exporter:
         self.attributor = build_attributor(settings, self.meters)
         self.ledger = Ledger()
         self.accountant = Accountant(settings)
+        self.checkpoint = Checkpointer(settings, self.ledger, self.accountant, self.attributor is not None)
         self.exposition: Exposition | None = None
         self.sampler = Sampler(
             self.meters,
@@ -51,23 +53,28 @@ class Exporter:
             attributor=self.attributor,
             on_sample=self._sampled,
         )
-        extra: list[Callable[[], Iterable[Metric]]] = [self.grid.collect]
+        extra: list[Callable[[], Iterable[Metric]]] = [self.grid.collect, self.checkpoint.collect]
         if self.attributor is not None:
             extra.append(self.attributor.collect)
         self.exposition = Exposition(FootprintCollector(self.sampler, settings.pue, extra))
         self.server = Server(
             settings.web_listen_address,
             Routes(self.exposition, self.grid.api_payload, lambda: self.sampler.state.samples > 0),
+            settings.web_config_file,
         )
         self._done = threading.Event()
 
     def _sampled(self) -> None:
+        self.checkpoint.sampled()  # before the sample becomes visible to scrapes
         if self.exposition is not None:
             self.exposition.invalidate()
 
     def start(self) -> None:
         self.grid.start()
+        self.checkpoint.restore()  # totals and _created resume before the first sample
         self.sampler.sample()  # the first sample (a baseline) before the first scrape can arrive
+        self.checkpoint.recover_gap(self.sampler.state.readings, self.sampler.state.intensity)
+        self.checkpoint.start()
         self.sampler.start()
         self.server.start()
         log.info(
@@ -81,6 +88,7 @@ class Exporter:
     def stop(self) -> None:
         self.server.stop()
         self.sampler.stop()
+        self.checkpoint.stop()  # the final checkpoint, after the last sample
         self.grid.stop()
         if self.attributor is not None:
             self.attributor.close()

@@ -96,6 +96,12 @@ CATALOG: tuple[MetricSpec, ...] = (
        "attribution"),
     _g("footprint_meter_up", ("meter",), "1 if the meter's last read succeeded."),
     MetricSpec("footprint_sample_duration_seconds", "histogram", (), "Time one sample took, seconds.", "core"),
+    _c("footprint_checkpoint_restored_gap_joules_total", DEV, "Energy drawn while the exporter was down, recovered "
+       "from hardware counters at restart (already in footprint_energy_joules_total), joules.", "checkpoint"),
+    _g("footprint_checkpoint_last_success_timestamp_seconds", (), "When the checkpoint was last written.",
+       "checkpoint"),
+    _c("footprint_checkpoint_write_failures_total", (), "Checkpoint writes that failed (disk full, read-only).",
+       "checkpoint"),
     _g("footprint_build_info", ("version",), "Build information; always 1."),
 )
 SPECS = {s.name: s for s in CATALOG}
