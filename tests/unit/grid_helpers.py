@@ -63,3 +63,6 @@ def samples(feed: GridFeed) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
 
 def value(feed: GridFeed, name: str, **labels: str) -> float | None:
     return samples(feed).get((name, tuple(sorted(labels.items()))))
+
+
+TOKEN = "em-token-5ecret-abc123"

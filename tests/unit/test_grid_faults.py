@@ -5,28 +5,16 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from footprint.grid.feed import GridFeed
 
 from tests.fakes.grid_servers import ElectricityMapsFake, Fault, WattTimeFake, serving
-from tests.unit.grid_helpers import T0, Clock, make_feed, secret_file, value
+from tests.unit.grid_helpers import T0, TOKEN, Clock, make_feed, secret_file, value
 
-TOKEN = "em-token-5ecret-abc123"
 LATEST = "/v3/carbon-intensity/latest"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def em(clock: Clock) -> Iterator[ElectricityMapsFake]:
-    with serving(ElectricityMapsFake(TOKEN, clock)) as server:
-        yield server
 
 
 def feed_for(clock: Clock, em: ElectricityMapsFake, tmp_path: Path, *flags: str) -> GridFeed:

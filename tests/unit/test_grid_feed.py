@@ -17,22 +17,10 @@ from footprint import config
 from footprint.grid.feed import GridFeed
 
 from tests.fakes.grid_servers import ElectricityMapsFake, Fault, NesoFake, WattTimeFake, refused_url, serving
-from tests.unit.grid_helpers import T0, Clock, exposition, make_feed, samples, secret_file, value
+from tests.unit.grid_helpers import T0, TOKEN, Clock, exposition, make_feed, samples, secret_file, value
 
 REPO = Path(__file__).resolve().parents[2]
-TOKEN = "em-token-5ecret-abc123"
 PASSWORD = "hunter2-wt-pass"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def em(clock: Clock) -> Iterator[ElectricityMapsFake]:
-    with serving(ElectricityMapsFake(TOKEN, clock)) as server:
-        yield server
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ HTTP server on 127.0.0.1 speaking that API's JSON."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,20 +19,7 @@ from tests.fakes.grid_servers import (
     WattTimeFake,
     serving,
 )
-from tests.unit.grid_helpers import T0, Clock, make_feed, secret_file
-
-TOKEN = "em-token-5ecret-abc123"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def em(clock: Clock) -> Iterator[ElectricityMapsFake]:
-    with serving(ElectricityMapsFake(TOKEN, clock)) as server:
-        yield server
+from tests.unit.grid_helpers import T0, TOKEN, Clock, make_feed, secret_file
 
 
 def em_feed(clock: Clock, em: ElectricityMapsFake, tmp_path: Path, *flags: str) -> GridFeed:
