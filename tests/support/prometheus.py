@@ -220,7 +220,8 @@ def start_prometheus(
     def args(wd: Path, port: int) -> list[str]:
         (wd / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         return [tool("prometheus"), f"--config.file={wd / 'prometheus.yml'}", f"--storage.tsdb.path={wd / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *extra_args]
+                f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url=http://127.0.0.1:{port}/",
+                "--log.level=warn", *extra_args]
 
     with _run(PrometheusServer, args, ready_timeout, workdir) as server:
         yield server
@@ -246,7 +247,8 @@ def start_alertmanager(
     def args(wd: Path, port: int) -> list[str]:
         (wd / "alertmanager.yml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
         return [tool("alertmanager"), f"--config.file={wd / 'alertmanager.yml'}", f"--storage.path={wd / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"]
+                f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url=http://127.0.0.1:{port}/",
+                "--cluster.listen-address=", "--log.level=warn"]
 
     with _run(AlertmanagerServer, args, ready_timeout, workdir) as server:
         yield server
