@@ -1,0 +1,137 @@
+"""The real exporter process attributing to pods: fake API server (HTTP), fake kubelet pod-resources (gRPC
+on a unix socket), fake cgroup tree and /proc with CPU counters that keep moving, and for GPUs the real
+pynvml on the fake libnvidia-ml.so.1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.nvml import FakeGpu, FakeProcess, Scenario, fake_env
+from tests.fakes.workloads import (
+    INFERENCE,
+    INFERENCE_CORES,
+    INFERENCE_PID,
+    TRAINING,
+    TRAINING_CORES,
+    start_fake_cluster,
+)
+from tests.support.exporter import REPO, start_exporter
+from tests.support.promtext import Series, parse, pick, value
+from tests.support.tools import tool
+
+FAST = ["--sample.interval=100ms"]
+
+
+def when(condition: Callable[[Series], bool]) -> Callable[[str], Series | None]:
+    """A wait_until predicate: the parsed scrape once `condition` holds for it."""
+
+    def check(text: str) -> Series | None:
+        s = parse(text)
+        return s if condition(s) else None
+
+    return check
+
+
+def total(s: Series, name: str, **labels: str) -> float:
+    return sum(pick(s, name, **labels).values())
+
+
+def workload(s: Series, pod: tuple[str, str, str], component: str) -> float:
+    ns, name, container = pod
+    return total(s, "footprint_workload_energy_joules_total", namespace=ns, pod=name, container=container,
+                 component=component)
+
+
+def assert_conserved(s: Series, components: tuple[str, ...]) -> None:
+    for component in components:
+        device = total(s, "footprint_energy_joules_total", component=component)
+        attributed = total(s, "footprint_workload_energy_joules_total", component=component)
+        idle = total(s, "footprint_unattributed_energy_joules_total", component=component)
+        assert device > 0 and attributed + idle == pytest.approx(device, rel=1e-9), component
+    grams = total(s, "footprint_emissions_grams_total")
+    attributed_g = total(s, "footprint_workload_emissions_grams_total")
+    assert attributed_g + total(s, "footprint_unattributed_emissions_grams_total") == pytest.approx(grams, rel=1e-9)
+
+
+def test_cpu_only_node_splits_by_cpu_time_and_conserves(tmp_path: Path) -> None:
+    args, env, cleanup = start_fake_cluster(tmp_path)
+    try:
+        run = [*args, *FAST, "--no-meter.nvml", "--no-meter.rapl", f"--path.sysfs={tmp_path / 'sys'}"]
+        with start_exporter(run, env=env) as exp:
+            s: Series = exp.wait_until(when(lambda s: workload(s, INFERENCE, "cpu") > 0.5), timeout=20)
+            text = exp.get("/metrics")
+    finally:
+        cleanup()
+    workloads = {dict(lbl)["pod"]: dict(lbl)["workload"]
+                 for lbl in pick(s, "footprint_workload_emissions_grams_total")}
+    assert workloads == {TRAINING[1]: "training", INFERENCE[1]: "inference"}
+    ratio = workload(s, TRAINING, "cpu") / workload(s, INFERENCE, "cpu")
+    assert ratio == pytest.approx(TRAINING_CORES / INFERENCE_CORES, rel=0.25)
+    assert workload(s, TRAINING, "dram") > 0
+    assert_conserved(s, ("cpu", "dram"))
+    assert value(s, "footprint_workload_series_dropped_total") == 0.0
+    for source in ("apiserver", "podresources", "cgroup"):
+        assert value(s, "footprint_attribution_source_up", source=source) == 1.0
+    assert all("pid" not in dict(lbl) for (_, lbl) in s)
+    proc = subprocess.run([tool("promtool"), "check", "metrics"], input=text, capture_output=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+
+
+def test_gpus_exclusive_to_training_and_time_sliced_by_utilisation(tmp_path: Path) -> None:
+    args, env, cleanup = start_fake_cluster(tmp_path)
+    scenario = tmp_path / "scenario"
+    Scenario(gpus=[FakeGpu(power=[(0.0, 310.0)], processes=[FakeProcess(999_999, 5)]),  # a stray process: ignored
+                   FakeGpu(power=[(0.0, 180.0)], processes=[FakeProcess(INFERENCE_PID, 40)])],
+             time=None).write(scenario)
+    try:
+        run = [*args, *FAST, "--no-meter.rapl", f"--path.sysfs={tmp_path / 'sys'}"]
+        with start_exporter(run, env={**env, **fake_env(scenario)}) as exp:
+            first: Series = exp.wait_until(when(lambda s: workload(s, INFERENCE, "gpu") > 0), timeout=20)
+            before = workload(first, INFERENCE, "gpu")
+            second: Series = exp.wait_until(when(lambda s: workload(s, INFERENCE, "gpu") > before + 20), timeout=20)
+    finally:
+        cleanup()
+
+    def gpu(s: Series, device: str) -> float:
+        return value(s, "footprint_energy_joules_total", component="gpu", device=device)
+
+    def grew(f: Callable[[Series], float]) -> float:
+        return f(second) - f(first)
+
+    # Between two scrapes, every interval was attributed with the pods known: exact proportions.
+    assert grew(lambda s: workload(s, TRAINING, "gpu")) == pytest.approx(grew(lambda s: gpu(s, "0")), rel=1e-9)
+    assert grew(lambda s: workload(s, INFERENCE, "gpu")) == pytest.approx(0.4 * grew(lambda s: gpu(s, "1")), rel=1e-9)
+    assert grew(lambda s: value(s, "footprint_unattributed_energy_joules_total", component="gpu", device="0")) == 0.0
+    assert_conserved(second, ("cpu", "dram", "gpu"))
+
+
+def test_api_server_and_kubelet_unreachable_exporter_still_serves_node_totals(tmp_path: Path) -> None:
+    (tmp_path / "kubepods.slice").mkdir()
+    run = [*FAST, "--no-meter.nvml", "--no-meter.rapl", f"--path.sysfs={tmp_path}", "--kubernetes.enabled",
+           "--kubernetes.node-name=node-1", "--kubernetes.api-url=http://127.0.0.1:9",  # discard port: refused
+           f"--kubernetes.token-file={tmp_path / 'no-token'}", f"--path.cgroup={tmp_path}",
+           f"--kubernetes.pod-resources-socket={tmp_path / 'missing.sock'}"]
+    with start_exporter(run) as exp:
+        s: Series = exp.wait_until(when(lambda s: total(s, "footprint_unattributed_energy_joules_total") > 1
+                                        and value(s, "footprint_attribution_source_up", source="cgroup") == 1.0),
+                                   timeout=20)
+        assert exp.proc.poll() is None
+    assert value(s, "footprint_attribution_source_up", source="apiserver") == 0.0
+    assert value(s, "footprint_attribution_source_up", source="podresources") == 0.0
+    assert not pick(s, "footprint_workload_energy_joules_total")
+    assert total(s, "footprint_unattributed_energy_joules_total") == pytest.approx(
+        value(s, "footprint_node_energy_joules_total"), rel=1e-9)
+
+
+def test_missing_node_name_is_a_startup_error() -> None:
+    env = {"PYTHONPATH": str(REPO / "exporter"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "footprint", "--kubernetes.enabled", "--no-meter.nvml",
+                           "--kubernetes.api-url=http://127.0.0.1:9"], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("footprint-exporter: kubernetes.node-name:")
