@@ -47,7 +47,7 @@ T = TypeVar("T")
 DEFAULT_INTERVAL = "1s"
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2,
+def wait_until(predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2,
                context: Callable[[], str] | None = None) -> T:
     """Call `predicate` until it returns something truthy and return that; fail after `timeout` s.
 

@@ -186,3 +186,15 @@ def test_helm_template_takes_every_threshold_from_values(tmp_path: Path) -> None
     assert plain != defaults
     check = run([tool("promtool"), "check", "rules", str(out / "recording.yml"), str(out / "alerts.yml")])
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--out", "{tmp}", "--set=emisionsRateFor=1m"], "unknown key(s) emisionsRateFor"),
+    (["--set=emissionsRateFor=1m"], "--set only with --out"),
+    (["--out", "{tmp}", "--set=emissionsRateFor"], "expected key=value"),
+])
+def test_gen_rules_rejects_bad_overrides(tmp_path: Path, args: list[str], message: str) -> None:
+    result = run([sys.executable, str(GEN_RULES), *[a.format(tmp=tmp_path) for a in args]])
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not list(tmp_path.iterdir())  # nothing half-written
