@@ -195,8 +195,11 @@ def test_provisioning_files() -> None:
     assert sources["apiVersion"] == 1
     [ds] = sources["datasources"]
     assert ds["type"] == "prometheus" and ds["access"] == "proxy"
-    # $__rate_interval is at least 4 x this; it must equal the scrape interval of the exporter's job.
-    assert ds["jsonData"]["timeInterval"] == "15s"
+    # Grafana's $__rate_interval is at least 4 x this: it must be the exporter job's scrape interval.
+    example = yaml.safe_load((REPO / "prometheus/prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in example["scrape_configs"]}
+    scrape = jobs["footprint"].get("scrape_interval", example["global"]["scrape_interval"])
+    assert ds["jsonData"]["timeInterval"] == scrape
     providers = yaml.safe_load((REPO / "grafana/provisioning/dashboards/footprint.yaml").read_text())
     assert providers["apiVersion"] == 1
     [provider] = providers["providers"]
