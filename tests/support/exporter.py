@@ -10,11 +10,13 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -41,7 +43,7 @@ class ExporterProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_until(self, predicate, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    def wait_until(self, predicate: Callable[[str], T], timeout: float = 10.0, interval: float = 0.05) -> T:
         """Scrape until predicate(text) is truthy; return its value. Fails with the log on timeout."""
         deadline = time.monotonic() + timeout
         last = ""
