@@ -43,7 +43,7 @@ class ExporterProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_until(self, predicate: Callable[[str], T], timeout: float = 10.0, interval: float = 0.05) -> T:
+    def wait_until(self, predicate: Callable[[str], T | None], timeout: float = 10.0, interval: float = 0.05) -> T:
         """Scrape until predicate(text) is truthy; return its value. Fails with the log on timeout."""
         deadline = time.monotonic() + timeout
         last = ""
