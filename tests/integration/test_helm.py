@@ -563,3 +563,24 @@ def test_values_table_documents_every_value() -> None:
         assert f"| `{key}` |" in readme
     with pytest.raises(sync_chart.ChartSyncError, match=re.escape("b.c has no '# --' description")):
         sync_chart.documented_keys("# -- documented\na: 1\nb:\n  c: 2\n")
+
+
+def _notes(*set_values: str) -> str:
+    """NOTES.txt as `helm install --dry-run=client` prints it (helm template does not render it)."""
+    args = ["install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE]
+    for s in set_values:
+        args += ["--set", s]
+    return _run_helm(tuple(args)).partition("NOTES:")[2]
+
+
+def test_notes_say_what_runs_and_warn_about_what_was_skipped() -> None:
+    notes = _notes("serviceMonitor.enabled=true", "grid.provider=neso", "grid.zone=GB")
+    assert f"svc/{RELEASE}-footprint-node" in notes
+    assert "provider chain: neso -> static" in notes
+    assert "no ServiceMonitor was created" in notes  # a dry run serves no monitoring.coreos.com/v1
+    assert "node.runAsRoot=true" in notes
+    assert "world average" not in notes
+    quiet = _notes("node.runAsRoot=true")
+    assert "WARNING" not in quiet and "node.runAsRoot=true" not in quiet
+    assert "world average" in quiet
+    assert "provider chain: static)" in quiet

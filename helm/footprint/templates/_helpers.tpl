@@ -86,7 +86,7 @@ app.kubernetes.io/part-of: footprint
 
 {{/* Providers the grid pod may call, first and fallbacks, as a list. */}}
 {{- define "footprint.gridChain" -}}
-{{- toJson (prepend .Values.grid.fallback .Values.grid.provider) -}}
+{{- toJson (prepend .Values.grid.fallback .Values.grid.provider | uniq) -}}
 {{- end -}}
 
 {{/* Flags both workloads share: listening, logging and grid settings that the static fallback uses too. */}}
