@@ -584,3 +584,29 @@ def test_notes_say_what_runs_and_warn_about_what_was_skipped() -> None:
     assert "WARNING" not in quiet and "node.runAsRoot=true" not in quiet
     assert "world average" in quiet
     assert "provider chain: static)" in quiet
+
+
+def test_rendered_node_and_grid_pods_work_together_through_the_peer_provider(tmp_path: Path) -> None:
+    """Run the real exporter with the chart's own arguments for both pods (host paths, the API server and
+    the Service DNS name swapped for local equivalents): the node reads the grid pod's intensity."""
+    from tests.support.exporter import start_exporter
+
+    docs = render(set_values=["grid.provider=constant", "grid.constantValue=123", "grid.zone=DE"])
+    grid_args = [a for a in containers(one(docs, "Deployment", "grid"))[0]["args"] if "--web.listen-address" not in a]
+    node_args = containers(one(docs, "DaemonSet", "node"))[0]["args"]
+    with start_exporter(grid_args) as grid:
+        local = []
+        for arg in node_args:
+            if arg.startswith(("--web.listen-address", "--path.", "--kubernetes.")):
+                continue
+            if arg.startswith("--grid.peer.url="):
+                arg = f"--grid.peer.url={grid.url}"
+            elif arg.startswith("--state.file="):
+                arg = f"--state.file={tmp_path / 'state.json'}"
+            local.append(arg)
+        assert any(a.startswith("--grid.peer.url=") for a in local)
+        with start_exporter(local) as node:
+            line = 'footprint_grid_accounting_intensity_grams_per_kilowatt_hour{grid_zone="DE",provider="peer",'
+            text = node.wait_until(lambda t: line in t and t, timeout=30)
+            assert re.search(re.escape(line) + r'signal="average"} 123(\.0)?$', text, re.M)
+            assert re.search(r"^footprint_grid_fallback_active 0(\.0)?$", text, re.M)
