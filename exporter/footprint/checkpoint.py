@@ -16,10 +16,13 @@ The gap is charged at the intensity in use at restart (the grid's intensity duri
 known), is unattributed (nobody knows who used it), and is counted again in
 footprint_checkpoint_restored_gap_joules_total so users can see it.
 
-When: every `state.checkpoint-interval`, on SIGTERM/SIGINT, and soon after any scrape rendered values
-newer than the last checkpoint. The last one is what keeps counters monotonic *as Prometheus saw them*:
-after a crash, values resume from a checkpoint at least as new as anything scraped, so no counter
-goes backwards (which Prometheus would read as a reset and count the whole total again).
+When: every `state.checkpoint-interval`, on SIGTERM/SIGINT, and before a scrape shows values newer
+than the last checkpoint (the first scrape after a sample waits for that write, at most
+WRITE_WAIT_SECONDS; later scrapes of the same sample are served from cache). The last one is what
+keeps counters monotonic *as Prometheus saw them*: after a crash, values resume from a checkpoint at
+least as new as anything scraped, so no counter goes backwards (which Prometheus would read as a
+reset, and rate() would count the whole total again). So the disk sees at most one write per sample,
+and only as often as someone scrapes or the interval passes.
 
 Faults: a corrupt, truncated, foreign or unsupported file gives one warning, is renamed aside and the
 exporter starts fresh. A failed write (disk full, read-only) warns once per change of state, leaves
@@ -62,6 +65,7 @@ WRITE_FAILURES = "footprint_checkpoint_write_failures_total"
 # Above what any one RAPL domain (CPU package, DRAM) draws: a gap longer than wrap range / this could
 # hide a whole wrap, so a wrapping counter's delta is not trusted for it.
 ASSUMED_MAX_WATTS = 1000.0
+WRITE_WAIT_SECONDS = 1.0  # the longest a scrape waits for the checkpoint of the values it is about to show
 
 
 class CheckpointError(Exception):
@@ -310,6 +314,8 @@ class Checkpointer:
         self._seq = 0
         self._latest: Snapshot | None = None
         self._written_seq = -1
+        self._attempted_seq = -1  # the last snapshot a write was tried for, successful or not
+        self._attempted = threading.Condition()
         self._due = 0.0  # monotonic time of the next interval write
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -465,12 +471,17 @@ class Checkpointer:
                                 extra={"file": str(self.path), "error": exc.strerror or str(exc)})
                 self._failing = True
                 return False
-            if self._failing:
-                log.info("checkpoint writes work again", extra={"file": str(self.path)})
-            self._failing = False
-            self._written_seq = snapshot.seq
-            self.last_success = now
-            return True
+            else:
+                if self._failing:
+                    log.info("checkpoint writes work again", extra={"file": str(self.path)})
+                self._failing = False
+                self._written_seq = snapshot.seq
+                self.last_success = now
+                return True
+            finally:
+                with self._attempted:
+                    self._attempted_seq = snapshot.seq
+                    self._attempted.notify_all()
 
     def stop(self) -> None:
         """Final checkpoint (the sampler has stopped), then end the writer thread."""
@@ -478,17 +489,25 @@ class Checkpointer:
             return
         self._stopping.set()
         self._wake.set()
+        with self._attempted:
+            self._attempted.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self.write():
             log.info("final checkpoint written", extra={"file": str(self.path)})
 
     def collect(self) -> Iterable[Metric]:
-        """Checkpoint health. Called while a scrape renders: values newer than the file are now out, so
-        the writer is woken to catch up (see the module docstring)."""
+        """Checkpoint health. Called once per sample, by the first scrape that renders it: before those
+        values go out, the writer puts them on disk (see the module docstring). The wait is bounded,
+        and a failing disk answers at once, so a scrape is never held for long."""
         if self.path is None:
             return
-        self._wake.set()
+        snapshot = self._latest
+        if snapshot is not None and snapshot.seq != self._written_seq and self._thread is not None:
+            self._wake.set()
+            with self._attempted:
+                self._attempted.wait_for(lambda: self._attempted_seq >= snapshot.seq or self._stopping.is_set(),
+                                         timeout=WRITE_WAIT_SECONDS)
         failures = CounterMetricFamily(WRITE_FAILURES, SPECS[WRITE_FAILURES].help)
         failures.add_metric((), float(self.failures))
         yield failures

@@ -132,6 +132,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = f"footprint/{__version__}"
     timeout = CLIENT_TIMEOUT_SECONDS  # per socket operation
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.1"  # errors to garbage get a status line: no HTTP/0.9 here
 
     def setup(self) -> None:
         super().setup()
@@ -216,6 +217,9 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(body)
+
+    def version_string(self) -> str:
+        return self.server_version  # without the Python version: nothing for scanners to match
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http %s", format % args)
