@@ -293,3 +293,21 @@ def test_a_full_disk_mid_write_keeps_the_previous_checkpoint(tmp_path: Path) -> 
     assert out.stdout.split() == ["refused", "27"]  # EFBIG
     assert (tmp_path / "state.json").read_bytes() == b"old" * 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]  # no temp file left behind
+
+
+def test_a_scrape_shows_nothing_that_is_not_on_disk_yet(tmp_path: Path) -> None:
+    """collect() (called by the first render after a sample) returns once that sample is written."""
+    s = settings(tmp_path, "--state.checkpoint-interval=1h")  # the interval never fires here
+    ledger = Ledger()
+    cp = Checkpointer(s, ledger, Accountant(s), attribution=False)
+    cp.start()
+    try:
+        for n in range(1, 4):
+            ledger.add(acct.NODE_ENERGY, (), 1.0, 1.0)
+            cp.sampled()
+            families = {f.name for f in cp.collect()}
+            assert decode((tmp_path / "state.json").read_bytes()).series == [(acct.NODE_ENERGY, (), float(n), 1.0)]
+        assert families == {"footprint_checkpoint_write_failures",
+                            "footprint_checkpoint_last_success_timestamp_seconds"}
+    finally:
+        cp.stop()
