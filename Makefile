@@ -30,7 +30,11 @@ lint: venv
 	$(BIN)/ruff check exporter tests bench scripts
 	$(BIN)/mypy
 
+## docs: regenerate every generated file (rules, dashboards, the chart's copies, docs); tests fail on drift
 docs: venv
+	$(BIN)/python scripts/gen_rules.py
+	$(BIN)/python scripts/gen_dashboards.py
+	$(BIN)/python scripts/sync_chart.py
 	$(BIN)/python scripts/gen_docs.py
 
 bench: venv tools
