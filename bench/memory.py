@@ -1,0 +1,125 @@
+"""Benchmark 3: resident memory after a long run, and start-up time to the first valid scrape.
+
+Soak: the exporter with 8 fake GPUs, the RAPL fixture and 200 pods x 3 containers (the overhead
+load), scraped every 15 s like Prometheus would, for 10 minutes (--quick: 2.5 minutes). RSS and PSS
+are read from /proc at every scrape; the figure is the value at the end, with the peak and the growth
+over the second half (a leak shows there). bench/run.py runs the soak in the background while the
+other benchmarks run, so the whole run stays short.
+
+Start-up: from spawning `python -m footprint` to the first /metrics answer that has every GPU and
+both RAPL packages (polled every 10 ms), over several starts; with and without attribution.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import threading
+import time
+
+import common
+import pods as k8s
+from common import Proc
+
+SCRAPE_INTERVAL = 15.0
+PODS = 200
+
+
+class Soak:
+    """The long-running exporter; start() returns at once, result() waits for the end."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._result: dict[str, object] = {}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._guarded, name="soak", daemon=True)
+
+    def start(self) -> Soak:
+        self._thread.start()
+        return self
+
+    def result(self) -> dict[str, object]:
+        self._thread.join()
+        if self._error is not None:
+            raise RuntimeError(f"soak failed: {self._error}") from self._error
+        return self._result
+
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # reported from result(), in the main thread
+            self._error = exc
+
+    def _run(self) -> None:
+        with common.fixture() as fx, k8s.pods(PODS * k8s.CONTAINERS_PER_POD) as p:
+            p.start_advancing()
+            port = common.free_port()
+            url = f"http://127.0.0.1:{port}/metrics"
+            with Proc(common.exporter_cmd(port, fx, *p.flags), common.exporter_env(fx), "soak") as proc:
+                startup = common.wait_for(proc, lambda: common.valid_scrape(common.http_get(url).decode()), 60,
+                                          "valid scrape")
+                started = time.monotonic()
+                timeline: list[tuple[float, float, float]] = []  # (seconds, RSS MiB, PSS MiB)
+                scrapes = 0
+                series = 0
+                while True:
+                    elapsed = time.monotonic() - started
+                    body = common.http_get(url)
+                    scrapes += 1
+                    series = common.sample_lines(body)
+                    timeline.append((round(elapsed, 1), round(common.rss_mib(proc.pid), 2),
+                                     round(common.pss_mib(proc.pid), 2)))
+                    if elapsed >= self.seconds:
+                        break
+                    time.sleep(min(SCRAPE_INTERVAL, max(self.seconds - elapsed, 0.0)))
+                half = [rss for t, rss, _ in timeline if t >= self.seconds / 2]
+                self._result = {
+                    "seconds": round(timeline[-1][0], 1),
+                    "pods": PODS,
+                    "containers": p.containers,
+                    "scrapes": scrapes,
+                    "series": series,
+                    "rss_mib_end": timeline[-1][1],
+                    "pss_mib_end": timeline[-1][2],
+                    "rss_mib_peak": max(rss for _, rss, _ in timeline),
+                    "rss_mib_growth_second_half": round(half[-1] - half[0], 2) if half else None,
+                    "startup_seconds": round(startup, 3),
+                    "timeline": timeline,
+                }
+
+
+def ready(url: str) -> bool:
+    return common.valid_scrape(common.http_get(url).decode())
+
+
+def startup_runs(runs: int, flags: list[str], fx: common.Fixture) -> dict[str, object]:
+    times, rss = [], []
+    for _ in range(runs):
+        port = common.free_port()
+        url = f"http://127.0.0.1:{port}/metrics"
+        with Proc(common.exporter_cmd(port, fx, *flags), common.exporter_env(fx), "startup") as proc:
+            times.append(common.wait_for(proc, functools.partial(ready, url), 60,
+                                         "valid scrape"))
+            rss.append(common.rss_mib(proc.pid))
+    return {
+        "runs": runs,
+        "median_seconds": round(statistics.median(times), 3),
+        "max_seconds": round(max(times), 3),
+        "min_seconds": round(min(times), 3),
+        "rss_mib_at_start": round(statistics.median(rss), 2),
+    }
+
+
+def startup(quick: bool) -> dict[str, object]:
+    runs = 3 if quick else 7
+    with common.fixture() as fx:
+        common.log("startup: 8 GPUs + RAPL")
+        bare = startup_runs(runs, [], fx)
+        common.log(f"startup: 8 GPUs + RAPL + {PODS} pods")
+        with k8s.pods(PODS * k8s.CONTAINERS_PER_POD) as p:
+            with_pods = startup_runs(runs, p.flags, fx)
+    return {"footprint": bare, "footprint_pods": with_pods}
+
+
+def soak_seconds(quick: bool) -> float:
+    return 150.0 if quick else 600.0

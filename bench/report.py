@@ -1,0 +1,192 @@
+"""Tables from the results files: the goals (pass/miss) and one table per benchmark, in Markdown.
+
+Built from bench/results/*.json only, so `bench/run.py --report-only` redraws the README table
+without running anything. Goals are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+Doc = Mapping[str, Any]
+
+
+def load(out: Path) -> dict[str, Doc]:
+    docs = {}
+    for path in sorted(out.glob("*.json")):
+        docs[path.stem] = json.loads(path.read_text())
+    return docs
+
+
+def _f(value: object, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("pass" if ok else "**miss**")
+
+
+def goals(docs: Mapping[str, Doc]) -> list[tuple[str, str, str, str]]:
+    """(goal, target, measured, pass/miss) for each goal the results can answer."""
+    rows: list[tuple[str, str, str, str]] = []
+    over = docs.get("overhead", {}).get("figures")
+    if over:
+        main = over.get("footprint_pods") or over["footprint"]
+        load_name = "8 GPUs + RAPL + 200 pods" if "footprint_pods" in over else "8 GPUs + RAPL (no attribution)"
+        pct = main["scrape_15s"]["core_percent"]
+        rows.append((f"CPU at 1 Hz, {load_name}, scraped every 15 s", "<= 0.5 % of one core", f"{pct:.3f} %",
+                     _verdict(pct <= 0.5)))
+        cc = over.get("codecarbon", {}).get("window", {}).get("cpu_ms_per_sample")
+        ours = over["footprint"]["no_scrape"]["cpu_ms_per_sample"]
+        if cc:
+            ratio = cc / ours
+            rows.append(("CPU per sample vs CodeCarbon (same 8 GPUs + RAPL, no attribution, no scrape)",
+                         ">= 5x less", f"{ratio:.2f}x less ({ours:.3f} vs {cc:.3f} ms)", _verdict(ratio >= 5)))
+    scrape = docs.get("scrape", {}).get("figures")
+    if scrape and "1000" in scrape["sizes"]:
+        s = scrape["sizes"]["1000"]
+        p99 = s["fresh_text"]["p99_ms"]
+        rows.append((f"scrape p99 at ~1,000 series ({s['series']}), every scrape renders", "<= 2 ms",
+                     f"{p99:.2f} ms (cached bytes: {s['cached_text']['p99_ms']:.2f} ms)", _verdict(p99 <= 2)))
+    mem = docs.get("memory", {}).get("figures")
+    if mem:
+        soak = mem.get("soak")
+        if soak:
+            rss = soak["rss_mib_end"]
+            rows.append((f"RSS after {soak['seconds'] / 60:.1f} min, {soak['pods']} pods, 15 s scrapes", "<= 60 MB",
+                         f"{rss * 1.048576:.1f} MB ({rss:.1f} MiB)", _verdict(rss * 1.048576 <= 60)))
+        start = mem.get("startup")
+        if start:
+            worst = max(start["footprint"]["median_seconds"], start["footprint_pods"]["median_seconds"])
+            bare, pods = start["footprint"]["median_seconds"], start["footprint_pods"]["median_seconds"]
+            rows.append(("start-up to the first valid scrape (median; without / with 200 pods)", "<= 1 s",
+                         f"{bare:.2f} s / {pods:.2f} s",
+                         _verdict(worst <= 1.0)))
+    acc = docs.get("accuracy", {}).get("figures")
+    if acc:
+        worst_e = max(v["counter_energy_error_percent"]["max_abs"] for v in acc["intervals"].values())
+        rows.append(("energy error with the hardware counter (0.1, 1, 5 s sampling)", "<= 0.1 %",
+                     f"{worst_e:.5f} %", _verdict(worst_e <= 0.1)))
+    return rows
+
+
+def table(header: tuple[str, ...], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def overhead_table(f: Doc) -> str:
+    cc = f.get("codecarbon", {}).get("window", {}).get("cpu_ms_per_sample")
+    rows = []
+
+    def row(name: str, w: Doc) -> tuple[str, ...]:
+        ratio = f"{cc / w['cpu_ms_per_sample']:.2f}x" if cc else "n/a"
+        return (name, _f(w["cpu_ms_per_sample"], 3), _f(w["core_percent"], 3), _f(w["cpu_seconds_per_hour"], 1), ratio)
+
+    for key, label in (("footprint", "footprint, 8 GPUs + RAPL"),
+                       ("footprint_pods", "footprint, 8 GPUs + RAPL + 200 pods x 3 containers")):
+        if key in f:
+            rows.append(row(f"{label}, no scrape", f[key]["no_scrape"]))
+            rows.append(row(f"{label}, scrape every 15 s", f[key]["scrape_15s"]))
+    if "codecarbon" in f:
+        c = f["codecarbon"]
+        note = "" if c.get("measured_all_gpus") else " (did NOT read all GPUs)"
+        rows.append(row(f"CodeCarbon {c.get('version', '')} offline tracker, 1 s{note}", c["window"]))
+    if "floor" in f:
+        rows.append(row("floor: only read the sensors, 1 Hz", f["floor"]["window"]))
+    return table(("contender", "CPU ms / sample", "% of one core", "CPU s / hour", "CodeCarbon / this"), rows)
+
+
+def scrape_table(f: Doc) -> str:
+    rows = []
+    for size in f["sizes"].values():
+        def lat(m: Doc) -> str:
+            return f"{m['p50_ms']:.2f} / {m['p99_ms']:.2f}"
+
+        ne = size["node_exporter"]
+        rows.append((
+            f"{size['series']:,}", f"{size['payload_bytes'] / 1024:.0f} KiB", lat(size["fresh_text"]),
+            lat(size["cached_text"]), lat(size["fresh_openmetrics"]), lat(ne),
+            f"{size['fresh_text']['gzip_bytes'] / 1024:.0f} KiB",
+        ))
+    return table(("series", "payload", "fresh p50 / p99 ms", "cached p50 / p99 ms", "fresh OpenMetrics p50 / p99 ms",
+                  "node_exporter textfile p50 / p99 ms", "payload gzipped"), rows)
+
+
+def memory_table(f: Doc) -> str:
+    rows = []
+    soak = f.get("soak")
+    if soak:
+        rows.append((f"RSS after {soak['seconds'] / 60:.1f} min (200 pods, {soak['series']:,} series)",
+                     f"{soak['rss_mib_end']:.1f} MiB (PSS {soak['pss_mib_end']:.1f}), peak {soak['rss_mib_peak']:.1f},"
+                     f" second-half growth {_f(soak['rss_mib_growth_second_half'])}"))
+    start = f.get("startup")
+    if start:
+        for key, label in (("footprint", "8 GPUs + RAPL"), ("footprint_pods", "8 GPUs + RAPL + 200 pods")):
+            s = start[key]
+            rows.append((f"start-up to first valid scrape, {label} ({s['runs']} runs)",
+                         f"median {s['median_seconds']:.3f} s, max {s['max_seconds']:.3f} s, RSS then "
+                         f"{s['rss_mib_at_start']:.1f} MiB"))
+    return table(("measure", "value"), rows)
+
+
+def accuracy_table(f: Doc) -> str:
+    rows = []
+    for interval, v in f["intervals"].items():
+        def e(key: str, v: Doc = v) -> str:
+            return f"{v[key]['max_abs']:.4f}"
+
+        rows.append((interval, e("counter_energy_error_percent"), e("counter_emissions_error_percent"),
+                     e("integration_energy_error_percent"), e("integration_emissions_error_percent"),
+                     e("naive_emissions_error_percent")))
+    return table(("sampling", "counter: energy", "counter: emissions", "power integration: energy",
+                  "power integration: emissions", "naive total x current intensity: emissions"), rows)
+
+
+def attribution_table(doc: Doc) -> str:
+    """Its timed parts (p50 / p95 / max wall ms, mean CPU ms) and its set-up figures."""
+    rows = []
+    for key, value in doc.get("figures", {}).items():
+        if isinstance(value, Mapping):
+            parts = [f"{k.removesuffix('_ms').replace('_', ' ')} {v:.2f} ms" for k, v in value.items()
+                     if isinstance(v, (int, float))]
+            rows.append((key, ", ".join(parts)))
+        elif not isinstance(value, list):
+            rows.append((key, _f(value, 3)))
+    return table(("figure", "value"), rows)
+
+
+def render(docs: Mapping[str, Doc]) -> str:
+    """The whole Markdown block: machine, goals, then each benchmark that has results."""
+    ours = [d for name, d in docs.items() if name != "attribution"]  # its machine block is shorter
+    any_doc = ours[0] if ours else None
+    out = []
+    if any_doc and "machine" in any_doc:
+        m = any_doc["machine"]
+        modes = sorted({d.get("mode", "?") for d in ours})
+        dates = sorted(d.get("date", "") for d in ours)
+        out.append(f"Machine: {m['cpu_model']}, {m['cores']} cores, {m.get('memory_gib', '?')} GiB, kernel "
+                   f"{m['kernel']}, Python {m['python']}. Mode: {', '.join(modes)}. Run: {dates[0]} to {dates[-1]}.")
+    out.append("")
+    out.append(table(("goal", "target", "measured", "result"), goals(docs)))
+    if "overhead" in docs:
+        out += ["", "Sampling overhead (CPU time of the process, 1 Hz):", "",
+                overhead_table(docs["overhead"]["figures"])]
+    if "scrape" in docs:
+        out += ["", "Scrape latency, one keep-alive client, p50 / p99:", "", scrape_table(docs["scrape"]["figures"])]
+    if "memory" in docs:
+        out += ["", "Memory and start-up:", "", memory_table(docs["memory"]["figures"])]
+    if "accuracy" in docs:
+        out += ["", "Accuracy, max |error| in % over the seeds (bursty trace, intensity changing every 5 min):", "",
+                accuracy_table(docs["accuracy"]["figures"])]
+    if "attribution" in docs:
+        out += ["", "Attribution (bench/attribution_bench.py):", "", attribution_table(docs["attribution"])]
+    return "\n".join(out) + "\n"
