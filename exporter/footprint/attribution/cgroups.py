@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 
 CONTAINER_SCOPE = re.compile(r"^(?:cri-containerd|crio|docker)-([0-9a-f]{64})\.scope$")
 BARE_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -53,54 +52,61 @@ def kubepods_roots(cgroup_root: str) -> list[str]:
     return [p for p in (os.path.join(cgroup_root, r) for r in KUBEPODS_ROOTS) if os.path.isdir(p)]
 
 
-def _walk(directory: str, depth: int, parent_is_pod: bool) -> Iterator[tuple[str, str]]:
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:  # removed while we looked: the pod is going away
-        return
-    for entry in entries:
-        name = entry.name
-        m = CONTAINER_SCOPE.match(name)
-        if m:
-            yield m.group(1), entry.path
-        elif parent_is_pod and BARE_ID.match(name):
-            yield name, entry.path
-        elif depth < MAX_DEPTH and (name.startswith("kubepods") or POD_DIR.match(name) or
-                                    name in ("burstable", "besteffort")):
-            try:
-                is_dir = entry.is_dir(follow_symlinks=False)
-            except OSError:
-                continue
-            if is_dir:
-                yield from _walk(entry.path, depth + 1, bool(POD_DIR.match(name)))
-
-
 def scan_containers(cgroup_root: str) -> dict[str, str] | None:
     """Container id -> its cgroup directory, for every pod container on this node.
 
     None when no kubepods hierarchy exists under `cgroup_root` (wrong --path.cgroup, or not a node).
+    Iterative and regex-light: it runs every sample over hundreds of directories.
     """
     roots = kubepods_roots(cgroup_root)
     if not roots:
         return None
     found: dict[str, str] = {}
-    for root in roots:
-        for cid, path in _walk(root, 0, False):
-            found[cid] = path
+    stack: list[tuple[str, int, bool]] = [(root, 0, False) for root in roots]
+    while stack:
+        directory, depth, in_pod = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:  # removed while we looked: the pod is going away
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.endswith(".scope"):
+                m = CONTAINER_SCOPE.match(name)
+                if m:
+                    found[m.group(1)] = entry.path
+            elif in_pod and len(name) == 64 and BARE_ID.match(name):
+                found[name] = entry.path
+            elif depth < MAX_DEPTH and (name.startswith(("kubepods", "pod")) or name in ("burstable", "besteffort")):
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((entry.path, depth + 1, POD_DIR.match(name) is not None))
+                except OSError:
+                    continue
     return found
 
 
 def cpu_usage_usec(cgroup_dir: str) -> int | None:
-    """`usage_usec` from the cgroup's cpu.stat; None if the cgroup vanished or the file is unreadable."""
+    """`usage_usec` from the cgroup's cpu.stat; None if the cgroup vanished or the file is unreadable.
+
+    Raw os.open/os.read (a third of the cost of open() in text mode): read 600 times a sample.
+    """
     try:
-        with open(os.path.join(cgroup_dir, "cpu.stat"), encoding="ascii") as fh:
-            for line in fh:
-                key, _, value = line.partition(" ")
-                if key == "usage_usec":
-                    return int(value)
-    except (OSError, ValueError):
+        fd = os.open(os.path.join(cgroup_dir, "cpu.stat"), os.O_RDONLY)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    except OSError:
         return None
-    return None
+    start = data.find(b"usage_usec ")
+    if start < 0:
+        return None
+    end = data.find(b"\n", start)
+    try:
+        return int(data[start + 11 : end if end >= 0 else len(data)])
+    except ValueError:
+        return None
 
 
 def process_cgroup(procfs: str, pid: int) -> list[str] | None:
