@@ -215,3 +215,13 @@ def test_online_cpus_from_proc_stat(tmp_path: Path) -> None:
 def test_slurm_job_from_cgroup_path() -> None:
     assert cgroups.slurm_job_of(["system.slice", "slurmstepd.scope", "job_4711", "step_0", "task_0"]) == "4711"
     assert cgroups.slurm_job_of(["user.slice"]) is None
+
+
+def test_scan_finds_containers_of_a_nested_kubelet(tmp_path: Path) -> None:
+    """kind: kubelet runs inside a container and its pods sit under kubelet.slice."""
+    pod = (tmp_path / "kubelet.slice" / "kubelet-kubepods.slice" / "kubelet-kubepods-besteffort.slice"
+           / "kubelet-kubepods-besteffort-pod3c1e9a0b_5d2f_4a8e_9b7c_0123456789ab.slice")
+    scope = pod / f"cri-containerd-{container_id(5)}.scope"
+    scope.mkdir(parents=True)
+    assert cgroups.scan_containers(str(tmp_path)) == {container_id(5): str(scope)}
+    assert cgroups.container_id_of([*pod.relative_to(tmp_path).parts, scope.name]) == container_id(5)

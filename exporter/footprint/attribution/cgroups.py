@@ -5,7 +5,9 @@ Container cgroups, by runtime and kubelet cgroup driver:
   holding `cri-containerd-<id>.scope` (containerd), `crio-<id>.scope` (CRI-O; `crio-conmon-*` is the
   monitor, not the container) or `docker-<id>.scope` (cri-dockerd); guaranteed pods sit directly under
   `kubepods.slice/kubepods-pod<uid>.slice/`;
-- cgroupfs driver: `kubepods/<qos>/pod<uid>/<id>` (the bare 64-hex id).
+- cgroupfs driver: `kubepods/<qos>/pod<uid>/<id>` (the bare 64-hex id);
+- kind and other nested kubelets: the same under `kubelet.slice/kubelet-kubepods.slice/` with
+  `kubelet-kubepods-<qos>-pod<uid>.slice` names (or `kubelet/kubepods/...`).
 The `<id>` is the container id the API server reports in `containerStatuses[].containerID` after the
 `<runtime>://` prefix. The pod's sandbox (pause) container has a cgroup too, but no status: its CPU
 time stays unattributed.
@@ -22,11 +24,12 @@ import re
 
 CONTAINER_SCOPE = re.compile(r"^(?:cri-containerd|crio|docker)-([0-9a-f]{64})\.scope$")
 BARE_ID = re.compile(r"^[0-9a-f]{64}$")
-POD_DIR = re.compile(r"^(?:kubepods(?:-[a-z]+)?-)?pod([0-9a-f_-]{36})(?:\.slice)?$")
+POD_DIR = re.compile(r"^(?:(?:kubelet-)?kubepods(?:-[a-z]+)?-)?pod([0-9a-f_-]{36})(?:\.slice)?$")
 SLURM_JOB = re.compile(r"^job_(\d+)$")
 # Where kubelet puts pods under the cgroup root (kind and some distributions nest it under kubelet.slice).
 KUBEPODS_ROOTS = ("kubepods.slice", "kubepods", "kubelet.slice/kubelet-kubepods.slice", "kubelet/kubepods")
 MAX_DEPTH = 4
+DESCEND = ("kubepods", "kubelet-kubepods", "pod")  # QoS and pod directory names
 
 
 def container_id_of(components: list[str]) -> str | None:
@@ -77,7 +80,7 @@ def scan_containers(cgroup_root: str) -> dict[str, str] | None:
                     found[m.group(1)] = entry.path
             elif in_pod and len(name) == 64 and BARE_ID.match(name):
                 found[name] = entry.path
-            elif depth < MAX_DEPTH and (name.startswith(("kubepods", "pod")) or name in ("burstable", "besteffort")):
+            elif depth < MAX_DEPTH and (name.startswith(DESCEND) or name in ("burstable", "besteffort")):
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append((entry.path, depth + 1, POD_DIR.match(name) is not None))
