@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.kube_apiserver import FakeApiServer
 from tests.fakes.nvml import FakeGpu, FakeProcess, Scenario, fake_env
 from tests.fakes.workloads import (
     INFERENCE,
@@ -135,3 +136,22 @@ def test_missing_node_name_is_a_startup_error() -> None:
                           timeout=30)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("footprint-exporter: kubernetes.node-name:")
+
+
+def test_series_of_pods_deleted_while_the_exporter_was_down_leave_after_restart(tmp_path: Path) -> None:
+    args, env, cleanup = start_fake_cluster(tmp_path)
+    common = [*FAST, "--no-meter.nvml", "--no-meter.rapl", f"--path.sysfs={tmp_path / 'sys'}",
+              f"--state.file={tmp_path / 'state.json'}", "--attribution.grace-period=1s"]
+    empty = FakeApiServer("fake-cluster-token").start()  # the pods were deleted meanwhile
+    try:
+        with start_exporter([*args, *common], env=env) as exp:
+            exp.wait_until(when(lambda s: workload(s, INFERENCE, "cpu") > 0), timeout=20)
+        with start_exporter([*args, *common, f"--kubernetes.api-url={empty.url}"], env=env) as exp:
+            restored = parse(exp.scrape())
+            assert workload(restored, TRAINING, "cpu") > 0  # back from the checkpoint
+            s: Series = exp.wait_until(when(lambda s: not pick(s, "footprint_workload_energy_joules_total")
+                                            and not pick(s, "footprint_workload_emissions_grams_total")), timeout=20)
+    finally:
+        empty.stop()
+        cleanup()
+    assert value(s, "footprint_attribution_consumers") == 0.0

@@ -538,3 +538,28 @@ def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+def test_series_restored_from_a_checkpoint_count_toward_the_cap_and_leave_when_gone(make_node: MakeNode) -> None:
+    node = make_node(attribution_grace_period=1.0, attribution_max_series=3)
+    restored = [("shop", "web-0", "app", "unknown", "cpu"), ("old", "deleted-0", "app", "unknown", "cpu"),
+                ("old", "deleted-0", "app", "unknown", "dram")]
+    for labels in restored:
+        node.ledger.add(WORKLOAD_ENERGY, labels, 10.0, WALL0)
+        node.ledger.add(WORKLOAD_EMISSIONS, labels[:4], 1.0, WALL0)
+    node.attributor.adopt(restored)
+    node.start_pod(cpu_pod("web-0", 3), refresh=False)
+    node.api.stop()  # down at start: nothing is known to be gone, restored series stay
+    node.attributor.refresh()
+    for _ in range(3):
+        node.step({container_id(33): 1.0})
+    assert {k[1] for k in node.ledger.series(WORKLOAD_EMISSIONS)} == {"web-0", "deleted-0"}
+    assert node.workload("web-0", "dram") == 0.0  # the cap: 3 series, all restored
+    node.api.start()
+    node.attributor.refresh()
+    node.step({container_id(33): 1.0})
+    node.step({container_id(33): 1.0})
+    assert {k[1] for k in node.ledger.series(WORKLOAD_EMISSIONS)} == {"web-0"}
+    assert node.workload("web-0", "cpu") == pytest.approx(10.0 + 2 * 100.0 / CPUS)  # unknown while the API was down
+    node.step({container_id(33): 1.0})
+    assert node.workload("web-0", "dram") == pytest.approx(20.0 / CPUS)  # room again under the cap

@@ -52,6 +52,11 @@ class Attributor(Protocol):
         """Consumers whose grace period ended: their series leave the ledger."""
         ...
 
+    def adopt(self, series: list[tuple[str, ...]]) -> None:
+        """Workload energy series restored from a checkpoint (namespace, pod, container, workload,
+        component): they count toward the cap and leave after the grace period like live ones."""
+        ...
+
     def collect(self) -> Iterable[Metric]:
         """Attribution's own health metrics (e.g. footprint_workload_series_dropped_total)."""
         ...

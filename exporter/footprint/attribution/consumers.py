@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -71,6 +71,17 @@ class ConsumerBook:
                 self.series += 1
             out.append(s)
         return out
+
+    def adopt(self, series: Iterable[tuple[str, ...]]) -> None:
+        """Take on workload energy series restored from a checkpoint (label values, component last), so
+        they count toward the cap and leave like any other once their consumer is gone."""
+        for labels in series:
+            consumer, component = Consumer(*labels[:4]), labels[4]
+            have = self.components.setdefault(consumer, set())
+            if component not in have:
+                have.add(component)
+                self.series += 1
+            self.left_at.setdefault(consumer, None)
 
     def gone(self, now_wall: float, live: Callable[[Consumer], bool]) -> list[Consumer]:
         out = []

@@ -106,6 +106,7 @@ class KubernetesAttributor:
         self.up: dict[str, bool | None] = dict.fromkeys(SOURCES)  # None: not tried yet
         self.cpus = cgroups.online_cpus(self.procfs)
         self._pods: list[PodInfo] = []
+        self._listed = False  # the API server answered at least once
         self._usage: dict[str, int] = {}  # container id -> usage_usec at the last split
         self._scanned = False
         self._asked: set[str] = set()  # unknown container ids that already asked for a refresh
@@ -120,6 +121,7 @@ class KubernetesAttributor:
         try:
             raw = self.api.list_pods()
             self._pods = [p for p in (parse_pod(item, self.label_key) for item in raw) if p is not None]
+            self._listed = True
             self._set_up("apiserver", True)
         except Exception as exc:  # down, refused, 401/403, garbage: keep the last pod list
             self._set_up("apiserver", False, exc)
@@ -238,8 +240,14 @@ class KubernetesAttributor:
         return fractions
 
     def gone(self, now_wall: float) -> list[Consumer]:
+        """Until the API server has answered once, nobody is known to be gone (restored series stay)."""
+        if not self._listed:
+            return []
         live = self.snapshot.live
         return self.book.gone(now_wall, live.__contains__)
+
+    def adopt(self, series: Iterable[tuple[str, ...]]) -> None:
+        self.book.adopt(series)
 
     # --- exposition -------------------------------------------------------------------------------
 

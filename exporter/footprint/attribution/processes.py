@@ -142,6 +142,9 @@ class ProcessAttributor:
         groups = self._groups
         return self.book.gone(now_wall, lambda c: c.pod in groups)
 
+    def adopt(self, series: Iterable[tuple[str, ...]]) -> None:
+        self.book.adopt(series)
+
     def collect(self) -> Iterable[Metric]:
         return health_metrics(self.book, {"procfs": self.up})
 
