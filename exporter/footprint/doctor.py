@@ -10,6 +10,7 @@ import sys
 from typing import TextIO
 
 from footprint import __version__, config
+from footprint.app import build_attributor
 from footprint.config import ConfigError, Settings
 from footprint.embodied import EmbodiedModel
 from footprint.meters.base import MeterError
@@ -65,6 +66,20 @@ def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
         print(f"footprint-exporter: {exc}", file=sys.stderr)
         return 2
     say(f"  PUE: {settings.pue:g} ({settings.origin('pue')})")
+
+    say()
+    say("Attribution")
+    try:
+        attributor = build_attributor(settings, detection.meters)
+    except ConfigError as exc:
+        print(f"footprint-exporter: {exc}", file=sys.stderr)
+        return 2
+    if attributor is None:
+        say("  off (--kubernetes.enabled or --attribution.processes to attribute energy to workloads)")
+    else:
+        for line in attributor.describe():
+            say(f"  {line}")
+        attributor.close()
 
     say()
     say("Settings (value, source)")
