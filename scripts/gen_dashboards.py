@@ -38,10 +38,13 @@ FLIGHT_KM = 5550  # London Heathrow - New York JFK, great-circle distance
 FLIGHT_GRAMS_PER_PKM = 150  # UK DESNZ 2023: long-haul, economy, with radiative forcing ~0.15 kgCO2e/pkm
 FLIGHT_GRAMS = FLIGHT_KM * FLIGHT_GRAMS_PER_PKM  # ~833 kgCO2e per one-way economy seat
 
+# Threshold steps: (colour, lower bound); the first step has no lower bound.
+Steps = list[tuple[str, float | None]]
+
 # Thresholds shared with prometheus/thresholds.yaml (alerts) so colours and alerts agree.
-INTENSITY_STEPS = [("green", None), ("yellow", 200), ("orange", 300), ("red", 400)]
-GPU_LIMIT_STEPS = [("green", None), ("yellow", 0.8), ("red", 0.95)]
-AGE_STEPS = [("green", None), ("orange", 3600), ("red", 7200)]
+INTENSITY_STEPS: Steps = [("green", None), ("yellow", 200), ("orange", 300), ("red", 400)]
+GPU_LIMIT_STEPS: Steps = [("green", None), ("yellow", 0.8), ("red", 0.95)]
+AGE_STEPS: Steps = [("green", None), ("orange", 3600), ("red", 7200)]
 IDLE_UTILISATION = 0.05
 
 # Label filters. `cluster` is a target label (absent on one-node setups: the All value .* matches that).
@@ -57,7 +60,7 @@ KG = "/ 1000"
 # --- building blocks -------------------------------------------------------------------------------
 
 
-def steps(pairs: list[tuple[str, float | None]]) -> dict[str, Any]:
+def steps(pairs: Steps) -> dict[str, Any]:
     return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in pairs]}
 
 
@@ -89,7 +92,7 @@ def panel(
     *,
     w: int,
     h: int,
-    thresholds: list[tuple[str, float | None]] | None = None,
+    thresholds: Steps | None = None,
     decimals: int | None = None,
     mappings: list[dict[str, Any]] | None = None,
     custom: dict[str, Any] | None = None,
@@ -213,7 +216,7 @@ def table(title: str, description: str, expr: str, unit: str, value_name: str, *
 
 def timeline(title: str, description: str, expr: str, legend: str, *, w: int = 12, h: int = 6,
              mappings: list[dict[str, Any]] | None = None, unit: str = "bool_yes_no",
-             thresholds: list[tuple[str, float | None]] | None = None) -> dict[str, Any]:
+             thresholds: Steps | None = None) -> dict[str, Any]:
     options = {
         "mergeValues": True,
         "showValue": "auto",

@@ -359,11 +359,12 @@ class CarbonAwareFake(FakeServer):
         if req.path == "/emissions/forecasts/current":
             if self.state.forecast is None:
                 return as_json({"title": "NotImplementedException", "status": 501}, 501)
+            forecast = self.state.forecast
             points = [
                 {"location": location, "timestamp": iso(now + i * 600, fmt), "duration": 10, "value": v}
-                for i, v in enumerate(self.state.forecast)
+                for i, v in enumerate(forecast)
             ]
-            best = min(points, key=lambda p: p["value"])
+            best = points[forecast.index(min(forecast))]
             return as_json([{"location": location, "dataStartAt": iso(now, fmt), "dataEndAt": iso(now + 86400, fmt),
                              "windowSize": 10, "optimalDataPoint": best, "forecastData": points}])
         return as_json({"status": 404}, 404)

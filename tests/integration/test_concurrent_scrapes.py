@@ -110,8 +110,7 @@ def test_100_concurrent_scrapers_and_slow_clients(tmp_path: Path) -> None:
         assert not any(t.is_alive() for t in threads), "a client thread did not finish"
         log = exp.log()
 
-    flat = [r for r in latencies for r in r]
-    flat.sort()
+    flat = sorted(seconds for per_client in latencies for seconds in per_client)
     q = statistics.quantiles(flat, n=100)
     warm = [b for t, b in rss if t >= WARMUP]
     print(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,9 @@ def test_emissions_use_the_intensity_of_each_sample(em: ElectricityMapsFake, tmp
             found = pick(parse(text), ACC, grid_zone="DE", provider="electricitymaps", signal="average")
             return list(found.values()) == [intensity]
 
+        def energy_reached(text: str, joules: float) -> bool:
+            return value(parse(text), "footprint_node_energy_joules_total") >= joules
+
         exp.wait_until(lambda text: settled(text, 100))
         s0 = parse(exp.scrape())
         energy0 = value(s0, "footprint_node_energy_joules_total")
@@ -57,12 +61,11 @@ def test_emissions_use_the_intensity_of_each_sample(em: ElectricityMapsFake, tmp
         expected_grams, moved = 0.0, 0.0
         for intensity, joules in ((100, 2.0), (500, 3.0), (100, 1.25), (500, 4.5)):
             em.state.intensity = intensity
-            exp.wait_until(lambda text, i=intensity: settled(text, i))
+            exp.wait_until(partial(settled, intensity=intensity))
             tree.advance(PACKAGE, int(joules * 1e6))
             moved += joules
             expected_grams += joules * PUE * intensity / 3.6e6
-            exp.wait_until(lambda text, m=moved: value(parse(text), "footprint_node_energy_joules_total")
-                           >= energy0 + m - 1e-9)
+            exp.wait_until(partial(energy_reached, joules=energy0 + moved - 1e-9))
         s = parse(exp.scrape())
     assert value(s, "footprint_node_energy_joules_total") - energy0 == pytest.approx(moved, abs=1e-9)
     grams = value(s, "footprint_node_emissions_grams_total") - grams0

@@ -607,6 +607,6 @@ def test_rendered_node_and_grid_pods_work_together_through_the_peer_provider(tmp
         assert any(a.startswith("--grid.peer.url=") for a in local)
         with start_exporter(local) as node:
             line = 'footprint_grid_accounting_intensity_grams_per_kilowatt_hour{grid_zone="DE",provider="peer",'
-            text = node.wait_until(lambda t: line in t and t, timeout=30)
+            text = node.wait_until(lambda t: t if line in t else None, timeout=30)
             assert re.search(re.escape(line) + r'signal="average"} 123(\.0)?$', text, re.M)
             assert re.search(r"^footprint_grid_fallback_active 0(\.0)?$", text, re.M)

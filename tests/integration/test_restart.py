@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from footprint.checkpoint import decode
+from footprint.ledger import Labels
 
 from tests.fakes.nvml import FakeGpu, Scenario, fake_env
 from tests.fakes.sysfs import RaplTree
@@ -49,14 +51,15 @@ def kill_9(exp: ExporterProcess) -> None:
     exp.proc.wait(10)
 
 
-def wait_checkpointed(path: Path, predicate: object, timeout: float = 10.0) -> None:
+def wait_checkpointed(path: Path, predicate: Callable[[dict[tuple[str, Labels], float]], bool],
+                      timeout: float = 10.0) -> None:
     """Poll the state file until predicate(series dict) holds: the write-after-scrape has landed."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             cp = decode(path.read_bytes())
             series = {(m, labels): v for m, labels, v, _ in cp.series}
-            if predicate(series):  # type: ignore[operator]
+            if predicate(series):
                 return
         except (OSError, ValueError):
             pass
@@ -148,7 +151,7 @@ def test_kill_9_estimated_energy_is_not_invented_for_the_gap(tmp_path: Path) -> 
     # A constant 1 kW estimate, so invented energy for a multi-second gap could not hide.
     run = args(tmp_path, "--no-meter.nvml", "--estimate.cpu-idle-watts=1000", "--estimate.cpu-max-watts=1000")
     with start_exporter(run) as exp:
-        seen = exp.wait_until(lambda text: (s := parse(text)) and joules(s, "cpu", "0") > 500 and s)
+        seen = exp.wait_until(lambda text: s if (s := parse(text)) and joules(s, "cpu", "0") > 500 else None)
         scraped = joules(seen, "cpu", "0")
         wait_checkpointed(tmp_path / "state.json",
                           lambda c: c.get((ENERGY, ("cpu", "0", "estimate")), 0.0) >= scraped)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from footprint import config
 from footprint.accountant import (
@@ -28,10 +30,10 @@ from footprint.meters.base import Reading
 YEAR = 365.25 * 86400
 
 
-def reading(joules: float, **kw: object) -> Reading:
-    base: dict[str, object] = {"component": "gpu", "device": "0", "source": "nvml", "energy_joules": joules}
+def reading(joules: float, **kw: Any) -> Reading:
+    base: dict[str, Any] = {"component": "gpu", "device": "0", "source": "nvml", "energy_joules": joules}
     base.update(kw)
-    return Reading(**base)  # type: ignore[arg-type]
+    return Reading(**base)
 
 
 def intensity(value: float) -> IntensityReading:

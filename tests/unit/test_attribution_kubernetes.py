@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from footprint.accountant import (
@@ -30,6 +31,7 @@ from footprint.attribution.kubernetes import KubernetesAttributor
 from footprint.attribution.podresources import PodResourcesClient
 from footprint.config import ConfigError, Settings
 from footprint.ledger import Ledger
+from footprint.meters.base import Meter
 from footprint.meters.nvml import NvmlMeter
 from footprint.meters.rapl import RaplMeter
 from footprint.sampler import Sampler
@@ -65,6 +67,9 @@ class Recording:
     def gone(self, now_wall: float) -> list[Consumer]:
         return self.inner.gone(now_wall)
 
+    def adopt(self, series: list[tuple[str, ...]]) -> None:
+        self.inner.adopt(series)
+
     def collect(self) -> Iterable[Metric]:
         return self.inner.collect()
 
@@ -90,7 +95,7 @@ class Pod:
 class Node:
     """One node: cgroups, /proc, RAPL, two GPUs, an API server, a kubelet socket, and the exporter core."""
 
-    def __init__(self, tmp: Path, sock_dir: Path, **settings: object) -> None:
+    def __init__(self, tmp: Path, sock_dir: Path, **settings: Any) -> None:
         self.t = 0.0
         self.cg = CgroupTree(tmp / "cgroup")
         self.proc = FakeProcfs(tmp / "proc", cpus=CPUS)
@@ -106,10 +111,10 @@ class Node:
             path_cgroup=str(tmp / "cgroup"), path_procfs=str(tmp / "proc"), path_sysfs=str(tmp / "sys"),
             kubernetes_enabled=True, kubernetes_node_name="node-1", kubernetes_api_url=self.api.url,
             kubernetes_token_file=str(tmp / "token"), kubernetes_pod_resources_socket=str(sock_dir / "kubelet.sock"),
-            **settings,  # type: ignore[arg-type]
+            **settings,
         )
         self.nvml = NvmlMeter(self.settings, clock=lambda: self.t)
-        self.meters = [RaplMeter(self.settings), self.nvml]
+        self.meters: list[Meter] = [RaplMeter(self.settings), self.nvml]
         s = self.settings
         self.attributor = KubernetesAttributor(
             s, list(self.meters),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from footprint.accountant import ENERGY, UNATTRIBUTED_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY, Accountant
@@ -12,6 +13,7 @@ from footprint.attribution import factory
 from footprint.attribution.processes import ProcessAttributor
 from footprint.config import Settings
 from footprint.ledger import Ledger
+from footprint.meters.base import Meter
 from footprint.meters.nvml import NvmlMeter
 from footprint.meters.rapl import RaplMeter
 from footprint.sampler import Sampler
@@ -26,7 +28,7 @@ HZ = 100  # what the fake /proc's ticks mean, the kernel's USER_HZ everywhere
 
 
 class Host:
-    def __init__(self, tmp: Path, group_by: str, **settings: object) -> None:
+    def __init__(self, tmp: Path, group_by: str, **settings: Any) -> None:
         self.t = 0.0
         self.proc = FakeProcfs(tmp / "proc", cpus=CPUS)
         self.rapl = RaplTree(tmp / "sys", packages=1, dram=False)
@@ -35,9 +37,9 @@ class Host:
         self.scenario.write(self.scenario_path)
         self.settings = Settings(path_procfs=str(tmp / "proc"), path_sysfs=str(tmp / "sys"),
                                  attribution_processes=True, attribution_group_by=group_by,
-                                 **settings)  # type: ignore[arg-type]
+                                 **settings)
         self.nvml = NvmlMeter(self.settings, clock=lambda: self.t)
-        meters = [RaplMeter(self.settings), self.nvml]
+        meters: list[Meter] = [RaplMeter(self.settings), self.nvml]
         attributor = factory.build(self.settings, meters)
         assert isinstance(attributor, ProcessAttributor)
         assert attributor.ticks_per_second == HZ

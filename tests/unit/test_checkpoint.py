@@ -201,16 +201,17 @@ def test_restart_resumes_totals_created_and_charges_the_gap_unattributed(tmp_pat
     cp2.recover_gap(baseline, INTENSITY)
 
     key = ("gpu", "0")
-    assert ledger2.get(acct.ENERGY, (*key, "nvml")) == 400.0
+    energy_key = (*key, "nvml")
+    assert ledger2.get(acct.ENERGY, energy_key) == 400.0
     assert ledger2.get(GAP_JOULES, key) == 300.0
     assert ledger2.get(acct.ENERGY, ("cpu", "0", "estimate")) == 50.0  # nothing invented
     assert ledger2.get(acct.EMISSIONS, key) == pytest.approx(400.0 * 1.5 * 400.0 / 3.6e6)
     assert ledger2.get(acct.UNATTRIBUTED_ENERGY, key) == 300.0  # nobody knows who used it
-    assert ledger2.created[acct.ENERGY][(*key, "nvml")] == created[acct.ENERGY][(*key, "nvml")]
+    assert ledger2.created[acct.ENERGY][energy_key] == created[acct.ENERGY][energy_key]
     assert ledger2.created[GAP_JOULES][key] == 5000.0
     # The next sample goes on from the baseline: nothing counted twice.
     run_samples(ledger2, Accountant(s), [gpu(1450.0), estimate(10.0)], wall=5001.0)
-    assert ledger2.get(acct.ENERGY, (*key, "nvml")) == 450.0
+    assert ledger2.get(acct.ENERGY, energy_key) == 450.0
 
 
 @pytest.mark.parametrize("content", [b"garbage\n", None], ids=["garbage", "foreign"])

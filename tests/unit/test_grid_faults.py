@@ -227,7 +227,8 @@ def test_expired_watttime_token_logs_in_again(clock: Clock, tmp_path: Path, capl
         clock.advance(60)
         with caplog.at_level(logging.WARNING, logger="footprint.grid"):
             feed.refresh_due()
-        assert feed.marginal() is not None and feed.marginal().fetched_at == clock.t  # type: ignore[union-attr]
+        marginal = feed.marginal()
+        assert marginal is not None and marginal.fetched_at == clock.t
         assert [r.path for r in wt.requests] == ["/login", "/v3/forecast", "/v3/forecast", "/login", "/v3/forecast"]
         assert value(feed, "footprint_grid_provider_up", provider="watttime") == 1
         assert "fetch failed" not in caplog.text

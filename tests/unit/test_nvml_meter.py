@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from footprint.config import Settings
 from footprint.ledger import CounterTracker
-from footprint.meters.base import MeterError, MeterUnavailable
+from footprint.meters.base import MeterError, MeterUnavailable, Reading
 from footprint.meters.nvml import (
     NvmlInitError,
     NvmlLibraryError,
@@ -82,7 +82,7 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
         meter.close()
 
 
-def by_device(readings: list) -> dict:  # type: ignore[type-arg]
+def by_device(readings: list[Reading]) -> dict[str, Reading]:
     return {r.device: r for r in readings}
 
 

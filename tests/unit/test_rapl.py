@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 from footprint import config
@@ -87,7 +89,7 @@ def test_permission_denied_says_how_to_grant_access(tmp_path: Path, monkeypatch:
     energy = tree.path("intel-rapl:0") / "energy_uj"
     real_open = open
 
-    def deny(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def deny(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> IO[Any]:
         if str(path) == str(energy):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SOURCE = Path(__file__).with_name("fake_nvml.c")
 CACHE = Path(__file__).resolve().parents[3] / ".cache" / "fake-nvml"
@@ -194,8 +195,8 @@ class Scenario:
         return nj // 1_000_000 + (0 if past else gpu.energy_offset_mj)
 
 
-def write_scenario(path: Path, gpus: Sequence[FakeGpu] | None = None, **kwargs: object) -> Scenario:
+def write_scenario(path: Path, gpus: Sequence[FakeGpu] | None = None, **kwargs: Any) -> Scenario:
     """Write a scenario with these GPUs (default: one) and other Scenario fields as keywords."""
-    scenario = Scenario(gpus=list(gpus) if gpus is not None else [FakeGpu()], **kwargs)  # type: ignore[arg-type]
+    scenario = Scenario(gpus=list(gpus) if gpus is not None else [FakeGpu()], **kwargs)
     scenario.write(path)
     return scenario
