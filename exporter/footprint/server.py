@@ -132,6 +132,9 @@ class Handler(BaseHTTPRequestHandler):
     server_version = f"footprint/{__version__}"
     timeout = CLIENT_TIMEOUT_SECONDS  # per socket operation
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle on, a body under one segment waits for the
+    # client's delayed ACK of the headers (40 ms on Linux; bench/README.md). setup() sets TCP_NODELAY.
+    disable_nagle_algorithm = True
     default_request_version = "HTTP/1.1"  # errors to garbage get a status line: no HTTP/0.9 here
 
     def setup(self) -> None:
