@@ -376,18 +376,30 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, A
             yield key, v
 
 
-def _read_file(path: str) -> dict[str, Any]:
+def read_text(path: str, key: str) -> str:
+    """The text of a file named by setting `key`; errors name the key and path, never the content."""
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            return fh.read()
     except FileNotFoundError:
-        raise ConfigError(f"config: file not found: {path}") from None
+        raise ConfigError(f"{key}: file not found: {path}") from None
     except OSError as exc:
-        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+
+
+def load_yaml(path: str, key: str) -> Any:
+    """The YAML document in a file named by setting `key`; a syntax error says the line, not the content."""
+    text = read_text(path, key)
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config: {path} is not valid YAML{where}") from None
+        raise ConfigError(f"{key}: {path} is not valid YAML{where}") from None
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    data = load_yaml(path, "config")
     if data is None:
         return {}
     if not isinstance(data, Mapping):

@@ -36,9 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bcrypt
-import yaml
 
-from footprint.config import ConfigError, parse_duration
+from footprint.config import ConfigError, load_yaml, parse_duration
 
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -163,16 +162,7 @@ def load(path: str) -> WebConfig:
     """Parse and check the file; "" means no file (plain HTTP, no auth). Raises ConfigError."""
     if not path:
         return WebConfig()
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"web.config.file: file not found: {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"web.config.file: cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"web.config.file: {path} is not valid YAML") from None
-    top = _mapping(data, path, "(top level)")
+    top = _mapping(load_yaml(path, "web.config.file"), path, "(top level)")
     _unknown(top, {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"}, path, "")
     config = WebConfig(
         tls=_tls(_mapping(top.get("tls_server_config"), path, "tls_server_config"), path),

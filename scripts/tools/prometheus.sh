@@ -4,6 +4,7 @@
 # Debian's alertmanager reads its notification templates from a fixed path instead of embedding them
 # (it refuses to start without them), so those two files go to /usr/share/prometheus/alertmanager (root).
 set -euo pipefail
+. "$(dirname "$0")/lib/debian.sh"
 dest=$(realpath -m "${1:?usage: prometheus.sh /absolute/tools/dir}")
 bin="$dest/bin"
 templates=/usr/share/prometheus/alertmanager
@@ -15,16 +16,7 @@ mkdir -p "$bin"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-# apt-get download writes as _apt when it can; a root-owned temp dir makes it warn, so let _apt in.
-chmod 0777 "$work"
-packages=(prometheus prometheus-alertmanager)
-if ! apt-get download -q "${packages[@]}" >/dev/null 2>&1; then
-  apt-get update -q >/dev/null
-  apt-get download -q "${packages[@]}" >/dev/null
-fi
-for deb in ./*.deb; do
-  dpkg-deb -x "$deb" "$work/root"
-done
+unpack_debs "$work/root" prometheus prometheus-alertmanager
 install -m 0755 "$work/root/usr/bin/prometheus" "$bin/prometheus"
 install -m 0755 "$work/root/usr/bin/promtool" "$bin/promtool"
 install -m 0755 "$work/root/usr/bin/prometheus-alertmanager" "$bin/alertmanager"

@@ -26,6 +26,13 @@ def feed_for(clock: Clock, em: ElectricityMapsFake, tmp_path: Path, *flags: str)
     )
 
 
+def tick(clock: Clock, feed: GridFeed, times: int, seconds: float) -> None:
+    """Move the clock `times` steps, refreshing after each, as the exporter's sample loop does."""
+    for _ in range(times):
+        clock.advance(seconds)
+        feed.refresh_due()
+
+
 def _fault_500(em: ElectricityMapsFake) -> None:
     em.fault = Fault(status=500)
 
@@ -143,15 +150,11 @@ def test_recovery_returns_to_the_primary(clock: Clock, em: ElectricityMapsFake, 
     feed = feed_for(clock, em, tmp_path)
     feed.refresh_due()
     em.fault = Fault(status=500)
-    for _ in range(150):
-        clock.advance(5)
-        feed.refresh_due()
+    tick(clock, feed, 150, 5)
     assert feed.accounting_intensity().provider == "static"
     em.fault = None
     em.state.intensity = 123
-    for _ in range(60):  # within the 4 x refresh backoff cap
-        clock.advance(5)
-        feed.refresh_due()
+    tick(clock, feed, 60, 5)  # within the 4 x refresh backoff cap
     r = feed.accounting_intensity()
     assert (r.provider, r.value) == ("electricitymaps", 123.0)
     assert not feed.fallback_active()
@@ -166,9 +169,7 @@ def test_retry_after_is_honoured(clock: Clock, em: ElectricityMapsFake, tmp_path
     feed.refresh_due()
     assert value(feed, "footprint_grid_fetch_errors_total", provider="electricitymaps", reason="rate_limited") == 1
     em.fault = None
-    for _ in range(59):  # 295 s: the API asked for 300
-        clock.advance(5)
-        feed.refresh_due()
+    tick(clock, feed, 59, 5)  # 295 s: the API asked for 300
     assert em.count(LATEST) == 2
     clock.advance(5)
     feed.refresh_due()
@@ -181,9 +182,7 @@ def test_retry_after_as_http_date(clock: Clock, em: ElectricityMapsFake, tmp_pat
     em.fault = Fault(status=429, retry_after="Fri, 15 Jan 2027 09:00:00 GMT")  # T0 + 1 h
     feed.refresh_due()
     em.fault = None
-    for _ in range(59):
-        clock.advance(60)
-        feed.refresh_due()
+    tick(clock, feed, 59, 60)
     assert em.count(LATEST) == 1
     clock.advance(60)
     feed.refresh_due()
@@ -235,9 +234,7 @@ def test_expired_watttime_token_logs_in_again(clock: Clock, tmp_path: Path, capl
         # A password that no longer works is an auth error, retried with backoff, not in a loop.
         wt.password = "changed"
         wt.expire_tokens()
-        for _ in range(20):
-            clock.advance(5)
-            feed.refresh_due()
+        tick(clock, feed, 20, 5)
         assert value(feed, "footprint_grid_fetch_errors_total", provider="watttime", reason="auth") == 3
         assert wt.logins == 2
         assert wt.count("/login") <= 7

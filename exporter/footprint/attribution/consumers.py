@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -115,6 +116,41 @@ def gpu_process_shares(meters: list[object]) -> dict[str, dict[int, float]]:
         for device, pids in (got or {}).items():
             out.setdefault(str(device), {}).update({int(pid): float(share) for pid, share in pids.items()})
     return out
+
+
+def split_deltas(
+    deltas: list[EnergyDelta],
+    cpu: Mapping[Consumer, float],
+    meters: list[object],
+    consumer_of_pid: Callable[[int], Consumer | None],
+    exclusive: Callable[[EnergyDelta], Mapping[Consumer, float] | None] = lambda _: None,
+) -> list[WorkloadShare]:
+    """The rules every attributor follows: CPU and DRAM by `cpu` (each consumer's CPU time over the
+    capacity); a GPU by `exclusive` where it names the fractions (a dedicated GPU), else by the
+    utilisation of its processes, each mapped to a consumer once per call (None: nobody's)."""
+    shares: list[WorkloadShare] = []
+    process_shares: dict[str, dict[int, float]] | None = None
+    owners: dict[int, Consumer | None] = {}
+    for delta in deltas:
+        if delta.joules <= 0:
+            continue
+        if delta.component in ("cpu", "dram"):
+            shares += shares_of(delta, cpu)
+        elif delta.component == "gpu":
+            fractions = exclusive(delta)
+            if fractions is None:
+                if process_shares is None:
+                    process_shares = gpu_process_shares(meters)
+                by_consumer: dict[Consumer, float] = defaultdict(float)
+                for pid, share in process_shares.get(delta.device, {}).items():
+                    if pid not in owners:
+                        owners[pid] = consumer_of_pid(pid)
+                    owner = owners[pid]
+                    if owner is not None:
+                        by_consumer[owner] += share
+                fractions = by_consumer
+            shares += shares_of(delta, fractions)
+    return shares
 
 
 def health_metrics(book: ConsumerBook, up: Mapping[str, bool | None]) -> Iterator[Metric]:

@@ -37,7 +37,7 @@ from prometheus_client.core import Metric
 from footprint.attribution import cgroups
 from footprint.attribution.apiserver import ApiServerClient, PodInfo, parse_pod
 from footprint.attribution.base import Consumer, EnergyDelta, WorkloadShare
-from footprint.attribution.consumers import ConsumerBook, gpu_process_shares, health_metrics, shares_of
+from footprint.attribution.consumers import ConsumerBook, health_metrics, split_deltas
 from footprint.attribution.podresources import PodResources, PodResourcesClient, gpu_uuid
 from footprint.config import Settings
 
@@ -168,32 +168,18 @@ class KubernetesAttributor:
         cpu = self._cpu_fractions(snap, seconds)
         if seconds <= 0:
             return []
-        shares: list[WorkloadShare] = []
-        process_shares: dict[str, dict[int, float]] | None = None
-        pid_cache: dict[int, Consumer | None] = {}
-        for delta in deltas:
-            if delta.joules <= 0:
-                continue
-            if delta.component in ("cpu", "dram"):
-                shares += shares_of(delta, cpu)
-            elif delta.component == "gpu":
-                holder = snap.exclusive_gpus.get(dict(delta.info).get("uuid", ""))
-                if holder is not None:
-                    consumer = snap.by_ref.get(holder)
-                    if consumer is not None:
-                        shares.append(WorkloadShare(consumer, delta.component, delta.device, delta.joules))
-                    continue
-                if process_shares is None:
-                    process_shares = gpu_process_shares(self.meters)
-                fractions: dict[Consumer, float] = defaultdict(float)
-                for pid, share in process_shares.get(delta.device, {}).items():
-                    if pid not in pid_cache:
-                        pid_cache[pid] = self._consumer_of_pid(snap, pid)
-                    consumer = pid_cache[pid]
-                    if consumer is not None:
-                        fractions[consumer] += share
-                shares += shares_of(delta, fractions)
-        return self.book.admit(shares)
+
+        def exclusive(delta: EnergyDelta) -> dict[Consumer, float] | None:
+            holder = snap.exclusive_gpus.get(dict(delta.info).get("uuid", ""))
+            if holder is None:
+                return None  # shared or time-sliced: by its processes
+            consumer = snap.by_ref.get(holder)
+            return {consumer: 1.0} if consumer is not None else {}  # a holder not listed yet: nobody's
+
+        def consumer_of_pid(pid: int) -> Consumer | None:
+            return self._consumer_of_pid(snap, pid)
+
+        return self.book.admit(split_deltas(deltas, cpu, self.meters, consumer_of_pid, exclusive))
 
     def _consumer_of_pid(self, snap: Snapshot, pid: int) -> Consumer | None:
         path = cgroups.process_cgroup(self.procfs, pid)

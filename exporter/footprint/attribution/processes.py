@@ -25,7 +25,7 @@ from prometheus_client.core import Metric
 
 from footprint.attribution import cgroups
 from footprint.attribution.base import Consumer, EnergyDelta, WorkloadShare
-from footprint.attribution.consumers import ConsumerBook, gpu_process_shares, health_metrics, shares_of
+from footprint.attribution.consumers import ConsumerBook, health_metrics, split_deltas
 from footprint.config import Settings
 
 log = logging.getLogger("footprint.attribution.processes")
@@ -116,23 +116,12 @@ class ProcessAttributor:
                 before = 0  # started since the last split
             if ticks > before:
                 cpu[self.consumer(group)] += (ticks - before) / capacity
-        shares: list[WorkloadShare] = []
-        process_shares: dict[str, dict[int, float]] | None = None
-        for delta in deltas:
-            if delta.joules <= 0:
-                continue
-            if delta.component in ("cpu", "dram"):
-                shares += shares_of(delta, cpu)
-            elif delta.component == "gpu":
-                if process_shares is None:
-                    process_shares = gpu_process_shares(self.meters)
-                fractions: dict[Consumer, float] = defaultdict(float)
-                for pid, share in process_shares.get(delta.device, {}).items():
-                    owner = procs[pid][0] if pid in procs else self._group_of_pid(pid)
-                    if owner is not None:
-                        fractions[self.consumer(owner)] += share
-                shares += shares_of(delta, fractions)
-        return self.book.admit(shares)
+
+        def consumer_of_pid(pid: int) -> Consumer | None:
+            group = procs[pid][0] if pid in procs else self._group_of_pid(pid)
+            return self.consumer(group) if group is not None else None
+
+        return self.book.admit(split_deltas(deltas, cpu, self.meters, consumer_of_pid))
 
     def _group_of_pid(self, pid: int) -> str | None:
         stat = read_stat(self.procfs, pid)

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from footprint.config import Settings
 from footprint.meters.base import MeterError, MeterUnavailable, PowerIntegrator, Reading
@@ -36,6 +36,7 @@ except ImportError:  # the dependency is missing: no way to talk to NVML here
     pynvml = None
 
 log = logging.getLogger("footprint.meters.nvml")
+T = TypeVar("T")
 
 # NVML return codes (stable C ABI values, as in nvml.h).
 SUCCESS = 0
@@ -373,19 +374,23 @@ class NvmlMeter:
     def _healthy(self) -> list[_Gpu]:
         return [gpu for gpu in self._gpus if not gpu.down and gpu.handle is not None] if self._initialised else []
 
+    def _per_device(self, read: Callable[[_Gpu], T], what: str) -> dict[str, T]:
+        """read(gpu) for every healthy GPU; a device that cannot be read is left out."""
+        with self._lock:
+            found = {}
+            for gpu in self._healthy():
+                try:
+                    found[gpu.device] = read(gpu)
+                except NvmlError as exc:
+                    log.debug("GPU %d: no %s: %s", gpu.index, what, exc)
+            return found
+
     def process_shares(self) -> dict[str, dict[int, float]]:
         """Device -> pid -> share of the GPU's energy over the last interval (see the class docstring).
 
         A device whose processes cannot be read is left out: its energy stays unattributed.
         """
-        with self._lock:
-            shares = {}
-            for gpu in self._healthy():
-                try:
-                    shares[gpu.device] = self._shares(gpu)
-                except NvmlError as exc:
-                    log.debug("GPU %d: no process shares: %s", gpu.index, exc)
-            return shares
+        return self._per_device(self._shares, "process shares")
 
     def _shares(self, gpu: _Gpu) -> dict[int, float]:
         try:
@@ -433,14 +438,7 @@ class NvmlMeter:
 
     def running_processes(self) -> dict[str, list[GpuProcess]]:
         """Device -> the compute processes running on it now (devices that cannot be read are left out)."""
-        with self._lock:
-            found = {}
-            for gpu in self._healthy():
-                try:
-                    found[gpu.device] = self._processes(gpu)
-                except NvmlError as exc:
-                    log.debug("GPU %d: no process list: %s", gpu.index, exc)
-            return found
+        return self._per_device(self._processes, "process list")
 
     # --- doctor --------------------------------------------------------------------------------
 

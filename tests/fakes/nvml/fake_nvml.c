@@ -336,24 +336,19 @@ const char *nvmlErrorString(nvmlReturn_t result) {
     }
 }
 
-static nvmlReturn_t do_driver_version(char *version, unsigned int length) {
-    nvmlReturn_t r = enter("nvmlSystemGetDriverVersion");
-    if (!r) put_text(version, length, sc.driver_version);
+/* A system-wide string (driver or NVML version); `text` is read under the lock, after enter(). */
+static nvmlReturn_t do_system_text(const char *fn, char *out, unsigned int length, const char *text) {
+    nvmlReturn_t r = enter(fn);
+    if (!r) put_text(out, length, text);
     return r;
 }
 
 nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
-    LOCKED(do_driver_version(version, length));
-}
-
-static nvmlReturn_t do_nvml_version(char *version, unsigned int length) {
-    nvmlReturn_t r = enter("nvmlSystemGetNVMLVersion");
-    if (!r) put_text(version, length, sc.nvml_version);
-    return r;
+    LOCKED(do_system_text("nvmlSystemGetDriverVersion", version, length, sc.driver_version));
 }
 
 nvmlReturn_t nvmlSystemGetNVMLVersion(char *version, unsigned int length) {
-    LOCKED(do_nvml_version(version, length));
+    LOCKED(do_system_text("nvmlSystemGetNVMLVersion", version, length, sc.nvml_version));
 }
 
 static nvmlReturn_t do_count(unsigned int *count) {

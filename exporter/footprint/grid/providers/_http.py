@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from footprint.grid.base import MAX_PLAUSIBLE_INTENSITY, ProviderError
+from footprint.grid.base import MAX_PLAUSIBLE_INTENSITY, ForecastPoint, ProviderError
 
 LBS_PER_MWH_TO_G_PER_KWH = 0.45359237
 MAX_BODY = 8 * 1024 * 1024  # bytes; a grid answer is a few kB, a 48 h 5-minute forecast well under 1 MB
@@ -161,6 +161,18 @@ def optional_number(obj: Any, key: str, *, scale: float = 1.0) -> float | None:
     return value if math.isfinite(value) and 0 <= value <= MAX_PLAUSIBLE_INTENSITY else None
 
 
+def forecast_points(rows: Any, time_key: str, value_key: str, *, scale: float = 1.0) -> tuple[ForecastPoint, ...]:
+    """A forecast list's usable points, oldest first; one without a readable time or a plausible value is
+    skipped (a forecast is advice: a bad point never fails the reading)."""
+    points = []
+    for row in rows if isinstance(rows, list) else []:
+        start = parse_time(row.get(time_key)) if isinstance(row, Mapping) else None
+        value = optional_number(row, value_key, scale=scale)
+        if start is not None and value is not None:
+            points.append(ForecastPoint(start, value))
+    return tuple(sorted(points, key=lambda p: p.start))
+
+
 def items(name: str, obj: Any, key: str) -> list[Any]:
     """A required list field."""
     if not isinstance(obj, Mapping) or key not in obj:
@@ -173,15 +185,9 @@ def items(name: str, obj: Any, key: str) -> list[Any]:
 
 def read_secret(path: str, key: str) -> str:
     """A secret from a file; errors name the key and path, never the content."""
-    from footprint.config import ConfigError
+    from footprint.config import ConfigError, read_text
 
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read().strip()
-    except FileNotFoundError:
-        raise ConfigError(f"{key}: file not found: {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    text = read_text(path, key).strip()
     if not text:
         raise ConfigError(f"{key}: {path} is empty")
     return text

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from footprint.grid.base import ForecastPoint, IntensityReading, ProviderError
-from footprint.grid.providers._http import Http, HttpStatusError, number, optional_number, parse_time
+from footprint.grid.providers._http import Http, HttpStatusError, forecast_points, number, parse_time
 
 log = logging.getLogger("footprint.grid")
 FORECAST_EVERY = 1800.0
@@ -65,13 +65,7 @@ class CarbonAwareProvider:
             log.debug("grid: carbonaware forecast failed: %s", exc)
             return
         first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
-        points = []
-        for p in first.get("forecastData") or []:
-            at = parse_time(p.get("timestamp")) if isinstance(p, dict) else None
-            value = optional_number(p, "value")
-            if at is not None and value is not None:
-                points.append(ForecastPoint(at, value))
-        self._forecast = tuple(sorted(points, key=lambda p: p.start))
+        self._forecast = forecast_points(first.get("forecastData"), "timestamp", "value")
 
     def describe(self) -> str:
         return f"carbonaware: {self.base} location {self.location} ({self.signal})"

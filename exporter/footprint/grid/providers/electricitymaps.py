@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from footprint.grid.base import ForecastPoint, IntensityReading, ProviderError
-from footprint.grid.providers._http import Http, HttpStatusError, number, optional_number, parse_time
+from footprint.grid.providers._http import Http, HttpStatusError, forecast_points, number, parse_time
 
 log = logging.getLogger("footprint.grid")
 FORECAST_EVERY = 1800.0
@@ -67,13 +67,8 @@ class ElectricityMapsProvider:
             else:
                 log.debug("grid: electricitymaps forecast failed: %s", exc)
             return
-        points = []
-        for p in data.get("forecast") or [] if isinstance(data, dict) else []:
-            start = parse_time(p.get("datetime")) if isinstance(p, dict) else None
-            value = optional_number(p, "carbonIntensity")
-            if start is not None and value is not None:
-                points.append(ForecastPoint(start, value))
-        self._forecast = tuple(sorted(points, key=lambda p: p.start))
+        rows = data.get("forecast") if isinstance(data, dict) else None
+        self._forecast = forecast_points(rows, "datetime", "carbonIntensity")
 
     def describe(self) -> str:
         forecast = "with forecast" if self._forecast else "forecast not (yet) available"

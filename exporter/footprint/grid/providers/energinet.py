@@ -11,7 +11,7 @@ import logging
 from datetime import datetime, timezone
 
 from footprint.grid.base import ForecastPoint, IntensityReading, ProviderError
-from footprint.grid.providers._http import Http, items, number, optional_number, parse_time
+from footprint.grid.providers._http import Http, forecast_points, items, number, parse_time
 
 log = logging.getLogger("footprint.grid")
 FORECAST_EVERY = 900.0
@@ -63,15 +63,8 @@ class EnerginetProvider:
         except ProviderError as exc:
             log.debug("grid: energinet forecast failed: %s", exc)
             return
-        points = []
-        for r in records:
-            if not isinstance(r, dict) or r.get("PriceArea", self.area) != self.area:
-                continue
-            at = parse_time(r.get("Minutes5UTC"))
-            value = optional_number(r, "CO2Emission")
-            if at is not None and value is not None:
-                points.append(ForecastPoint(at, value))
-        self._forecast = tuple(sorted(points, key=lambda p: p.start))
+        ours = [r for r in records if isinstance(r, dict) and r.get("PriceArea", self.area) == self.area]
+        self._forecast = forecast_points(ours, "Minutes5UTC", "CO2Emission")
 
     def describe(self) -> str:
         return f"energinet: {self.base} price area {self.area}"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from footprint.grid.base import ForecastPoint, IntensityReading, ProviderError
-from footprint.grid.providers._http import LBS_PER_MWH_TO_G_PER_KWH, Http, items, number, optional_number, parse_time
+from footprint.grid.base import IntensityReading, ProviderError
+from footprint.grid.providers._http import LBS_PER_MWH_TO_G_PER_KWH, Http, forecast_points, items, number, parse_time
 
 TOKEN_LIFETIME = 25 * 60.0  # WattTime says 30 minutes; renew a little early
 UNITS = {"lbs_co2_per_mwh": LBS_PER_MWH_TO_G_PER_KWH, "g_co2_per_kwh": 1.0, "kg_co2_per_mwh": 1.0}
@@ -68,17 +68,11 @@ class WattTimeProvider:
         if not points:
             raise ProviderError("missing_field", f"{self.name}: forecast is empty")
         value = number(self.name, points[0], "value", scale=scale)
-        forecast = []
-        for p in points:
-            start = parse_time(p.get("point_time")) if isinstance(p, dict) else None
-            v = optional_number(p, "value", scale=scale)
-            if start is not None and v is not None:
-                forecast.append(ForecastPoint(start, v))
         first = points[0] if isinstance(points[0], dict) else {}
         return IntensityReading(
             value=value, signal=self.signal, provider=self.name, zone=self.region,
             published_at=parse_time(first.get("point_time")), fetched_at=self.http.clock(),
-            estimated=True, forecast=tuple(sorted(forecast, key=lambda p: p.start)),
+            estimated=True, forecast=forecast_points(points, "point_time", "value", scale=scale),
         )
 
     def describe(self) -> str:
