@@ -77,12 +77,27 @@ def write_result(out: Path, name: str, mode: str, figures: Mapping[str, object])
         "mode": mode,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(),
+        "exporter": exporter_revision(),
         "figures": figures,
     }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def exporter_revision() -> dict[str, object]:
+    """The commit measured, and whether the package had uncommitted changes (others work in the tree)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    if not EXPORTER_DIR.is_relative_to(REPO):  # a snapshot (git archive) says its commit in REVISION beside it
+        revision = EXPORTER_DIR.parent / "REVISION"
+        commit = revision.read_text().strip() if revision.exists() else "unknown"
+        return {"commit": commit, "package": str(EXPORTER_DIR), "uncommitted_files": None}
+    changed = git("status", "--porcelain", "--", str(EXPORTER_DIR))
+    return {"commit": git("rev-parse", "--short", "HEAD"), "package": str(EXPORTER_DIR),
+            "uncommitted_files": len(changed.splitlines())}
 
 
 def percentile(values: Sequence[float], q: float) -> float:
