@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 from footprint import config
-from footprint.accountant import Accountant
+from footprint.accountant import NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY, Accountant
 from footprint.ledger import Ledger
 from footprint.meters.rapl import RaplMeter
-from footprint.metrics import CATALOG, Exposition, FootprintCollector
+from footprint.metrics import CATALOG, Exposition, FootprintCollector, LedgerRenderer
 from footprint.sampler import Sampler
 
 from tests.fakes.sysfs import RaplTree
@@ -70,3 +70,44 @@ def test_every_family_is_in_the_catalog(tmp_path: Path) -> None:
     for name in names:
         base = re.sub(r"_(bucket|sum|count|created)$", "", name)
         assert name in catalog or base in catalog or base + "_total" in catalog, name
+
+
+def _reference(ledger: Ledger, openmetrics: bool) -> bytes:
+    """What prometheus_client's generic path writes for the same counters (without OpenMetrics' EOF)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+    families = []
+    for spec in CATALOG:
+        if spec.type == "counter" and ledger.series(spec.name):
+            family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+            for labels, v in sorted(ledger.series(spec.name).items()):
+                family.add_metric(labels, v, created=ledger.created[spec.name][labels])
+            families.append(family)
+
+    class Static:
+        def collect(self) -> list[CounterMetricFamily]:
+            return families
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Static())
+    body = generate_openmetrics(registry) if openmetrics else generate_latest(registry)
+    return body.removesuffix(b"# EOF\n")
+
+
+def test_fast_counter_rendering_is_byte_identical_to_prometheus_client() -> None:
+    ledger = Ledger()
+    odd = ['plain', 'with "quotes"', "back\\slash", "new\nline", "ünïcödé", ""]
+    for i, name in enumerate(odd):
+        ledger.add(WORKLOAD_ENERGY, ("ns", name, "c", "training", "gpu"), 1e-9 * (i + 1), 1.7e9 + i)
+        ledger.add(WORKLOAD_ENERGY, ("ns", name, "c", "training", "cpu"), 123456789.5 * (i + 1), 1.7e9)
+        ledger.add(WORKLOAD_EMISSIONS, ("ns", name, "c", "inference"), float(i), 1.7e9)
+    ledger.add(NODE_ENERGY, (), 3.0, 1.0)
+    renderer = LedgerRenderer()
+    for openmetrics in (False, True):
+        for _ in range(2):  # the second render comes from the per-series cache
+            assert renderer.render(ledger, openmetrics).encode() == _reference(ledger, openmetrics)
+    ledger.remove(WORKLOAD_EMISSIONS, ("ns", "plain", "c", "inference"))
+    assert renderer.render(ledger, False).encode() == _reference(ledger, False)
