@@ -44,6 +44,7 @@ INDEX = b"""<!doctype html>
 <li><a href="/healthz">/healthz</a></li></ul></body></html>
 """
 
+REAPER_TICK = 0.25  # how late past its deadline a connection may be closed
 CLIENT_TIMEOUT_SECONDS = 10.0  # per socket operation, and for handshake + one whole request
 MAX_REQUEST_LINE = 8 * 1024
 MAX_HEADER_BYTES = 16 * 1024  # request line and headers together
@@ -95,6 +96,7 @@ class Reaper:
         self._deadlines: dict[socket.socket, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="http-reaper", daemon=True)
 
     def start(self) -> None:
@@ -102,17 +104,27 @@ class Reaper:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def arm(self, sock: socket.socket, seconds: float) -> None:
         with self._lock:
+            idle = not self._deadlines
             self._deadlines[sock] = time.monotonic() + seconds
+        if idle:
+            self._wake.set()  # it sleeps without a timeout while nothing is armed
 
     def disarm(self, sock: socket.socket) -> None:
         with self._lock:
             self._deadlines.pop(sock, None)
 
+    def _next_wait(self) -> float | None:
+        with self._lock:
+            return REAPER_TICK if self._deadlines else None
+
     def _run(self) -> None:
-        while not self._stop.wait(0.25):
+        while not self._stop.is_set():
+            self._wake.wait(self._next_wait())
+            self._wake.clear()
             now = time.monotonic()
             # Under the lock: a connection's thread disarms before it closes its socket, so a socket
             # shut here is still open and its descriptor cannot belong to a newer connection.
@@ -306,10 +318,16 @@ class Server(ThreadingHTTPServer):
 
     def start(self) -> None:
         self.reaper.start()
-        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        # Blocks in select() until a connection comes (no 0.5 s polling); stop() wakes it.
+        self._thread = threading.Thread(target=self.serve_forever, args=(3600.0,), name="http", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self.shutdown()
+        waiter = threading.Thread(target=self.shutdown, name="http-shutdown")
+        waiter.start()
+        while waiter.is_alive():  # a connection wakes the accept loop so it sees the shutdown request
+            with contextlib.suppress(OSError):
+                socket.create_connection((str(self.server_address[0]), self.port), timeout=1).close()
+            waiter.join(0.05)
         self.server_close()
         self.reaper.stop()
