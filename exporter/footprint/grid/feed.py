@@ -18,25 +18,20 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from footprint import __version__
 from footprint.config import ConfigError, Settings
 from footprint.grid.base import MAX_PLAUSIBLE_INTENSITY, IntensityReading, Provider, ProviderError
-from footprint.grid.providers import (
-    carbonaware,
-    constant,
-    electricitymaps,
-    energinet,
-    neso,
-    peer,
-    static,
-    watttime,
-)
-from footprint.grid.providers._http import Http, read_secret
+from footprint.grid.providers import constant, static
+
+if TYPE_CHECKING:
+    from footprint.grid.providers._http import Http
+
+# HTTP providers (and `requests`, ~7 MB resident) are imported only when the chain names one: the
+# default static table needs no HTTP client at all.
 
 log = logging.getLogger("footprint.grid")
 
@@ -79,6 +74,10 @@ class _Context:
 
     def http(self, name: str) -> Http:
         """One session per provider: its own connection pool, used by its own thread only."""
+        import requests
+
+        from footprint.grid.providers._http import Http
+
         session = requests.Session()
         session.headers["User-Agent"] = USER_AGENT
         return Http(name, session, self.settings.grid_timeout, self.clock)
@@ -101,6 +100,8 @@ def _secret(settings: Settings, value_field: str, file_field: str, key: str, wha
     """A secret from its file setting, else from its (env) value setting; errors never show it."""
     path = getattr(settings, file_field)
     if path:
+        from footprint.grid.providers._http import read_secret
+
         return read_secret(path, key)
     value: str = getattr(settings, value_field).strip()
     if not value:
@@ -121,6 +122,8 @@ def _build_constant(ctx: _Context) -> Provider:
 
 
 def _build_electricitymaps(ctx: _Context) -> Provider:
+    from footprint.grid.providers import electricitymaps
+
     s = ctx.settings
     token = _secret(s, "grid_electricitymaps_token", "grid_electricitymaps_token_file",
                     "grid.electricitymaps.token-file", "electricitymaps")
@@ -131,6 +134,8 @@ def _build_electricitymaps(ctx: _Context) -> Provider:
 
 
 def _build_watttime(ctx: _Context) -> Provider:
+    from footprint.grid.providers import watttime
+
     s = ctx.settings
     if not s.grid_watttime_username:
         raise ConfigError("grid.watttime.username: required by the watttime provider")
@@ -143,12 +148,16 @@ def _build_watttime(ctx: _Context) -> Provider:
 
 
 def _build_neso(ctx: _Context) -> Provider:
+    from footprint.grid.providers import neso
+
     if ctx.zone and ctx.zone.upper().split("-")[0] not in ("GB", "UK"):
         raise ConfigError(f"grid.zone: the neso provider covers Great Britain (GB) only, not {ctx.zone!r}")
     return neso.NesoProvider(ctx.http("neso"), ctx.require_url("neso"), ctx.settings.grid_neso_region)
 
 
 def _build_energinet(ctx: _Context) -> Provider:
+    from footprint.grid.providers import energinet
+
     zone = ctx.require_zone("energinet", "DK1 or DK2")
     area = energinet.AREAS.get(zone.upper())
     if area is None:
@@ -157,6 +166,8 @@ def _build_energinet(ctx: _Context) -> Provider:
 
 
 def _build_carbonaware(ctx: _Context) -> Provider:
+    from footprint.grid.providers import carbonaware
+
     location = ctx.settings.grid_zone.strip() or ctx.region
     if not location:
         raise ConfigError("grid.zone: required by the carbonaware provider (a location it knows, e.g. eastus)")
@@ -166,6 +177,8 @@ def _build_carbonaware(ctx: _Context) -> Provider:
 
 
 def _build_peer(ctx: _Context) -> Provider:
+    from footprint.grid.providers import peer
+
     return peer.PeerProvider(ctx.http("peer"), ctx.require_url("peer"), ctx.settings.grid_accounting_signal)
 
 
