@@ -113,7 +113,8 @@ def _gauge(name: str, labels: tuple[str, ...] | None = None) -> GaugeMetricFamil
 
 
 class FootprintCollector:
-    """Yields every family from the ledger, the last sample and the pluggable sources."""
+    """Yields the gauges of the last sample and the pluggable sources' families (grid, attribution,
+    checkpoint). The ledger's counters are rendered apart, by LedgerRenderer."""
 
     def __init__(self, sampler: Sampler, pue: float, extra: Iterable[Callable[[], Iterable[Metric]]] = ()) -> None:
         self.sampler = sampler
