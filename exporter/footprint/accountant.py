@@ -2,6 +2,11 @@
 
 For each sample interval: grams = delta joules x PUE x intensity valid during that interval / 3.6e6.
 Never total energy x current intensity. Everything is added to the ledger, which only grows.
+
+Attribution may run less often than sampling (--attribution.interval): each device's joules and grams
+then wait in an `AttributionWindow` (each sample's grams at that sample's intensity) until the next
+pass, which gives every consumer its fraction of the window's joules and the same fraction of its
+grams, so workload + unattributed + pending == device, in joules and in grams, at every sample.
 """
 
 from __future__ import annotations
@@ -10,13 +15,13 @@ import logging
 import re
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from footprint.attribution.base import Consumer, EnergyDelta, WorkloadShare
 from footprint.config import ConfigError, Settings
 from footprint.embodied import EmbodiedFigure, EmbodiedModel
 from footprint.grid.base import IntensityReading
-from footprint.ledger import Ledger
+from footprint.ledger import Labels, Ledger
 from footprint.meters.base import Reading
 
 log = logging.getLogger("footprint.accountant")
@@ -36,6 +41,8 @@ WORKLOAD_ENERGY = "footprint_workload_energy_joules_total"  # namespace, pod, co
 WORKLOAD_EMISSIONS = "footprint_workload_emissions_grams_total"  # namespace, pod, container, workload
 UNATTRIBUTED_ENERGY = "footprint_unattributed_energy_joules_total"  # component, device
 UNATTRIBUTED_EMISSIONS = "footprint_unattributed_emissions_grams_total"  # component, device
+PENDING_ENERGY = "footprint_attribution_pending_energy_joules"  # component, device (gauge)
+PENDING_EMISSIONS = "footprint_attribution_pending_emissions_grams"  # component, device (gauge)
 
 _SCHEDULE_RE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})=(\d+(?:\.\d+)?)$")
 
@@ -63,6 +70,50 @@ def parse_schedule(entries: tuple[str, ...]) -> list[PriceWindow]:
             raise ConfigError(f"cost.schedule: {entry!r} has an invalid time")
         windows.append(PriceWindow(h1 * 60 + m1, h2 * 60 + m2, float(m.group(5))))
     return windows
+
+
+@dataclass
+class Pending:
+    """One device's energy since the last attribution pass, and its grams at each sample's intensity."""
+
+    reading: Reading  # the latest one: labels and info (GPU UUID) for the attributor
+    joules: float = 0.0
+    grams: float = 0.0
+
+
+@dataclass
+class AttributionWindow:
+    """Device energy and emissions drawn since the last attribution pass (devices in the node total).
+
+    Process-local: a clean stop attributes it (one last pass); after kill -9 it is lost to
+    attribution (the device totals keep it). Mutated only under the ledger lock, so a scrape that
+    renders under that lock sees it consistent with the counters.
+    """
+
+    devices: dict[tuple[str, str], Pending] = field(default_factory=dict)
+
+    def add(self, r: Reading, joules: float, grams: float) -> None:
+        pending = self.devices.get(r.key)
+        if pending is None:
+            pending = self.devices[r.key] = Pending(r)
+        pending.reading = r
+        pending.joules += joules
+        pending.grams += grams
+
+    def deltas(self) -> list[EnergyDelta]:
+        """What the attributor splits: each device's joules over the whole window."""
+        return [EnergyDelta(k[0], k[1], p.joules, tuple(sorted(p.reading.info.items())))
+                for k, p in self.devices.items()]
+
+    def empty(self) -> bool:
+        return not any(p.joules for p in self.devices.values())
+
+    def series(self) -> dict[str, dict[Labels, float]]:
+        """The pending gauges, by metric name (a device stays at 0 after a pass)."""
+        return {
+            PENDING_ENERGY: {k: p.joules for k, p in self.devices.items()},
+            PENDING_EMISSIONS: {k: p.grams for k, p in self.devices.items()},
+        }
 
 
 class Accountant:
@@ -102,18 +153,26 @@ class Accountant:
         intensity: IntensityReading,
         now_wall: float,
         shares: list[WorkloadShare] | None = None,
+        window: AttributionWindow | None = None,
     ) -> None:
         """Charge one interval: `energy` holds each reading with its delta joules over `seconds`.
 
-        `shares` is None when attribution is off (then no unattributed series are written either).
+        `shares` attributes this interval now; `window` (attribution on its own cadence) instead
+        collects the devices' joules and grams for the next `attribute()`. With neither, attribution
+        is off and no unattributed series are written.
         """
         g_per_j = self.pue * intensity.value / JOULES_PER_KWH
+        if shares is not None:
+            window = AttributionWindow()
         node_joules = 0.0
         for r, joules in energy:
             ledger.add(ENERGY, (r.component, r.device, r.source), joules, now_wall)
             if r.in_node_total:
                 node_joules += joules
-                ledger.add(EMISSIONS, (r.component, r.device), joules * g_per_j, now_wall)
+                grams = joules * g_per_j
+                ledger.add(EMISSIONS, (r.component, r.device), grams, now_wall)
+                if window is not None:
+                    window.add(r, joules, grams)
                 figure = self.embodied_figure(r.component, r.device, r.info.get("model", ""))
                 if figure is not None and seconds > 0:
                     ledger.add(EMBODIED, (r.component, r.device), self.embodied.grams(figure, seconds), now_wall)
@@ -131,31 +190,31 @@ class Accountant:
         price = self.price_at(now_wall)
         if price is not None:
             ledger.add(COST, (self.currency,), facility_joules / JOULES_PER_KWH * price, now_wall)
-        if shares is not None:
-            self._attribute(ledger, energy, shares, g_per_j, now_wall)
+        if shares is not None and window is not None:
+            self.attribute(ledger, window, shares, now_wall)
 
-    def _attribute(
-        self,
-        ledger: Ledger,
-        energy: list[tuple[Reading, float]],
-        shares: list[WorkloadShare],
-        g_per_j: float,
-        now_wall: float,
+    def attribute(
+        self, ledger: Ledger, window: AttributionWindow, shares: list[WorkloadShare], now_wall: float
     ) -> None:
-        """Consumers get their shares; the rest of each device's delta is unattributed (conservation)."""
+        """Consumers get their shares of the window; the rest of each device's joules is unattributed.
+
+        Grams follow joules: a consumer gets its fraction of the device's joules times the window's
+        grams (which carry each sample's own intensity), so energy and grams are both conserved.
+        The window is empty afterwards.
+        """
         by_device: dict[tuple[str, str], list[WorkloadShare]] = defaultdict(list)
         for share in shares:
             by_device[(share.component, share.device)].append(share)
-        for r, joules in energy:
-            if not r.in_node_total:
-                continue
-            device_shares = by_device.pop(r.key, [])
+        for key, pending in window.devices.items():
+            joules, grams = pending.joules, pending.grams
+            device_shares = by_device.pop(key, [])
             handed_out = sum(s.joules for s in device_shares)
             scale = 1.0
             if handed_out > joules > 0 or (handed_out > 0 and joules <= 0):
                 log.warning("attribution handed out more than the device drew; scaling down",
-                            extra={"component": r.component, "device": r.device})
+                            extra={"component": key[0], "device": key[1]})
                 scale = joules / handed_out if handed_out > 0 else 0.0
+            g_per_j = grams / joules if joules > 0 else 0.0
             attributed = 0.0
             for s in device_shares:
                 j = s.joules * scale
@@ -163,9 +222,9 @@ class Accountant:
                 ledger.add(WORKLOAD_ENERGY, (*s.consumer.labels, s.component), j, now_wall)
                 ledger.add(WORKLOAD_EMISSIONS, s.consumer.labels, j * g_per_j, now_wall)
             rest = max(joules - attributed, 0.0)
-            ledger.add(UNATTRIBUTED_ENERGY, r.key, rest, now_wall)
-            ledger.add(UNATTRIBUTED_EMISSIONS, r.key, rest * g_per_j, now_wall)
-
+            ledger.add(UNATTRIBUTED_ENERGY, key, rest, now_wall)
+            ledger.add(UNATTRIBUTED_EMISSIONS, key, rest * g_per_j, now_wall)
+            pending.joules = pending.grams = 0.0
 
     def forget(self, ledger: Ledger, consumer: Consumer) -> None:
         """A consumer's grace period ended: its workload series leave (the node totals keep its energy)."""
@@ -173,10 +232,3 @@ class Accountant:
             ledger.remove(WORKLOAD_ENERGY, labels)
         ledger.remove(WORKLOAD_EMISSIONS, consumer.labels)
 
-
-def deltas_for_attribution(energy: list[tuple[Reading, float]]) -> list[EnergyDelta]:
-    return [
-        EnergyDelta(r.component, r.device, joules, tuple(sorted(r.info.items())))
-        for r, joules in energy
-        if r.in_node_total
-    ]

@@ -52,6 +52,7 @@ class Exporter:
             settings.sample_interval,
             attributor=self.attributor,
             on_sample=self._sampled,
+            attribution_interval=settings.attribution_interval,
         )
         extra: list[Callable[[], Iterable[Metric]]] = [self.grid.collect, self.checkpoint.collect]
         if self.attributor is not None:

@@ -232,6 +232,12 @@ class Settings:
     attribution_max_series: int = opt(
         "attribution.max-series", "int", 5000, "cap on workload series", minimum=1, maximum=1_000_000
     )
+    attribution_interval: float = opt(
+        "attribution.interval", "duration", 5.0,
+        "how often energy is split among workloads (0: every sample); what is drawn in between is "
+        "exposed as footprint_attribution_pending_* and attributed at the next pass or a clean stop",
+        minimum=0.0,
+    )
     attribution_grace_period: float = opt(
         "attribution.grace-period", "duration", 300.0, "how long a gone pod's series stay", minimum=0.0
     )

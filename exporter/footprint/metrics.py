@@ -8,7 +8,7 @@ rendering; a scrape never touches hardware or the network.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -88,6 +88,10 @@ CATALOG: tuple[MetricSpec, ...] = (
     _c(acct.WORKLOAD_EMISSIONS, WORKLOAD, "Operational CO2e attributed to a workload, grams.", "attribution"),
     _c(acct.UNATTRIBUTED_ENERGY, DEV, "Device energy no consumer used (idle), joules.", "attribution"),
     _c(acct.UNATTRIBUTED_EMISSIONS, DEV, "Operational CO2e of unattributed energy, grams.", "attribution"),
+    _g(acct.PENDING_ENERGY, DEV, "Device energy drawn since the last attribution pass (--attribution.interval), "
+       "not in workload or unattributed energy yet, joules.", "attribution"),
+    _g(acct.PENDING_EMISSIONS, DEV, "Operational CO2e of the pending energy, at each sample's intensity, grams.",
+       "attribution"),
     _c("footprint_workload_series_dropped_total", (), "Workload series not created because of the cap.", "attribution"),
     _g("footprint_attribution_source_up", ("source",),
        "1 if the attribution source (apiserver, podresources, cgroup, procfs) answered when last used.",
@@ -217,7 +221,10 @@ class LedgerRenderer:
             self._lines[key] = found
         return found
 
-    def render(self, ledger: Ledger, openmetrics: bool) -> str:
+    def render(self, ledger: Ledger, openmetrics: bool,
+               gauges: Callable[[], Mapping[str, Mapping[Labels, float]]] = dict) -> str:
+        """Counters, then `gauges` (read under the same lock: attribution's pending energy, which must
+        add up with the counters of the same moment)."""
         out: list[str] = []
         live = 0
         with ledger.lock:
@@ -243,6 +250,12 @@ class LedgerRenderer:
                     if any(created_lines):
                         out.append(f"# HELP {base}_created {spec.help}\n# TYPE {base}_created gauge\n")
                         out.extend(created_lines)
+            for name, gauge in gauges().items():
+                live += len(gauge)
+                spec = SPECS[name]
+                out.append(f"# HELP {name} {spec.help}\n# TYPE {name} gauge\n")
+                for labels, value in sorted(gauge.items()):
+                    out.append(f"{self._series(spec, labels, None, openmetrics)[0]}{floatToGoString(value)}\n")
         if len(self._lines) > 4 * live + 64:  # series left (pods deleted): drop their cached lines
             self._lines.clear()
         return "".join(out)
@@ -253,6 +266,7 @@ class Exposition:
 
     def __init__(self, collector: FootprintCollector) -> None:
         self.ledger = collector.sampler.ledger
+        self.pending = collector.sampler.pending
         self.counters = LedgerRenderer()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
@@ -272,7 +286,7 @@ class Exposition:
             cached = self._cache.get(openmetrics)
             if cached is not None and cached[0] == version:
                 return cached[1]
-            counters = self.counters.render(self.ledger, openmetrics).encode()
+            counters = self.counters.render(self.ledger, openmetrics, self.pending).encode()
             rest = generate_openmetrics(self.registry) if openmetrics else generate_latest(self.registry)
             body = counters + rest
             self._cache[openmetrics] = (version, body)

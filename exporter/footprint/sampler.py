@@ -1,7 +1,13 @@
-"""The sampling loop: meters -> ledger deltas -> attribution -> accountant, once per interval.
+"""The sampling loop: meters -> ledger deltas -> accountant every interval; attribution on its own cadence.
 
 Runs in one thread on the monotonic clock. A failing meter marks itself down and the rest goes on;
 nothing in a sample can stop the loop. After each sample the exposition is told to re-render (lazily).
+
+Device energy and emissions are charged every sample. Splitting them among workloads costs far more
+(cgroup scans, hundreds of cpu.stat reads), so it runs every `attribution_interval` (at the first
+sample boundary that reaches it) over everything drawn since the last pass, which waits in an
+`AttributionWindow` and is exposed as pending. `stop()` runs one last pass so a clean stop loses
+nothing; 0 attributes every sample.
 """
 
 from __future__ import annotations
@@ -13,10 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from footprint.accountant import Accountant, deltas_for_attribution
+from footprint.accountant import Accountant, AttributionWindow
 from footprint.attribution.base import Attributor
 from footprint.grid.base import IntensityReading
-from footprint.ledger import Ledger
+from footprint.ledger import Labels, Ledger
 from footprint.meters.base import Meter, MeterError, Reading
 
 log = logging.getLogger("footprint.sampler")
@@ -74,6 +80,7 @@ class Sampler:
         on_sample: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        attribution_interval: float = 0.0,
     ) -> None:
         self.meters = meters
         self.ledger = ledger
@@ -81,6 +88,9 @@ class Sampler:
         self.grid = grid
         self.interval = interval
         self.attributor = attributor
+        self.attribution_interval = attribution_interval
+        self.window = AttributionWindow() if attributor is not None else None
+        self._window_opened: float | None = None  # monotonic time of the last attribution pass
         self.on_sample = on_sample
         self.clock = clock
         self.wall = wall
@@ -130,18 +140,10 @@ class Sampler:
         for r in readings:
             self._known_devices[r.key] = r
         intensity = self.grid.accounting_intensity()
-        shares = None
-        if self.attributor is not None:
-            try:
-                shares = self.attributor.split(deltas_for_attribution(energy), seconds)
-            except Exception:
-                log.exception("attribution failed; this interval stays unattributed")
-                shares = []
         with self.ledger.lock:
-            self.accountant.account(self.ledger, energy, seconds, intensity, now_wall, shares)
-            if self.attributor is not None:
-                for consumer in self.attributor.gone(now_wall):
-                    self.accountant.forget(self.ledger, consumer)
+            self.accountant.account(self.ledger, energy, seconds, intensity, now_wall, window=self.window)
+        if self._attribution_due(now):
+            self._attribute(now, now_wall)
         power = {}
         for r, joules in energy:
             if r.power_watts is not None:
@@ -150,6 +152,43 @@ class Sampler:
                 power[(r.component, r.device, r.source)] = joules / seconds
         self.state = SampleState(readings, meter_up, device_down, intensity, self.state.samples + 1, power)
         self.duration.observe(time.perf_counter() - started)
+        self.on_sample()
+
+    def _attribution_due(self, now: float) -> bool:
+        """The first sample opens the window (the attributor's baseline); then the first sample at
+        least `attribution_interval` after the last pass, give or take half a sample of jitter."""
+        if self.attributor is None:
+            return False
+        if self._window_opened is None or self.attribution_interval <= 0:
+            return True
+        return now - self._window_opened >= self.attribution_interval - self.interval / 2
+
+    def _attribute(self, now: float, now_wall: float) -> None:
+        """One attribution pass over the window: split it (outside the lock: it reads cgroups, /proc,
+        NVML), then charge the shares and empty the window in one step under the lock."""
+        assert self.attributor is not None and self.window is not None
+        seconds = 0.0 if self._window_opened is None else now - self._window_opened
+        try:
+            shares = self.attributor.split(self.window.deltas(), seconds)
+        except Exception:
+            log.exception("attribution failed; this window stays unattributed")
+            shares = []
+        with self.ledger.lock:
+            self.accountant.attribute(self.ledger, self.window, shares, now_wall)
+            for consumer in self.attributor.gone(now_wall):
+                self.accountant.forget(self.ledger, consumer)
+        self._window_opened = now
+
+    def pending(self) -> dict[str, dict[Labels, float]]:
+        """Energy and grams not attributed yet, by gauge name. Read under the ledger lock, so a scrape
+        sees them consistent with the counters (attributed + unattributed + pending == device)."""
+        return self.window.series() if self.window is not None else {}
+
+    def flush(self) -> None:
+        """Attribute the open window now (a clean stop): nothing pending is left for the final checkpoint."""
+        if self.window is None or self._window_opened is None or self.window.empty():
+            return
+        self._attribute(self.clock(), self.wall())
         self.on_sample()
 
     def known_devices(self) -> Mapping[tuple[str, str], Reading]:
@@ -176,7 +215,12 @@ class Sampler:
         self._thread.start()
 
     def stop(self) -> None:
+        """End the loop, then attribute what is pending (unless the loop is stuck in a sample)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+            if self._thread.is_alive():
+                log.warning("the sampler did not stop; pending attribution is not flushed")
+                return
+        self.flush()
 

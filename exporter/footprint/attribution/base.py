@@ -1,9 +1,18 @@
 """The contract between attribution and the accountant.
 
-An attributor looks at the interval that just ended and says which consumers used each device and
-how much of the device's energy delta is theirs, in joules. The accountant keeps the remainder as
-unattributed, so consumers + unattributed == device, exactly; an attributor must never hand out more
-than a device's delta (the accountant checks and scales down if it does).
+An attributor looks at the window that just ended (every --attribution.interval, default 5 s: one or
+more samples) and says which consumers used each device and how much of the device's energy over
+the window is theirs, in joules. The accountant keeps the remainder as unattributed, and gives each
+consumer the same fraction of the window's grams (each sample's at its own intensity), so consumers
++ unattributed == device, exactly; an attributor must never hand out more than a device's delta (the
+accountant checks and scales down if it does). CPU time and NVML process shares are read "since the
+last split", so they cover the same window as the energy.
+
+Until the window closes, its energy and grams are exposed as pending
+(footprint_attribution_pending_*), so attributed + unattributed + pending == device at any scrape.
+Pending lives only in the process: a clean stop attributes it before the final checkpoint; after
+kill -9 it is never attributed (the device totals keep it, so attributed + unattributed then stay
+short of the device total by at most one window).
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ class WorkloadShare:
 
 class Attributor(Protocol):
     def split(self, deltas: list[EnergyDelta], seconds: float) -> list[WorkloadShare]:
-        """Shares of the interval's deltas. Must not raise: on failure return fewer shares."""
+        """Shares of the window's deltas (`seconds` long). Must not raise: on failure return fewer shares."""
         ...
 
     def gone(self, now_wall: float) -> list[Consumer]:

@@ -2,8 +2,9 @@
 
 The rules (energy is conserved: what no container gets is exported as unattributed):
 - CPU and DRAM (every `cpu` and `dram` device, RAPL package or estimate): a container gets
-  delta x (its CPU time in the interval, from `usage_usec` in its cgroup's cpu.stat) / (online CPUs x
-  interval seconds). Idle capacity, the kernel, system daemons and pause containers stay unattributed.
+  delta x (its CPU time in the window, from `usage_usec` in its cgroup's cpu.stat) / (online CPUs x
+  window seconds). The window is --attribution.interval (see base.py), so the tree is scanned and
+  the cpu.stat files read once per window, not once per sample. Idle capacity, the kernel, system daemons and pause containers stay unattributed.
   DRAM follows CPU time because per-container memory energy is not measurable.
 - GPU held exclusively (its plain UUID is in exactly one container's pod-resources `device_ids`):
   the whole delta goes to that container, idle power included: the pod reserved the whole GPU.
@@ -20,7 +21,7 @@ The rules (energy is conserved: what no container gets is exported as unattribut
 
 Faults degrade, never crash: API server down keeps the last pod list (new pods stay unattributed);
 pod-resources down makes every GPU "not in pod-resources" (process split); a cgroup vanishing
-mid-read loses that container's last interval to unattributed. Node totals never depend on any of it.
+mid-read loses that container's last window to unattributed. Node totals never depend on any of it.
 """
 
 from __future__ import annotations

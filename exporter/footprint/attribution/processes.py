@@ -8,9 +8,10 @@ Series carry namespace="", pod=<group> (the comm, or the job id digits), contain
 workload="unknown". Never a pid label: pids churn and would explode cardinality.
 
 The rules match the Kubernetes ones: CPU and DRAM by the group's CPU time (utime + stime of its
-processes) over online CPUs x interval; GPUs by the NVML per-process utilisation shares, idle
-unattributed. Kernel threads are skipped. A process's CPU time in the interval in which it exits is
-lost (unattributed); a process started since the last sample counts from its start.
+processes) over online CPUs x window (--attribution.interval); GPUs by the NVML per-process
+utilisation shares, idle unattributed. Kernel threads are skipped. A process's CPU time in the
+window in which it exits is lost (unattributed); a process started since the last pass counts from
+its start.
 A group leaves (after the grace period) once none of its processes is running.
 """
 
