@@ -4,12 +4,15 @@ pynvml on the fake libnvidia-ml.so.1."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from footprint.checkpoint import decode
 
 from tests.fakes.kube_apiserver import FakeApiServer
 from tests.fakes.nvml import FakeGpu, FakeProcess, Scenario, fake_env
@@ -25,7 +28,8 @@ from tests.support.exporter import REPO, start_exporter
 from tests.support.promtext import Series, parse, pick, value
 from tests.support.tools import tool
 
-FAST = ["--sample.interval=100ms"]
+FAST = ["--sample.interval=100ms", "--attribution.interval=300ms"]  # a pass every third sample
+PENDING_J, PENDING_G = "footprint_attribution_pending_energy_joules", "footprint_attribution_pending_emissions_grams"
 
 
 def when(condition: Callable[[Series], bool]) -> Callable[[str], Series | None]:
@@ -49,14 +53,17 @@ def workload(s: Series, pod: tuple[str, str, str], component: str) -> float:
 
 
 def assert_conserved(s: Series, components: tuple[str, ...]) -> None:
+    """In one scrape: attributed + unattributed + pending (since the last pass) == device, joules and grams."""
     for component in components:
         device = total(s, "footprint_energy_joules_total", component=component)
         attributed = total(s, "footprint_workload_energy_joules_total", component=component)
         idle = total(s, "footprint_unattributed_energy_joules_total", component=component)
-        assert device > 0 and attributed + idle == pytest.approx(device, rel=1e-9), component
+        pending = total(s, PENDING_J, component=component)
+        assert device > 0 and attributed + idle + pending == pytest.approx(device, rel=1e-9), component
     grams = total(s, "footprint_emissions_grams_total")
     attributed_g = total(s, "footprint_workload_emissions_grams_total")
-    assert attributed_g + total(s, "footprint_unattributed_emissions_grams_total") == pytest.approx(grams, rel=1e-9)
+    assert attributed_g + total(s, "footprint_unattributed_emissions_grams_total") + total(
+        s, PENDING_G) == pytest.approx(grams, rel=1e-9)
 
 
 def test_cpu_only_node_splits_by_cpu_time_and_conserves(tmp_path: Path) -> None:
@@ -99,16 +106,48 @@ def test_gpus_exclusive_to_training_and_time_sliced_by_utilisation(tmp_path: Pat
         cleanup()
 
     def gpu(s: Series, device: str) -> float:
-        return value(s, "footprint_energy_joules_total", component="gpu", device=device)
+        """The GPU's energy as of the last attribution pass (the rest is pending)."""
+        return (value(s, "footprint_energy_joules_total", component="gpu", device=device)
+                - value(s, PENDING_J, component="gpu", device=device))
 
     def grew(f: Callable[[Series], float]) -> float:
         return f(second) - f(first)
 
-    # Between two scrapes, every interval was attributed with the pods known: exact proportions.
+    # Between two scrapes, every window was attributed with the pods known: exact proportions.
     assert grew(lambda s: workload(s, TRAINING, "gpu")) == pytest.approx(grew(lambda s: gpu(s, "0")), rel=1e-9)
     assert grew(lambda s: workload(s, INFERENCE, "gpu")) == pytest.approx(0.4 * grew(lambda s: gpu(s, "1")), rel=1e-9)
     assert grew(lambda s: value(s, "footprint_unattributed_energy_joules_total", component="gpu", device="0")) == 0.0
     assert_conserved(second, ("cpu", "dram", "gpu"))
+
+
+def test_sigterm_attributes_the_pending_window_before_the_final_checkpoint(tmp_path: Path) -> None:
+    args, env, cleanup = start_fake_cluster(tmp_path)
+    state = tmp_path / "state.json"
+    try:
+        run = [*args, "--sample.interval=100ms", "--attribution.interval=1h", "--no-meter.nvml", "--no-meter.rapl",
+               f"--path.sysfs={tmp_path / 'sys'}", f"--state.file={state}"]
+        with start_exporter(run, env=env) as exp:
+            s: Series = exp.wait_until(when(lambda s: total(s, PENDING_J, component="cpu") > 1.0), timeout=20)
+            assert not pick(s, "footprint_workload_energy_joules_total")  # the first pass was the baseline
+            assert exp.stop(signal.SIGTERM) == 0
+    finally:
+        cleanup()
+    saved: dict[tuple[str, tuple[str, ...]], float] = defaultdict(float)
+    for metric, labels, amount, _ in decode(state.read_bytes()).series:
+        saved[(metric, labels)] = amount
+
+    def summed(metric: str, component: str) -> float:
+        return sum(v for (m, labels), v in saved.items() if m == metric and component in labels)
+
+    assert saved[("footprint_workload_energy_joules_total", (*INFERENCE, "inference", "cpu"))] > 0
+    for component in ("cpu", "dram"):
+        device = summed("footprint_energy_joules_total", component)
+        assert device > 1.0 and summed("footprint_workload_energy_joules_total", component) + summed(
+            "footprint_unattributed_energy_joules_total", component) == pytest.approx(device, rel=1e-9)
+    grams = sum(v for (m, _), v in saved.items() if m == "footprint_emissions_grams_total")
+    assert sum(v for (m, _), v in saved.items() if m in ("footprint_workload_emissions_grams_total",
+                                                           "footprint_unattributed_emissions_grams_total")) \
+        == pytest.approx(grams, rel=1e-9)
 
 
 def test_api_server_and_kubelet_unreachable_exporter_still_serves_node_totals(tmp_path: Path) -> None:

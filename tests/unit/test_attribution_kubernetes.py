@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from footprint import config
 from footprint.accountant import (
     EMISSIONS,
     ENERGY,
     NODE_ENERGY,
+    PENDING_EMISSIONS,
+    PENDING_ENERGY,
     UNATTRIBUTED_EMISSIONS,
     UNATTRIBUTED_ENERGY,
     WORKLOAD_EMISSIONS,
     WORKLOAD_ENERGY,
     Accountant,
+    AttributionWindow,
 )
 from footprint.attribution import factory
 from footprint.attribution.apiserver import ApiServerClient
@@ -34,14 +38,17 @@ from footprint.ledger import Ledger
 from footprint.meters.base import Meter
 from footprint.meters.nvml import NvmlMeter
 from footprint.meters.rapl import RaplMeter
+from footprint.metrics import Exposition, FootprintCollector
 from footprint.sampler import Sampler
 from prometheus_client.core import Metric
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 
 from tests.fakes.cgroupfs import CgroupTree, FakeProcfs, container_id
 from tests.fakes.kube_apiserver import FakeApiServer, make_pod
 from tests.fakes.nvml import SCENARIO_ENV, FakeGpu, FakeProcess, Scenario, preload
 from tests.fakes.podresources_server import FakeContainer, FakePodResources, FakePodResourcesServer
 from tests.fakes.sysfs import RaplTree
+from tests.support.promtext import Series, parse, pick
 from tests.unit.fixed_grid import FixedGrid
 
 CPUS = 8
@@ -51,17 +58,23 @@ PYTORCHJOB = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "name": "be
 
 
 class Recording:
-    """Passes everything to the real attributor and keeps the shares it handed out, interval by interval."""
+    """Passes everything to the real attributor and keeps the shares it handed out, pass by pass, with
+    the grams the window held for each device when it was split."""
 
     def __init__(self, inner: KubernetesAttributor) -> None:
         self.inner = inner
+        self.window = AttributionWindow()  # the sampler's, set once it exists
         self.intervals: list[list[WorkloadShare]] = []
         self.deltas: list[list[EnergyDelta]] = []
+        self.grams: list[dict[tuple[str, str], float]] = []
+        self.seconds: list[float] = []
 
     def split(self, deltas: list[EnergyDelta], seconds: float) -> list[WorkloadShare]:
         shares = self.inner.split(deltas, seconds)
         self.deltas.append(list(deltas))
         self.intervals.append(list(shares))
+        self.grams.append({k: p.grams for k, p in self.window.devices.items()})
+        self.seconds.append(seconds)
         return shares
 
     def gone(self, now_wall: float) -> list[Consumer]:
@@ -107,6 +120,7 @@ class Node:
         self.scenario = Scenario(gpus=[FakeGpu(uuid=GPU0, power=[(0.0, 300.0)]),
                                        FakeGpu(uuid=GPU1, power=[(0.0, 200.0)])], time=0.0)
         self.scenario.write(self.scenario_path)
+        settings.setdefault("attribution_interval", 0.0)  # every sample, unless a test says otherwise
         self.settings = Settings(
             path_cgroup=str(tmp / "cgroup"), path_procfs=str(tmp / "proc"), path_sysfs=str(tmp / "sys"),
             kubernetes_enabled=True, kubernetes_node_name="node-1", kubernetes_api_url=self.api.url,
@@ -125,10 +139,17 @@ class Node:
         self.ledger = Ledger()
         self.grid = FixedGrid(300.0)
         self.intensities: list[float] = []
+        self.samples = 0  # on_sample calls
         self.sampler = Sampler(self.meters, self.ledger, Accountant(s), self.grid, 1.0, attributor=self.recording,
-                               clock=lambda: self.t, wall=lambda: WALL0 + self.t)
+                               clock=lambda: self.t, wall=lambda: WALL0 + self.t, on_sample=self._sampled,
+                               attribution_interval=s.attribution_interval)
+        assert self.sampler.window is not None
+        self.recording.window = self.sampler.window
         self.pods: dict[str, Pod] = {}
         self.sampler.sample()  # baseline
+
+    def _sampled(self) -> None:
+        self.samples += 1
 
     def close(self) -> None:
         self.attributor.close()
@@ -196,6 +217,13 @@ class Node:
     def unattributed(self, component: str, device: str) -> float:
         return self.ledger.get(UNATTRIBUTED_ENERGY, (component, device))
 
+    def pending(self, component: str, device: str) -> tuple[float, float]:
+        """(joules, grams) drawn since the last attribution pass, as the gauges show them."""
+        with self.ledger.lock:
+            series = self.sampler.pending()
+        return series[PENDING_ENERGY].get((component, device), 0.0), series[PENDING_EMISSIONS].get(
+            (component, device), 0.0)
+
     def handed_out(self) -> dict[tuple[str, str], float]:
         out: dict[tuple[str, str], float] = defaultdict(float)
         for shares in self.recording.intervals:
@@ -253,8 +281,11 @@ def cpu_pod(name: str = "web-0", n: int = 3) -> Pod:
 
 
 def assert_conserved(node: Node) -> None:
-    """Per device: shares + unattributed == device joules; grams likewise; nothing handed out past a delta."""
-    for deltas, shares in zip(node.recording.deltas, node.recording.intervals, strict=True):
+    """Per device: shares + unattributed + pending == device joules; grams likewise (a share's grams are
+    its part of the window's joules times the window's grams; with a pass every sample, exactly that
+    sample's intensity); nothing handed out past a delta."""
+    rec = node.recording
+    for deltas, shares in zip(rec.deltas, rec.intervals, strict=True):
         given: dict[tuple[str, str], float] = defaultdict(float)
         for s in shares:
             given[(s.component, s.device)] += s.joules
@@ -263,16 +294,23 @@ def assert_conserved(node: Node) -> None:
     handed = node.handed_out()
     readings = {(k[0], k[1]) for k in node.ledger.series(ENERGY)}
     assert readings
-    g_per_j_by_interval = [i / 3.6e6 for i in node.intensities]
+    if node.sampler.attribution_interval == 0:  # one pass per sample: the grams of each at its own intensity
+        assert len(rec.intervals) == len(node.intensities) + 1
+        for deltas, window, value in zip(rec.deltas[1:], rec.grams[1:], node.intensities, strict=True):
+            for d in deltas:
+                assert window[(d.component, d.device)] == pytest.approx(d.joules * value / 3.6e6, rel=1e-12)
     grams_handed: dict[tuple[str, str], float] = defaultdict(float)
-    for shares, g_per_j in zip(node.recording.intervals[1:], g_per_j_by_interval, strict=True):
+    for deltas, shares, window in zip(rec.deltas, rec.intervals, rec.grams, strict=True):
+        joules = {(d.component, d.device): d.joules for d in deltas}
         for s in shares:
-            grams_handed[(s.component, s.device)] += s.joules * g_per_j
+            key = (s.component, s.device)
+            grams_handed[key] += s.joules / joules[key] * window[key]
     for key in readings:
         device = node.device_joules(*key)
-        assert handed[key] + node.unattributed(*key) == pytest.approx(device, rel=1e-9, abs=1e-9), key
+        pending_j, pending_g = node.pending(*key)
+        assert handed[key] + node.unattributed(*key) + pending_j == pytest.approx(device, rel=1e-9, abs=1e-9), key
         grams = node.ledger.get(EMISSIONS, key)
-        assert grams_handed[key] + node.ledger.get(UNATTRIBUTED_EMISSIONS, key) == pytest.approx(
+        assert grams_handed[key] + node.ledger.get(UNATTRIBUTED_EMISSIONS, key) + pending_g == pytest.approx(
             grams, rel=1e-9, abs=1e-12), key
 
 
@@ -377,6 +415,146 @@ def test_conservation_over_a_run_in_which_pods_start_and_end(make_node: MakeNode
     assert node.unattributed("gpu", "0") == pytest.approx(900.0)
     assert node.workload("llm-1", "gpu") == pytest.approx(200.0 * (3 * 0.45 + 3 * 0.60), rel=1e-9)
     assert node.ledger.get(NODE_ENERGY) == pytest.approx(sum(node.ledger.series(ENERGY).values()), rel=1e-12)
+
+
+# --- attribution on its own cadence (--attribution.interval) --------------------------------------
+
+
+def test_a_window_of_samples_at_changing_intensity_conserves_at_every_sample(make_node: MakeNode) -> None:
+    node = make_node(attribution_interval=3.0)
+    node.start_pod(training_pod())  # GPU 0 exclusively; its containers use no CPU
+    node.start_pod(cpu_pod())
+    assert node.recording.seconds == [0.0]  # the first sample opened the window (the attributor's baseline)
+    cpu_watts, intensities = (60.0, 150.0, 90.0), (100.0, 500.0, 250.0)
+    gpu_grams = cpu_grams = 0.0
+    for i, (watts, value) in enumerate(zip(cpu_watts, intensities, strict=True)):
+        node.step({container_id(33): 2.0}, cpu_watts=watts, intensity=value)
+        gpu_grams += 300.0 * value / 3.6e6
+        cpu_grams += watts * value / 3.6e6
+        assert_conserved(node)  # with pending, at every sample
+        if i < 2:  # the window is open: nothing attributed yet, all of it pending
+            assert len(node.recording.intervals) == 1
+            assert node.workload("bert-master-0", "gpu") == 0.0
+            assert node.pending("gpu", "0") == pytest.approx((300.0 * (i + 1), gpu_grams), rel=1e-12)
+            assert node.pending("cpu", "package-0")[1] == pytest.approx(cpu_grams, rel=1e-12)
+            # The sum a scrape would check: workloads + unattributed + pending == device, in grams.
+            with node.ledger.lock:
+                pending = node.sampler.pending()
+            assert sum(node.ledger.series(WORKLOAD_EMISSIONS).values()) + sum(
+                node.ledger.series(UNATTRIBUTED_EMISSIONS).values()) + sum(
+                pending[PENDING_EMISSIONS].values()) == pytest.approx(
+                sum(node.ledger.series(EMISSIONS).values()), rel=1e-12)
+    # Three samples: one pass over the window, CPU time and energy over the same three seconds.
+    assert node.recording.seconds == [0.0, 3.0]
+    assert node.pending("gpu", "0") == (0.0, 0.0) and node.pending("cpu", "package-0") == (0.0, 0.0)
+    assert node.workload("bert-master-0", "gpu") == pytest.approx(900.0)
+    # 2 CPU-seconds of 8 every second: a quarter of the package's joules, and a quarter of its grams,
+    # each sample's grams at its own intensity (not the window's joules at the last or mean intensity).
+    assert node.workload("web-0", "cpu") == pytest.approx(sum(cpu_watts) / 4, rel=1e-9)
+    bert_grams = node.ledger.get(WORKLOAD_EMISSIONS, ("ml", "bert-master-0", "pytorch", "training"))
+    assert bert_grams == pytest.approx(gpu_grams, rel=1e-12)
+    web = node.ledger.get(WORKLOAD_EMISSIONS, ("shop", "web-0", "app", "unknown"))
+    dram_grams = sum(20.0 * v / 3.6e6 for v in intensities)
+    assert web == pytest.approx((cpu_grams + dram_grams) / 4, rel=1e-9)
+    assert web != pytest.approx(sum(cpu_watts) / 4 * intensities[-1] / 3.6e6 + 60.0 / 4 * intensities[-1] / 3.6e6)
+    assert node.unattributed("gpu", "0") == 0.0
+    node.step({container_id(33): 2.0}, intensity=300.0)  # the next window opens with this sample
+    assert node.pending("gpu", "0") == pytest.approx((300.0, 300.0 * 300.0 / 3.6e6), rel=1e-12)
+    assert_conserved(node)
+
+
+def test_interval_zero_attributes_every_sample(make_node: MakeNode) -> None:
+    node = make_node(attribution_interval=0.0)
+    node.start_pod(cpu_pod())
+    for value in (100.0, 400.0, 200.0):
+        node.step({container_id(33): 2.0}, intensity=value)
+        assert node.pending("cpu", "package-0") == (0.0, 0.0)
+        assert node.pending("gpu", "0") == (0.0, 0.0)
+    assert node.recording.seconds == [0.0, 1.0, 1.0, 1.0]
+    assert node.workload("web-0", "cpu") == pytest.approx(3 * 100.0 / 4, rel=1e-9)
+    web = node.ledger.get(WORKLOAD_EMISSIONS, ("shop", "web-0", "app", "unknown"))
+    assert web == pytest.approx((100.0 + 20.0) / 4 * (100.0 + 400.0 + 200.0) / 3.6e6, rel=1e-9)
+    assert_conserved(node)
+
+
+def test_the_default_interval_is_5s_and_a_negative_one_is_refused() -> None:
+    assert config.load([], env={}).attribution_interval == 5.0
+    assert config.load(["--attribution.interval=0"], env={}).attribution_interval == 0.0
+    assert config.load([], env={"FOOTPRINT_ATTRIBUTION_INTERVAL": "15s"}).attribution_interval == 15.0
+    with pytest.raises(ConfigError, match=r"^attribution\.interval: must be >= 0"):
+        config.load(["--attribution.interval=-1"], env={})
+
+
+def test_stop_attributes_the_open_window_before_the_final_checkpoint(make_node: MakeNode) -> None:
+    node = make_node(attribution_interval=60.0)
+    node.start_pod(training_pod())
+    node.step()
+    node.step()
+    samples = node.samples
+    assert node.pending("gpu", "0")[0] == pytest.approx(600.0)
+    node.t += 0.5  # stopped half a sample later
+    node.sampler.stop()
+    assert node.pending("gpu", "0") == (0.0, 0.0)
+    assert node.workload("bert-master-0", "gpu") == pytest.approx(600.0)
+    assert node.recording.seconds[-1] == 2.5
+    assert node.samples == samples + 1  # on_sample: the checkpoint takes its copy after the pass
+    assert_conserved(node)
+    node.sampler.stop()  # nothing pending: no second pass
+    assert len(node.recording.intervals) == 2
+
+
+def test_a_scrape_sees_pending_consistent_with_the_counters(make_node: MakeNode) -> None:
+    node = make_node(attribution_interval=10.0)
+    node.start_pod(training_pod())
+    node.start_pod(cpu_pod())
+    exposition = Exposition(FootprintCollector(node.sampler, 1.0))
+    for step in range(12):  # one pass at 10 s; pending before and after it
+        node.step({container_id(33): 1.5}, cpu_watts=50.0 + 10 * step, intensity=100.0 + 37.0 * step)
+        exposition.invalidate()  # what the exporter's on_sample does
+        for openmetrics in (False, True):
+            body = exposition.render(openmetrics).decode()
+            s = _om_parse(body) if openmetrics else parse(body)
+            for component, device in (("gpu", "0"), ("gpu", "1"), ("cpu", "package-0"), ("dram", "dram")):
+                device_j = _sum(s, "footprint_energy_joules_total", component=component, device=device)
+                pending_j = _sum(s, PENDING_ENERGY, component=component, device=device)
+                idle_j = _sum(s, "footprint_unattributed_energy_joules_total", component=component, device=device)
+                handed = node.handed_out()[(component, device)]
+                assert handed + idle_j + pending_j == pytest.approx(device_j, rel=1e-9), (step, component)
+            grams = _sum(s, "footprint_emissions_grams_total")
+            assert _sum(s, "footprint_workload_emissions_grams_total") + _sum(
+                s, "footprint_unattributed_emissions_grams_total") + _sum(s, PENDING_EMISSIONS) == pytest.approx(
+                grams, rel=1e-9), step
+            workload_j = _sum(s, "footprint_workload_energy_joules_total", component="gpu")
+            assert workload_j == (0.0 if step < 9 else pytest.approx(node.device_joules("gpu", "0")
+                                                                       - _sum(s, PENDING_ENERGY, device="0")))
+
+
+def _sum(s: Series, name: str, **labels: str) -> float:
+    return sum(pick(s, name, **labels).values())
+
+
+def _om_parse(body: str) -> Series:
+    out: Series = {}
+    for family in openmetrics_families(body):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def test_deleted_pods_leave_at_the_pass_after_their_grace_period(make_node: MakeNode) -> None:
+    node = make_node(attribution_interval=2.0, attribution_grace_period=1.0)
+    node.start_pod(cpu_pod())
+    node.start_pod(cpu_pod("web-1", 4))
+    for _ in range(2):
+        node.step({container_id(33): 1.0, container_id(34): 1.0})
+    node.end_pod("web-0")
+    node.step({container_id(34): 1.0})
+    node.step({container_id(34): 1.0})  # a pass: web-0 is seen gone (grace starts)
+    assert {k[1] for k in node.ledger.series(WORKLOAD_EMISSIONS)} == {"web-0", "web-1"}
+    node.step({container_id(34): 1.0})
+    node.step({container_id(34): 1.0})  # the next pass: its grace has ended
+    assert {k[1] for k in node.ledger.series(WORKLOAD_ENERGY)} == {"web-1"}
+    assert {k[1] for k in node.ledger.series(WORKLOAD_EMISSIONS)} == {"web-1"}
 
 
 # --- series lifecycle ------------------------------------------------------------------------------
