@@ -4,7 +4,8 @@ The rules (energy is conserved: what no container gets is exported as unattribut
 - CPU and DRAM (every `cpu` and `dram` device, RAPL package or estimate): a container gets
   delta x (its CPU time in the window, from `usage_usec` in its cgroup's cpu.stat) / (online CPUs x
   window seconds). The window is --attribution.interval (see base.py), so the tree is scanned and
-  the cpu.stat files read once per window, not once per sample. Idle capacity, the kernel, system daemons and pause containers stay unattributed.
+  the cpu.stat files read once per window, not once per sample. Idle capacity, the kernel, system
+  daemons and pause containers stay unattributed.
   DRAM follows CPU time because per-container memory energy is not measurable.
 - GPU held exclusively (its plain UUID is in exactly one container's pod-resources `device_ids`):
   the whole delta goes to that container, idle power included: the pod reserved the whole GPU.
