@@ -215,12 +215,17 @@ class Sampler:
         self._thread.start()
 
     def stop(self) -> None:
-        """End the loop, then attribute what is pending (unless the loop is stuck in a sample)."""
+        """End the loop, take a last sample (energy up to this moment counts), then attribute what is
+        pending, unless the loop is stuck in a sample."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             if self._thread.is_alive():
                 log.warning("the sampler did not stop; pending attribution is not flushed")
                 return
+            try:
+                self.sample()
+            except Exception:
+                log.exception("final sample failed")
         self.flush()
 
