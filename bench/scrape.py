@@ -68,7 +68,8 @@ class Harness:
         return common.sample_lines(common.http_get(self.url))
 
     def settle(self, gpus: int) -> int:
-        """Advance the pods' CPU time until every container has its series and the count holds still."""
+        """Advance the pods' CPU time until every container has its series and the count holds still
+        for longer than one attribution pass (--attribution.interval, 5 s by default)."""
         common.wait_for(self.proc, lambda: common.gpu_series(common.http_get(self.url).decode()) == gpus, 60,
                         "GPU series")
         self.pods.start_advancing(period=0.5)
@@ -78,7 +79,7 @@ class Harness:
             now_lines = self.lines()
             if now_lines != last:
                 last, stable_since = now_lines, time.monotonic()
-            elif time.monotonic() - stable_since > 2.5:
+            elif time.monotonic() - stable_since > 7.0:
                 break
             time.sleep(0.5)
         self.pods.stop_advancing()
