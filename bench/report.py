@@ -164,8 +164,8 @@ def attribution_table(doc: Doc) -> str:
     return table(("figure", "value"), rows)
 
 
-def render(docs: Mapping[str, Doc]) -> str:
-    """The whole Markdown block: machine, goals, then each benchmark that has results."""
+def summary(docs: Mapping[str, Doc]) -> str:
+    """The machine and the goals: what the top-level README shows."""
     ours = [d for name, d in docs.items() if name != "attribution"]  # its machine block is shorter
     any_doc = ours[0] if ours else None
     out = []
@@ -177,6 +177,12 @@ def render(docs: Mapping[str, Doc]) -> str:
                    f"{m['kernel']}, Python {m['python']}. Mode: {', '.join(modes)}. Run: {dates[0]} to {dates[-1]}.")
     out.append("")
     out.append(table(("goal", "target", "measured", "result"), goals(docs)))
+    return "\n".join(out) + "\n"
+
+
+def render(docs: Mapping[str, Doc]) -> str:
+    """The whole Markdown block: machine, goals, then each benchmark that has results."""
+    out = [summary(docs).rstrip("\n")]
     if "overhead" in docs:
         out += ["", "Sampling overhead (CPU time of the process, 1 Hz):", "",
                 overhead_table(docs["overhead"]["figures"])]

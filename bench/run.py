@@ -26,15 +26,16 @@ import report
 
 BENCHMARKS = ("overhead", "scrape", "accuracy", "memory", "attribution")
 README = common.BENCH / "README.md"
+TOP_README = common.REPO / "README.md"  # shows the summary: machine and goals
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ATTRIBUTION_BENCH = common.BENCH / "attribution_bench.py"
 
 
-def update_readme(text: str) -> None:
-    doc = README.read_text()
+def update_readme(path: Path, text: str) -> None:
+    doc = path.read_text()
     head, _, rest = doc.partition(START)
     _, _, tail = rest.partition(END)
-    README.write_text(f"{head}{START}\n{text}{END}{tail}")
+    path.write_text(f"{head}{START}\n{text}{END}{tail}")
 
 
 def run_attribution(quick: bool, out: Path) -> None:
@@ -89,10 +90,12 @@ def main() -> int:
             common.write_result(out, "memory", mode, figures)
         common.log(f"done in {time.monotonic() - started:.0f} s")
 
-    text = report.render(report.load(out))
+    docs = report.load(out)
+    text = report.render(docs)
     print(text)
     if write_readme and not args.quick:
-        update_readme(text)
+        update_readme(README, text)
+        update_readme(TOP_README, report.summary(docs))
     return 0
 
 
