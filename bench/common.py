@@ -123,25 +123,7 @@ def bench_nvml() -> Path:
 
     Built once per source version, like the fake itself; every contender loads this same library.
     """
-    digest = hashlib.sha256(fake_nvml.SOURCE.read_bytes() + EXTRAS.read_bytes()).hexdigest()[:16]
-    out = CACHE / "nvml" / digest
-    lib = out / fake_nvml.LIBRARY
-    if lib.exists():
-        return out
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise RuntimeError("gcc is needed to build the fake libnvidia-ml.so.1 (apt-get install gcc)")
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".so")
-    os.close(fd)
-    cmd = [gcc, "-std=gnu11", "-O2", "-Wall", "-shared", "-fPIC", f"-Wl,-soname,{fake_nvml.LIBRARY}",
-           "-o", tmp, str(EXTRAS), "-lpthread"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        Path(tmp).unlink(missing_ok=True)
-        raise RuntimeError(f"building the bench NVML failed:\n{result.stderr}")
-    os.replace(tmp, lib)
-    return out
+    return fake_nvml.build_fake_nvml(EXTRAS)
 
 
 def preload_nvml() -> None:

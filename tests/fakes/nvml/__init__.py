@@ -38,9 +38,14 @@ UNKNOWN = 999
 _loaded: list[ctypes.CDLL] = []
 
 
-def build_fake_nvml() -> Path:
-    """Compile fake_nvml.c (once per source version) and return the directory holding the library."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+def build_fake_nvml(wrapper: Path | None = None) -> Path:
+    """Compile fake_nvml.c (once per source version) and return the directory holding the library.
+
+    `wrapper`: a C file that #includes fake_nvml.c and adds calls (the benchmarks' extras); it is
+    compiled instead, and its text is part of the cache key.
+    """
+    main = wrapper or SOURCE
+    digest = hashlib.sha256(SOURCE.read_bytes() + (wrapper.read_bytes() if wrapper else b"")).hexdigest()[:16]
     out = CACHE / digest
     if (out / LIBRARY).exists():
         return out
@@ -51,7 +56,7 @@ def build_fake_nvml() -> Path:
     fd, tmp = tempfile.mkstemp(dir=out, suffix=".so")
     os.close(fd)
     cmd = [gcc, "-std=gnu11", "-O2", "-Wall", "-Wextra", "-shared", "-fPIC",
-           f"-Wl,-soname,{LIBRARY}", "-o", tmp, str(SOURCE), "-lpthread"]
+           f"-Wl,-soname,{LIBRARY}", "-o", tmp, str(main), "-lpthread"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         Path(tmp).unlink(missing_ok=True)
