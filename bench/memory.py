@@ -32,6 +32,7 @@ class Soak:
         self.seconds = seconds
         self._result: dict[str, object] = {}
         self._error: BaseException | None = None
+        self._cancelled = threading.Event()
         self._thread = threading.Thread(target=self._guarded, name="soak", daemon=True)
 
     def start(self) -> Soak:
@@ -43,6 +44,11 @@ class Soak:
         if self._error is not None:
             raise RuntimeError(f"soak failed: {self._error}") from self._error
         return self._result
+
+    def cancel(self) -> None:
+        """Another benchmark failed: end the soak now, so its exporter and fakes are cleaned up."""
+        self._cancelled.set()
+        self._thread.join(timeout=60)
 
     def _guarded(self) -> None:
         try:
@@ -69,9 +75,9 @@ class Soak:
                     series = common.sample_lines(body)
                     timeline.append((round(elapsed, 1), round(common.rss_mib(proc.pid), 2),
                                      round(common.pss_mib(proc.pid), 2)))
-                    if elapsed >= self.seconds:
+                    if elapsed >= self.seconds or self._cancelled.wait(
+                            min(SCRAPE_INTERVAL, max(self.seconds - elapsed, 0.0))):
                         break
-                    time.sleep(min(SCRAPE_INTERVAL, max(self.seconds - elapsed, 0.0)))
                 half = [rss for t, rss, _ in timeline if t >= self.seconds / 2]
                 self._result = {
                     "seconds": round(timeline[-1][0], 1),

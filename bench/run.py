@@ -65,24 +65,29 @@ def main() -> int:
         import memory
 
         soak = memory.Soak(memory.soak_seconds(args.quick)).start() if "memory" in selected else None
-        if "overhead" in selected:
-            import overhead
+        try:
+            if "overhead" in selected:
+                import overhead
 
-            common.write_result(out, "overhead", mode, overhead.run(args.quick))
-        if "scrape" in selected:
-            import scrape
+                common.write_result(out, "overhead", mode, overhead.run(args.quick))
+            if "scrape" in selected:
+                import scrape
 
-            common.write_result(out, "scrape", mode, scrape.run(args.quick))
-        if "accuracy" in selected:
-            import accuracy
+                common.write_result(out, "scrape", mode, scrape.run(args.quick))
+            if "accuracy" in selected:
+                import accuracy
 
-            common.write_result(out, "accuracy", mode, accuracy.run(args.quick))
-        if "attribution" in selected:
-            if ATTRIBUTION_BENCH.exists():
-                common.log("attribution: bench/attribution_bench.py")
-                run_attribution(args.quick, out)
-            else:
-                common.log("attribution: bench/attribution_bench.py not there yet; skipped")
+                common.write_result(out, "accuracy", mode, accuracy.run(args.quick))
+            if "attribution" in selected:
+                if ATTRIBUTION_BENCH.exists():
+                    common.log("attribution: bench/attribution_bench.py")
+                    run_attribution(args.quick, out)
+                else:
+                    common.log("attribution: bench/attribution_bench.py not there yet; skipped")
+        except BaseException:
+            if soak is not None:
+                soak.cancel()  # its exporter and fakes must not outlive a failed run
+            raise
         if soak is not None:
             figures = {"startup": memory.startup(args.quick)}
             common.log("memory: waiting for the soak to end")
