@@ -1,15 +1,17 @@
-"""Parse Prometheus text exposition into {(name, frozenset(labels)): value} with the official parser."""
+"""Parse an exposition (text or OpenMetrics) into {(name, frozenset(labels)): value} with the official parsers."""
 
 from __future__ import annotations
 
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def parse(text: str) -> Series:
+def parse(text: str, openmetrics: bool = False) -> Series:
     out: Series = {}
-    for family in text_string_to_metric_families(text):
+    families = openmetrics_families(text) if openmetrics else text_string_to_metric_families(text)
+    for family in families:
         for s in family.samples:
             out[(s.name, frozenset(s.labels.items()))] = s.value
     return out

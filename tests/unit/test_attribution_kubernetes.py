@@ -41,7 +41,6 @@ from footprint.meters.rapl import RaplMeter
 from footprint.metrics import Exposition, FootprintCollector
 from footprint.sampler import Sampler
 from prometheus_client.core import Metric
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 
 from tests.fakes.cgroupfs import CgroupTree, FakeProcfs, container_id
 from tests.fakes.kube_apiserver import FakeApiServer, make_pod
@@ -513,7 +512,7 @@ def test_a_scrape_sees_pending_consistent_with_the_counters(make_node: MakeNode)
         exposition.invalidate()  # what the exporter's on_sample does
         for openmetrics in (False, True):
             body = exposition.render(openmetrics).decode()
-            s = _om_parse(body) if openmetrics else parse(body)
+            s = parse(body, openmetrics)
             for component, device in (("gpu", "0"), ("gpu", "1"), ("cpu", "package-0"), ("dram", "dram")):
                 device_j = _sum(s, "footprint_energy_joules_total", component=component, device=device)
                 pending_j = _sum(s, PENDING_ENERGY, component=component, device=device)
@@ -531,14 +530,6 @@ def test_a_scrape_sees_pending_consistent_with_the_counters(make_node: MakeNode)
 
 def _sum(s: Series, name: str, **labels: str) -> float:
     return sum(pick(s, name, **labels).values())
-
-
-def _om_parse(body: str) -> Series:
-    out: Series = {}
-    for family in openmetrics_families(body):
-        for sample in family.samples:
-            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return out
 
 
 def test_deleted_pods_leave_at_the_pass_after_their_grace_period(make_node: MakeNode) -> None:
