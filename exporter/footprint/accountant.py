@@ -126,9 +126,7 @@ class Accountant:
         self.schedule = parse_schedule(settings.cost_schedule)
         self.embodied = embodied or EmbodiedModel(settings)
         self._figures: dict[tuple[str, str], EmbodiedFigure | None] = {}
-
-    def grams(self, joules: float, intensity: float) -> float:
-        return joules * self.pue * intensity / JOULES_PER_KWH
+        self.server_figure = self.embodied.figure("server", "")  # settled at start: no lookup per sample
 
     def price_at(self, wall: float) -> float | None:
         if self.schedule:
@@ -176,9 +174,8 @@ class Accountant:
                 figure = self.embodied_figure(r.component, r.device, r.info.get("model", ""))
                 if figure is not None and seconds > 0:
                     ledger.add(EMBODIED, (r.component, r.device), self.embodied.grams(figure, seconds), now_wall)
-        server = self.embodied.figure("server", "")
-        if server is not None and seconds > 0:
-            ledger.add(EMBODIED, ("server", "node"), self.embodied.grams(server, seconds), now_wall)
+        if self.server_figure is not None and seconds > 0:
+            ledger.add(EMBODIED, ("server", "node"), self.embodied.grams(self.server_figure, seconds), now_wall)
         ledger.add(NODE_ENERGY, (), node_joules, now_wall)
         ledger.add(NODE_EMISSIONS, (), node_joules * g_per_j, now_wall)
         facility_joules = node_joules * self.pue
