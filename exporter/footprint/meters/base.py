@@ -30,6 +30,7 @@ class Reading:
     energy_joules: float  # cumulative; may wrap (see wrap_joules) or reset (driver reload)
     power_watts: float | None = None  # over the last interval or instantaneous, as the meter has it
     wrap_joules: float | None = None  # the counter wraps to 0 after this many joules (RAPL)
+    max_watts: float | None = None  # the device's power ceiling (physics bound); None: component default
     hardware_counter: bool = True  # False: integrated by the meter, process-local, starts at 0
     counter_epoch: str = ""  # changes when the counter restarts from 0 on purpose (driver load, boot)
     # Node total: False for readings contained in another one (never summed into the node).
