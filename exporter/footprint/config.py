@@ -21,30 +21,40 @@ from typing import Any
 
 import yaml
 
+from footprint import numbers
+
 
 class ConfigError(Exception):
     """Bad configuration. The message is one line and starts with the offending key."""
 
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31557600.0}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+# ASCII digits only: `\d` alone also matches other scripts' digits, which float() then accepts.
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", re.ASCII)
+_SECONDS_RE = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 
 
 def parse_duration(text: str) -> float:
-    """Prometheus-style durations ("500ms", "1m30s", "4y"; y = 365.25 d) or plain seconds, as seconds."""
+    """Prometheus-style durations ("500ms", "1m30s", "4y"; y = 365.25 d) or plain seconds, as seconds.
+
+    The one parser for every duration setting: NaN, infinities, negatives, exponents and non-ASCII
+    digits are refused (float() takes them all, and a NaN interval disables every comparison)."""
     text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 500ms, 1s, 5m, 2h)")
+    if len(text) > 64:
+        raise ValueError(f"not a duration: {text[:64]!r}... (use e.g. 500ms, 1s, 5m, 2h)")
+    if _SECONDS_RE.fullmatch(text):
+        total = float(text)
+    else:
+        pos, total = 0, 0.0
+        for m in _DURATION_RE.finditer(text):
+            if m.start() != pos:
+                break
+            total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(text) or not text:
+            raise ValueError(f"not a duration: {text!r} (use e.g. 500ms, 1s, 5m, 2h)")
+    if not math.isfinite(total):
+        raise ValueError(f"not a duration: {text!r} is too long a time")
     return total
 
 
@@ -128,13 +138,15 @@ class Settings:
     meter_nvml: bool = opt("meter.nvml", "bool", True, "NVIDIA GPUs through NVML")
     meter_estimate: bool = opt("meter.estimate", "bool", True, "estimate CPU/DRAM power where no meter covers it")
     estimate_cpu_idle_watts: float = opt(
-        "estimate.cpu-idle-watts", "float", 10.0, "CPU power at 0 % utilisation (whole machine)", minimum=0.0
+        "estimate.cpu-idle-watts", "float", 10.0, "CPU power at 0 % utilisation (whole machine)", minimum=0.0,
+        maximum=100_000.0
     )
     estimate_cpu_max_watts: float = opt(
-        "estimate.cpu-max-watts", "float", 65.0, "CPU power at 100 % utilisation (whole machine)", minimum=0.0
+        "estimate.cpu-max-watts", "float", 65.0, "CPU power at 100 % utilisation (whole machine)", minimum=0.0,
+        maximum=100_000.0
     )
     estimate_dram_watts_per_gib: float = opt(
-        "estimate.dram-watts-per-gib", "float", 0.375, "DRAM power per GiB installed", minimum=0.0
+        "estimate.dram-watts-per-gib", "float", 0.375, "DRAM power per GiB installed", minimum=0.0, maximum=100.0
     )
     # Facility
     pue: float = opt("pue", "float", 1.0, "power usage effectiveness of the facility", minimum=1.0, maximum=5.0)
@@ -182,6 +194,13 @@ class Settings:
     )
     grid_carbonaware_url: str = opt("grid.carbonaware.url", "str", "", "Carbon Aware SDK WebAPI base URL")
     grid_peer_url: str = opt("grid.peer.url", "str", "", "another Footprint exporter's base URL")
+    grid_peer_ca_file: str = opt(
+        "grid.peer.ca-file", "str", "", "CA bundle that signs the peer's certificate (https peer URL)"
+    )
+    grid_peer_username: str = opt("grid.peer.username", "str", "", "basic auth user name for the peer")
+    grid_peer_password_file: str = opt(
+        "grid.peer.password-file", "str", "", "file holding the peer's basic auth password"
+    )
     grid_static_file: str = opt(
         "grid.static.file", "str", "", "CSV adding region -> zone rows and zone figures to the static table"
     )
@@ -236,10 +255,11 @@ class Settings:
         "attribution.interval", "duration", 5.0,
         "how often energy is split among workloads (0: every sample); what is drawn in between is "
         "exposed as footprint_attribution_pending_* and attributed at the next pass or a clean stop",
-        minimum=0.0,
+        minimum=0.0, maximum=3600.0,
     )
     attribution_grace_period: float = opt(
-        "attribution.grace-period", "duration", 300.0, "how long a gone pod's series stay", minimum=0.0
+        "attribution.grace-period", "duration", 300.0, "how long a gone pod's series stay", minimum=0.0,
+        maximum=30 * 86400.0,
     )
     # Restart safety
     state_file: str = opt("state.file", "str", "", "checkpoint file (empty: no checkpoint)")
@@ -253,14 +273,15 @@ class Settings:
     )
     embodied_gpu_kgco2e: float | None = opt(
         "embodied.gpu-kgco2e", "float", None, "manufacturing kgCO2e per GPU (overrides the model table)",
-        optional=True, minimum=0.0,
+        optional=True, minimum=0.0, maximum=1_000_000.0,
     )
     embodied_cpu_kgco2e: float | None = opt(
-        "embodied.cpu-kgco2e", "float", None, "manufacturing kgCO2e per CPU package", optional=True, minimum=0.0
+        "embodied.cpu-kgco2e", "float", None, "manufacturing kgCO2e per CPU package", optional=True, minimum=0.0,
+        maximum=1_000_000.0,
     )
     embodied_server_kgco2e: float | None = opt(
         "embodied.server-kgco2e", "float", None, "manufacturing kgCO2e of the rest of the server", optional=True,
-        minimum=0.0,
+        minimum=0.0, maximum=1_000_000.0,
     )
     water_wue: float | None = opt(
         "water.wue", "float", None, "site water usage effectiveness, litres per kWh of IT energy", optional=True,
@@ -271,7 +292,8 @@ class Settings:
         minimum=0.0, maximum=1000.0,
     )
     cost_price_per_kwh: float | None = opt(
-        "cost.price-per-kwh", "float", None, "electricity price per kWh (facility energy)", optional=True, minimum=0.0
+        "cost.price-per-kwh", "float", None, "electricity price per kWh (facility energy)", optional=True, minimum=0.0,
+        maximum=1_000_000.0,
     )
     cost_currency: str = opt("cost.currency", "str", "USD", "ISO 4217 currency of the price")
     cost_schedule: tuple[str, ...] = opt_list(
@@ -283,14 +305,6 @@ class Settings:
 
     def origin(self, key: str) -> str:
         return self.origins.get(key, "default")
-
-    def grid_secret(self, name: str) -> str:
-        """Read a secret file named by a setting; never logged. Empty string when unset."""
-        path = getattr(self, name)
-        if not path:
-            return ""
-        with open(path, encoding="utf-8") as fh:
-            return fh.read().strip()
 
 
 def options() -> dict[str, tuple[str, Option]]:
@@ -310,6 +324,31 @@ def env_name(key: str) -> str:
     return "FOOTPRINT_" + re.sub(r"[.-]", "_", key).upper()
 
 
+# The variables the kubelet injects into every container for every Service of its namespace
+# (enableServiceLinks, on by default), from kubernetes/kubernetes pkg/kubelet/envvars/envvars.go:
+# NAME is the Service name upper-cased with '-' -> '_', PROTO one of TCP, UDP, SCTP; for the first port
+# <NAME>_SERVICE_PORT and <NAME>_PORT, for each named port <NAME>_SERVICE_PORT_<PORTNAME>, for each port
+# <NAME>_PORT_<port>_<PROTO>{,_PROTO,_PORT,_ADDR}. A chart release named footprint creates Services
+# footprint-node and footprint-grid, hence FOOTPRINT_NODE_SERVICE_HOST and friends. Each shape is also
+# matched on its value, so only what the kubelet would write is ignored.
+_IP = r"[0-9A-Fa-f:.]+"
+_URL = rf"(?:tcp|udp|sctp)://(?:{_IP}|\[{_IP}\]):\d+"
+_SERVICE_LINKS = [
+    (re.compile(r"[A-Z0-9_]+_SERVICE_HOST"), re.compile(_IP)),
+    (re.compile(r"[A-Z0-9_]+_SERVICE_PORT(?:_[A-Z0-9_]+)?"), re.compile(r"\d{1,5}")),
+    (re.compile(r"[A-Z0-9_]+_PORT"), re.compile(_URL)),
+    (re.compile(r"[A-Z0-9_]+_PORT_\d{1,5}_(?:TCP|UDP|SCTP)"), re.compile(_URL)),
+    (re.compile(r"[A-Z0-9_]+_PORT_\d{1,5}_(?:TCP|UDP|SCTP)_PROTO"), re.compile(r"tcp|udp|sctp")),
+    (re.compile(r"[A-Z0-9_]+_PORT_\d{1,5}_(?:TCP|UDP|SCTP)_PORT"), re.compile(r"\d{1,5}")),
+    (re.compile(r"[A-Z0-9_]+_PORT_\d{1,5}_(?:TCP|UDP|SCTP)_ADDR"), re.compile(_IP)),
+]
+
+
+def is_service_link(name: str, value: str) -> bool:
+    """Whether NAME=value has the shape of a Kubernetes service-link variable (see above)."""
+    return any(n.fullmatch(name) and v.fullmatch(value) for n, v in _SERVICE_LINKS)
+
+
 def _unknown(key: str, where: str) -> ConfigError:
     close = difflib.get_close_matches(key, list(_OPTIONS), n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
@@ -317,7 +356,10 @@ def _unknown(key: str, where: str) -> ConfigError:
 
 
 def _convert(key: str, o: Option, raw: Any) -> Any:
-    """Turn a raw value (string from env/flag, or a YAML scalar) into the option's type, or fail."""
+    """Turn a raw value (string from env/flag, or a YAML scalar) into the option's type, or fail.
+
+    Numbers and durations go through one check (numbers.bounded): finite, ASCII, inside the option's
+    range, so no setting can be NaN, infinite or negative where the code divides or compares by it."""
     try:
         if o.optional and (raw is None or raw == ""):
             return None
@@ -331,26 +373,15 @@ def _convert(key: str, o: Option, raw: Any) -> Any:
                 value = False
             else:
                 raise ValueError(f"expected true or false, got {raw!r}")
-        elif o.kind == "int":
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        elif o.kind in ("int", "float"):
+            if isinstance(raw, float) and o.kind == "int" and not raw.is_integer():
                 raise ValueError(f"expected an integer, got {raw!r}")
-            try:
-                value = int(str(raw).strip())
-            except ValueError:
-                raise ValueError(f"expected an integer, got {raw!r}") from None
-        elif o.kind == "float":
-            if isinstance(raw, bool):
-                raise ValueError(f"expected a number, got {raw!r}")
-            try:
-                value = float(str(raw).strip())
-            except ValueError:
-                raise ValueError(f"expected a number, got {raw!r}") from None
-            if not math.isfinite(value):
-                raise ValueError(f"expected a finite number, got {raw!r}")
+            number = numbers.bounded(raw, o.minimum, o.maximum, integer=o.kind == "int")
+            value = int(number) if o.kind == "int" else number
         elif o.kind == "duration":
-            if isinstance(raw, bool):
+            if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
                 raise ValueError(f"expected a duration, got {raw!r}")
-            value = parse_duration(str(raw))
+            value = numbers.bounded(parse_duration(str(raw)), o.minimum, o.maximum)
         elif o.kind == "list":
             items = raw if isinstance(raw, list) else str(raw).split(",")
             value = tuple(str(i).strip() for i in items if str(i).strip())
@@ -362,10 +393,6 @@ def _convert(key: str, o: Option, raw: Any) -> Any:
             if isinstance(raw, (dict, list)):
                 raise ValueError(f"expected a string, got {type(raw).__name__}")
             value = str(raw)
-        if o.minimum is not None and value < o.minimum:
-            raise ValueError(f"must be >= {o.minimum:g}, got {raw!r}")
-        if o.maximum is not None and value > o.maximum:
-            raise ValueError(f"must be <= {o.maximum:g}, got {raw!r}")
         if o.check is not None:
             o.check(value)
     except ValueError as exc:
@@ -382,26 +409,73 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, A
             yield key, v
 
 
+MAX_FILE_BYTES = 1024 * 1024  # a settings or web config file is a few kB
+MAX_YAML_NODES = 10_000  # after aliases are expanded: a "billion laughs" file stops here
+MAX_YAML_DEPTH = 64
+
+
 def read_text(path: str, key: str) -> str:
     """The text of a file named by setting `key`; errors name the key and path, never the content."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{key}: file not found: {path}") from None
     except OSError as exc:
         raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{key}: {path} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{key}: {path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def _check_yaml_graph(root: yaml.Node, key: str, path: str) -> None:
+    """Refuse what yaml.safe_load would turn into a hang or a crash: an alias inside its own anchor (a
+    recursive structure), nesting past MAX_YAML_DEPTH, or more than MAX_YAML_NODES nodes once aliases
+    are expanded (aliases share one node object, so a few lines can stand for billions)."""
+    count = 0
+    stack: list[tuple[yaml.Node, int]] = [(root, 0)]
+    open_ids: list[int] = []  # the nodes on the path to the current one (for cycles)
+    while stack:
+        node, depth = stack.pop()
+        del open_ids[depth:]
+        if id(node) in open_ids:
+            raise ConfigError(f"{key}: {path} has an alias inside its own anchor (a recursive structure)")
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise ConfigError(f"{key}: {path} expands to more than {MAX_YAML_NODES} values (aliases?)")
+        if depth >= MAX_YAML_DEPTH:
+            raise ConfigError(f"{key}: {path} is nested more than {MAX_YAML_DEPTH} levels deep")
+        open_ids.append(id(node))
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        stack.extend((child, depth + 1) for child in reversed(children))
 
 
 def load_yaml(path: str, key: str) -> Any:
     """The YAML document in a file named by setting `key`; a syntax error says the line, not the content."""
     text = read_text(path, key)
+    loader = yaml.SafeLoader(text)
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_graph(node, key, path)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{key}: {path} is not valid YAML{where}") from None
+    except RecursionError:
+        raise ConfigError(f"{key}: {path} is nested too deeply") from None
+    finally:
+        loader.dispose()
 
 
 def _read_file(path: str) -> dict[str, Any]:
@@ -414,7 +488,8 @@ def _read_file(path: str) -> dict[str, Any]:
     for key, value in _flatten(data):
         if key not in _OPTIONS or key == "config":
             raise _unknown(key, path)
-        out[key] = value
+        if value is not None:  # `state:\n  file:` is an empty value: the key is unset, not "None"
+            out[key] = value
     return out
 
 
@@ -457,6 +532,8 @@ def load(argv: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Sett
         if not name.startswith("FOOTPRINT_"):
             continue
         if name not in known_env:
+            if is_service_link(name, value):
+                continue  # injected by the kubelet for a Service named footprint-*, not a setting
             # A typo in an environment variable is as wrong as one in a file.
             raise ConfigError(f"{name}: unknown FOOTPRINT_ environment variable")
         env_values[known_env[name]] = value

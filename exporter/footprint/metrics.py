@@ -77,6 +77,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     _g("footprint_grid_intensity_age_seconds", ("provider",), "Age of the provider's latest value, seconds.", "grid"),
     _g("footprint_grid_provider_up", ("provider",), "1 if the provider's last fetch succeeded.", "grid"),
     _c("footprint_grid_fetch_errors_total", ("provider", "reason"), "Failed provider fetches by reason.", "grid"),
+    _c("footprint_grid_points_dropped_total", ("provider", "reason"),
+       "Values in provider answers (forecast points) that failed validation and were left out, by reason.", "grid"),
     _g("footprint_grid_fallback_active", (), "1 if the value in use is not from the first provider.", "grid"),
     _g("footprint_grid_forecast_grams_per_kilowatt_hour", (*GRID, "hours_ahead"),
        "Forecast intensity, by hours ahead, gCO2e/kWh.", "grid"),

@@ -179,7 +179,7 @@ def _build_carbonaware(ctx: _Context) -> Provider:
 def _build_peer(ctx: _Context) -> Provider:
     from footprint.grid.providers import peer
 
-    return peer.PeerProvider(ctx.http("peer"), ctx.require_url("peer"), ctx.settings.grid_accounting_signal)
+    return peer.build(ctx.http("peer"), ctx.require_url("peer"), ctx.settings)
 
 
 FACTORIES: dict[str, Callable[[_Context], Provider]] = {
@@ -405,6 +405,10 @@ class GridFeed:
         errors = CounterMetricFamily(
             "footprint_grid_fetch_errors", "Failed fetches by reason.", labels=["provider", "reason"]
         )
+        dropped = CounterMetricFamily(
+            "footprint_grid_points_dropped", "Values in answers that failed validation and were left out.",
+            labels=["provider", "reason"],
+        )
         forecast = GaugeMetricFamily(
             "footprint_grid_forecast_grams_per_kilowatt_hour",
             "Forecast intensity, mean over each UTC clock hour ahead (0 = the hour we are in).",
@@ -424,6 +428,9 @@ class GridFeed:
             if not slot.timeless:
                 for reason in REASONS:
                     errors.add_metric([name, reason], float(slot.errors.get(reason, 0)))
+            http = getattr(slot.provider, "http", None)
+            for reason, n in sorted(getattr(http, "dropped", {}).items()):
+                dropped.add_metric([name, reason], float(n))
             for r in slot.readings.values():
                 if self._fresh(slot, r, now):
                     intensity.add_metric([r.zone, name, r.signal], r.value)
@@ -440,14 +447,16 @@ class GridFeed:
             "1 if the value in use is not from the first provider in the chain.",
             value=1.0 if self.fallback_active() else 0.0,
         )
-        return [intensity, updated, age, up, errors, fallback, forecast, fmin, fmin_start]
+        return [intensity, updated, age, up, errors, dropped, fallback, forecast, fmin, fmin_start]
 
     @staticmethod
     def _forecast_metrics(
         r: IntensityReading, provider: str, now: float,
         curve: GaugeMetricFamily, fmin: GaugeMetricFamily, fmin_start: GaugeMetricFamily,
     ) -> None:
-        points = sorted(r.forecast, key=lambda p: p.start)
+        # Providers validate every point; this guard keeps one that slipped through from failing /metrics.
+        points = sorted((p for p in r.forecast if math.isfinite(p.start) and math.isfinite(p.value)),
+                        key=lambda p: p.start)
         if not points:
             return
         hours: dict[int, list[float]] = {}

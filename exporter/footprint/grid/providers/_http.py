@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import email.utils
 import json
-import math
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from footprint import numbers
 from footprint.grid.base import MAX_PLAUSIBLE_INTENSITY, ForecastPoint, ProviderError
 
 LBS_PER_MWH_TO_G_PER_KWH = 0.45359237
@@ -41,6 +42,7 @@ class Http:
         self.session = session
         self.timeout = timeout
         self.clock = clock
+        self.dropped = new_dropped()  # values this provider's answers held that failed validation
 
     def get_json(
         self,
@@ -86,7 +88,7 @@ class Http:
             raise ProviderError("malformed", f"{self.name}: answer from {where} is larger than {MAX_BODY} bytes")
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
             raise ProviderError("malformed", f"{self.name}: answer from {where} is not JSON") from None
 
 
@@ -97,21 +99,23 @@ def _detail(body: bytes) -> str:
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds from `Retry-After`: delta-seconds or an HTTP date."""
+    """Seconds from `Retry-After`: delta-seconds (ASCII digits; "²" is a digit to str.isdigit() and
+    not to float()) or an HTTP date. Anything else is ignored: the feed's own backoff applies."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELTA_SECONDS.fullmatch(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return max(0.0, when.timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, when.timestamp() - now)
 
 
+_DELTA_SECONDS = re.compile(r"\d{1,10}", re.ASCII)
 _TZ_RE = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
 
 
@@ -122,7 +126,7 @@ def parse_time(value: Any) -> float | None:
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
-    m = re.fullmatch(r"(.*T\d{2}:\d{2}(?::\d{2})?)(\.\d+)?([+-]\d{2}:?\d{2})?", text)
+    m = re.fullmatch(r"(.*T\d{2}:\d{2}(?::\d{2})?)(\.\d+)?([+-]\d{2}:?\d{2})?", text, re.ASCII)
     if not m:
         return None
     base, frac, tz = m.group(1), m.group(2) or "", m.group(3) or "+00:00"
@@ -130,45 +134,79 @@ def parse_time(value: Any) -> float | None:
         tz = tz[:3] + ":" + tz[3:]
     frac = frac[:7].ljust(7, "0") if frac else ""
     try:
-        dt = datetime.fromisoformat(base + frac + tz)
-    except ValueError:
+        ts = datetime.fromisoformat(base + frac + tz).timestamp()
+    except (ValueError, OverflowError):
         return None
-    return dt.timestamp()
+    return ts if 0.0 <= ts <= MAX_TIMESTAMP else None
+
+
+MAX_TIMESTAMP = 4102444800.0  # 2100-01-01: a grid time past it (or before 1970) is not one
+POINT_REASONS = ("malformed", "non_finite", "out_of_range", "missing_field")
+
+
+def new_dropped() -> Counter[str]:
+    """Dropped values by reason, every reason present from the start (rate() works, and the feed's
+    reader never sees the dict change size while a refresh thread counts)."""
+    return Counter(dict.fromkeys(POINT_REASONS, 0))
+
+
+def intensity(raw: Any, *, scale: float = 1.0) -> float:
+    """An intensity from an answer, through the one number rule (numbers.bounded): finite, 0..3000
+    g/kWh. Raises NumberError (reason malformed, non_finite or out_of_range)."""
+    value = numbers.bounded(raw) * scale
+    return numbers.bounded(value, 0.0, MAX_PLAUSIBLE_INTENSITY)
+
+
+def timestamp(raw: Any) -> float:
+    """Unix seconds from an answer (a peer's JSON numbers), finite and within 1970..2100."""
+    return numbers.bounded(raw, 0.0, MAX_TIMESTAMP)
 
 
 def number(name: str, obj: Any, key: str, *, scale: float = 1.0) -> float:
     """A required intensity field: missing or null -> missing_field, not a number -> malformed,
-    negative or absurd -> out_of_range. Never 0 for "no data"."""
+    negative, NaN or absurd -> out_of_range. Never 0 for "no data"."""
     if not isinstance(obj, Mapping) or key not in obj:
         raise ProviderError("missing_field", f"{name}: answer has no {key!r}")
     raw = obj[key]
     if raw is None:
         raise ProviderError("missing_field", f"{name}: {key!r} is null (no data for now)")
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+    if not isinstance(raw, (int, float)):  # a number written as a JSON string is not one
         raise ProviderError("malformed", f"{name}: {key!r} is not a number")
-    value = float(raw) * scale
-    if not math.isfinite(value) or value < 0 or value > MAX_PLAUSIBLE_INTENSITY:
-        raise ProviderError("out_of_range", f"{name}: {key} = {value:g} g/kWh is not plausible")
-    return value
+    try:
+        return intensity(raw, scale=scale)
+    except numbers.NumberError as exc:
+        reason = "malformed" if exc.reason == "malformed" else "out_of_range"
+        raise ProviderError(reason, f"{name}: {key} is not a plausible g/kWh value: {exc}") from None
 
 
-def optional_number(obj: Any, key: str, *, scale: float = 1.0) -> float | None:
-    """A forecast point's value: anything implausible is skipped, not fatal."""
+def optional_number(obj: Any, key: str, dropped: Counter[str], *, scale: float = 1.0) -> float | None:
+    """A forecast point's value: anything implausible is counted in `dropped` by reason and skipped."""
     raw = obj.get(key) if isinstance(obj, Mapping) else None
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+    if raw is None:
+        dropped["missing_field"] += 1
         return None
-    value = float(raw) * scale
-    return value if math.isfinite(value) and 0 <= value <= MAX_PLAUSIBLE_INTENSITY else None
+    if not isinstance(raw, (int, float)):
+        dropped["malformed"] += 1
+        return None
+    try:
+        return intensity(raw, scale=scale)
+    except numbers.NumberError as exc:
+        dropped[exc.reason] += 1
+        return None
 
 
-def forecast_points(rows: Any, time_key: str, value_key: str, *, scale: float = 1.0) -> tuple[ForecastPoint, ...]:
+def forecast_points(rows: Any, time_key: str, value_key: str, dropped: Counter[str], *,
+                    scale: float = 1.0) -> tuple[ForecastPoint, ...]:
     """A forecast list's usable points, oldest first; one without a readable time or a plausible value is
-    skipped (a forecast is advice: a bad point never fails the reading)."""
+    skipped and counted (a forecast is advice: a bad point never fails the reading)."""
     points = []
     for row in rows if isinstance(rows, list) else []:
         start = parse_time(row.get(time_key)) if isinstance(row, Mapping) else None
-        value = optional_number(row, value_key, scale=scale)
-        if start is not None and value is not None:
+        if start is None:
+            dropped["malformed"] += 1
+            continue
+        value = optional_number(row, value_key, dropped, scale=scale)
+        if value is not None:
             points.append(ForecastPoint(start, value))
     return tuple(sorted(points, key=lambda p: p.start))
 

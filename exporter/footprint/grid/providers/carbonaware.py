@@ -65,7 +65,7 @@ class CarbonAwareProvider:
             log.debug("grid: carbonaware forecast failed: %s", exc)
             return
         first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
-        self._forecast = forecast_points(first.get("forecastData"), "timestamp", "value")
+        self._forecast = forecast_points(first.get("forecastData"), "timestamp", "value", self.http.dropped)
 
     def describe(self) -> str:
         return f"carbonaware: {self.base} location {self.location} ({self.signal})"

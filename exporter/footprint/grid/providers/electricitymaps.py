@@ -68,7 +68,7 @@ class ElectricityMapsProvider:
                 log.debug("grid: electricitymaps forecast failed: %s", exc)
             return
         rows = data.get("forecast") if isinstance(data, dict) else None
-        self._forecast = forecast_points(rows, "datetime", "carbonIntensity")
+        self._forecast = forecast_points(rows, "datetime", "carbonIntensity", self.http.dropped)
 
     def describe(self) -> str:
         forecast = "with forecast" if self._forecast else "forecast not (yet) available"

@@ -64,7 +64,7 @@ class EnerginetProvider:
             log.debug("grid: energinet forecast failed: %s", exc)
             return
         ours = [r for r in records if isinstance(r, dict) and r.get("PriceArea", self.area) == self.area]
-        self._forecast = forecast_points(ours, "Minutes5UTC", "CO2Emission")
+        self._forecast = forecast_points(ours, "Minutes5UTC", "CO2Emission", self.http.dropped)
 
     def describe(self) -> str:
         return f"energinet: {self.base} price area {self.area}"

@@ -80,11 +80,12 @@ class NesoProvider:
             return
         points = []
         for p in periods:
-            if not isinstance(p, dict):
+            start_at = parse_time(p.get("from")) if isinstance(p, dict) else None
+            if start_at is None:
+                self.http.dropped["malformed"] += 1
                 continue
-            start_at = parse_time(p.get("from"))
-            value = optional_number(p.get("intensity"), "forecast")
-            if start_at is not None and value is not None:
+            value = optional_number(p.get("intensity"), "forecast", self.http.dropped)
+            if value is not None:
                 points.append(ForecastPoint(start_at, value))
         self._forecast = tuple(sorted(points, key=lambda p: p.start))
 

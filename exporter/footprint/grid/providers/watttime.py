@@ -72,7 +72,7 @@ class WattTimeProvider:
         return IntensityReading(
             value=value, signal=self.signal, provider=self.name, zone=self.region,
             published_at=parse_time(first.get("point_time")), fetched_at=self.http.clock(),
-            estimated=True, forecast=forecast_points(points, "point_time", "value", scale=scale),
+            estimated=True, forecast=forecast_points(points, "point_time", "value", self.http.dropped, scale=scale),
         )
 
     def describe(self) -> str:
