@@ -1,4 +1,4 @@
-"""footprint-exporter [run|doctor|version] [--key=value ...]
+"""footprint-exporter [run|doctor|measure|report|version] [--key=value ...]
 
 Configuration errors exit 2 with one line naming the key. Runtime faults never exit.
 """
@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from footprint import __version__, config, logs
 from footprint.config import ConfigError, Settings
 
-USAGE = """usage: footprint-exporter [run|doctor|version] [--key=value ...]
+USAGE = """usage: footprint-exporter [run|doctor|measure|report|version] [--key=value ...]
 
   run      serve /metrics (default)
   doctor   say what is measured, what is not and why, and where each setting came from
+  measure  run a command and report its own energy and CO2e: measure [options] -- CMD (docs/measure.md)
+  report   a period's figures from Prometheus, by namespace, workload, node or pod (docs/report.md)
   version  print the version
 
 Every setting is a flag (--grid.zone=DE), an environment variable (FOOTPRINT_GRID_ZONE=DE) or a key in
@@ -34,6 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "run"
     if args and not args[0].startswith("-"):
         command = args.pop(0)
+    if command == "measure":
+        from footprint.measure import main as measure
+
+        return measure(args)
+    if command == "report":
+        from footprint.report import main as report
+
+        return report(args)
     if command in ("version",) or "--version" in args:
         print(f"footprint-exporter {__version__}")
         return 0
@@ -41,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_help(), end="")
         return 0
     if command not in ("run", "doctor"):
-        print(f"footprint-exporter: unknown command {command!r} (run, doctor, version)", file=sys.stderr)
+        print(f"footprint-exporter: unknown command {command!r} (run, doctor, measure, report, version)",
+              file=sys.stderr)
         return 2
     try:
         settings = config.load(args)
