@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from footprint.attribution.base import Consumer, EnergyDelta, WorkloadShare
+from footprint.attribution.base import AnyConsumer, EnergyDelta, WorkloadShare
 from footprint.config import ConfigError, Settings
 from footprint.embodied import EmbodiedFigure, EmbodiedModel
 from footprint.grid.base import IntensityReading
@@ -39,6 +39,7 @@ WATER = "footprint_water_liters_total"  # scope
 COST = "footprint_energy_cost_total"  # currency
 WORKLOAD_ENERGY = "footprint_workload_energy_joules_total"  # namespace, pod, container, workload, component
 WORKLOAD_EMISSIONS = "footprint_workload_emissions_grams_total"  # namespace, pod, container, workload
+PROCESS_GROUP_ENERGY = "footprint_process_group_energy_joules_total"  # process_group, component
 UNATTRIBUTED_ENERGY = "footprint_unattributed_energy_joules_total"  # component, device
 UNATTRIBUTED_EMISSIONS = "footprint_unattributed_emissions_grams_total"  # component, device
 PENDING_ENERGY = "footprint_attribution_pending_energy_joules"  # component, device (gauge)
@@ -216,16 +217,17 @@ class Accountant:
             for s in device_shares:
                 j = s.joules * scale
                 attributed += j
-                ledger.add(WORKLOAD_ENERGY, (*s.consumer.labels, s.component), j, now_wall)
-                ledger.add(WORKLOAD_EMISSIONS, s.consumer.labels, j * g_per_j, now_wall)
+                ledger.add(s.consumer.energy_metric, (*s.consumer.labels, s.component), j, now_wall)
+                ledger.add(s.consumer.emissions_metric, s.consumer.labels, j * g_per_j, now_wall)
             rest = max(joules - attributed, 0.0)
             ledger.add(UNATTRIBUTED_ENERGY, key, rest, now_wall)
             ledger.add(UNATTRIBUTED_EMISSIONS, key, rest * g_per_j, now_wall)
             pending.joules = pending.grams = 0.0
 
-    def forget(self, ledger: Ledger, consumer: Consumer) -> None:
-        """A consumer's grace period ended: its workload series leave (the node totals keep its energy)."""
-        for labels in [k for k in ledger.series(WORKLOAD_ENERGY) if k[:4] == consumer.labels]:
-            ledger.remove(WORKLOAD_ENERGY, labels)
-        ledger.remove(WORKLOAD_EMISSIONS, consumer.labels)
+    def forget(self, ledger: Ledger, consumer: AnyConsumer) -> None:
+        """A consumer's grace period ended: its series leave (the node totals keep its energy)."""
+        n = len(consumer.labels)
+        for labels in [k for k in ledger.series(consumer.energy_metric) if k[:n] == consumer.labels]:
+            ledger.remove(consumer.energy_metric, labels)
+        ledger.remove(consumer.emissions_metric, consumer.labels)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client.core import Metric
 
-from footprint.accountant import WORKLOAD_ENERGY, Accountant
+from footprint.accountant import PROCESS_GROUP_ENERGY, WORKLOAD_ENERGY, Accountant
 from footprint.attribution.base import Attributor
 from footprint.checkpoint import Checkpointer
 from footprint.config import Settings
@@ -74,7 +74,8 @@ class Exporter:
         self.grid.start()
         self.checkpoint.restore()  # totals and _created resume before the first sample
         if self.attributor is not None:  # restored workload series: capped and retired like live ones
-            self.attributor.adopt(list(self.ledger.series(WORKLOAD_ENERGY)))
+            restored = [*self.ledger.series(WORKLOAD_ENERGY), *self.ledger.series(PROCESS_GROUP_ENERGY)]
+            self.attributor.adopt(restored)
         self.sampler.sample()  # the first sample (a baseline) before the first scrape can arrive
         self.checkpoint.recover_gap(self.sampler.state.readings, self.sampler.state.intensity)
         self.checkpoint.start()

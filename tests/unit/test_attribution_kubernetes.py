@@ -480,7 +480,7 @@ def test_the_default_interval_is_5s_and_a_negative_one_is_refused() -> None:
     assert config.load([], env={}).attribution_interval == 5.0
     assert config.load(["--attribution.interval=0"], env={}).attribution_interval == 0.0
     assert config.load([], env={"FOOTPRINT_ATTRIBUTION_INTERVAL": "15s"}).attribution_interval == 15.0
-    with pytest.raises(ConfigError, match=r"^attribution\.interval: must be >= 0"):
+    with pytest.raises(ConfigError, match=r"^attribution\.interval: "):
         config.load(["--attribution.interval=-1"], env={})
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from footprint.accountant import ENERGY, UNATTRIBUTED_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY, Accountant
+from footprint.accountant import ENERGY, UNATTRIBUTED_ENERGY, WORKLOAD_ENERGY, Accountant
 from footprint.attribution import factory
 from footprint.attribution.processes import ProcessAttributor
 from footprint.config import Settings
@@ -24,6 +24,7 @@ from tests.fakes.sysfs import RaplTree
 from tests.unit.fixed_grid import FixedGrid
 
 CPUS = 4
+GROUP_ENERGY, GROUP_EMISSIONS = "footprint_process_group_energy_joules_total", "footprint_process_group_emissions_grams_total"
 HZ = 100  # what the fake /proc's ticks mean, the kernel's USER_HZ everywhere
 
 
@@ -62,10 +63,10 @@ class Host:
 
     def groups(self, component: str) -> dict[str, float]:
         out: dict[str, float] = {}
-        for labels, joules in self.ledger.series(WORKLOAD_ENERGY).items():
-            assert labels[0] == "" and labels[2] == "" and labels[3] == "unknown"
-            if labels[4] == component:
-                out[labels[1]] = out.get(labels[1], 0.0) + joules
+        assert not self.ledger.series(WORKLOAD_ENERGY)  # no pods here: never `pod` with an empty namespace
+        for (group, part), joules in self.ledger.series(GROUP_ENERGY).items():
+            if part == component:
+                out[group] = out.get(group, 0.0) + joules
         return out
 
 
@@ -119,9 +120,9 @@ def test_new_process_counts_from_its_start_and_an_exited_group_leaves(host: Make
     assert h.groups("cpu")["eval"] == pytest.approx(40.0 * 80 / 400)
     h.proc.remove_process(20)
     h.step({10: 100})
-    assert "eval" in {k[1] for k in h.ledger.series(WORKLOAD_EMISSIONS)}  # within grace
+    assert "eval" in {k[0] for k in h.ledger.series(GROUP_EMISSIONS)}  # within grace
     h.step({10: 100})
-    assert {k[1] for k in h.ledger.series(WORKLOAD_EMISSIONS)} == {"train"}
+    assert {k[0] for k in h.ledger.series(GROUP_EMISSIONS)} == {"train"}
 
 
 def test_grouped_by_slurm_job(host: MakeHost) -> None:
@@ -141,7 +142,7 @@ def test_no_pid_label_and_no_crash_when_proc_is_unreadable(host: MakeHost, tmp_p
     h.proc.add_process(10, comm="python")
     h.sampler.sample()
     h.step({10: 40})
-    assert all("10" not in labels for labels in h.ledger.series(WORKLOAD_ENERGY))
+    assert all("10" not in labels for labels in h.ledger.series(GROUP_ENERGY))
     (tmp_path / "proc").rename(tmp_path / "proc-gone")
     h.step({})
     up = next(iter(h.attributor.collect()))

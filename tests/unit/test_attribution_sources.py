@@ -9,7 +9,7 @@ from urllib.error import HTTPError
 
 import pytest
 from footprint.attribution import cgroups
-from footprint.attribution.apiserver import ApiServerClient, parse_pod
+from footprint.attribution.apiserver import ApiServerClient, Skip, parse_pod
 from footprint.attribution.podresources import (
     ContainerDevices,
     ContainerResources,
@@ -50,19 +50,19 @@ def test_wire_format_matches_protobuf_bytes() -> None:
     )
     pods = [FakePodResources("p", "ns", [FakeContainer("c", [("nvidia.com/gpu", ["GPU-a1"])], [2, 3])])]
     assert encode_response(pods) == golden
-    assert decode_list_response(golden) == [
+    assert decode_list_response(golden).pods == [
         PodResources("p", "ns", (ContainerResources("c", (ContainerDevices("nvidia.com/gpu", ("GPU-a1",)),), (2, 3)),))
     ]
     negative = bytes.fromhex("0a 19 0a 01 78 12 01 79 1a 11 0a 01 7a 1a 0c ff ff ff ff ff ff ff ff ff 01 ac 02")
     assert encode_response([FakePodResources("x", "y", [FakeContainer("z", [], [-1, 300])])]) == negative
-    assert decode_list_response(negative)[0].containers[0].cpu_ids == (-1, 300)
+    assert decode_list_response(negative).pods[0].containers[0].cpu_ids == (-1, 300)
 
 
 def test_decoder_skips_unknown_fields_and_takes_unpacked_cpu_ids() -> None:
     # ContainerResources with cpu_ids unpacked (3: varint 7), a memory field (4) and a fixed64 field (9).
     container = b"\x0a\x01c" + b"\x18\x07" + b"\x22\x03\x0a\x01m" + b"\x49" + b"\x00" * 8
     pod = b"\x0a\x01p\x12\x02ns" + b"\x1a" + bytes([len(container)]) + container + b"\x28\x01"
-    got = decode_list_response(b"\x0a" + bytes([len(pod)]) + pod)
+    got = decode_list_response(b"\x0a" + bytes([len(pod)]) + pod).pods
     assert got == [PodResources("p", "ns", (ContainerResources("c", (), (7,)),))]
 
 
@@ -79,14 +79,14 @@ def test_list_over_a_real_grpc_unix_socket_and_recovery(socket_dir: Path) -> Non
     pods = [FakePodResources("train-0", "ml", [FakeContainer("trainer", [("nvidia.com/gpu", ["GPU-1", "GPU-2"])])])]
     server = FakePodResourcesServer(sock, pods).start()
     try:
-        got = client.list()
+        got = client.list().pods
         assert got[0].name == "train-0" and got[0].containers[0].devices[0].device_ids == ("GPU-1", "GPU-2")
         server.stop()
         with pytest.raises(FileNotFoundError):
             client.list()
         server.set_pods([])
         server.start()  # kubelet restarted: the next call works, no reconnect backoff
-        assert client.list() == []
+        assert client.list().pods == []
     finally:
         server.stop()
         client.close()
@@ -114,13 +114,12 @@ def test_pod_fields_and_container_ids_of_every_runtime() -> None:
     pod = make_pod("web", "shop", containers=[("app", "nginx", "a" * 64), ("side", "envoy", "")], runtime="cri-o")
     pod["status"]["containerStatuses"][0]["lastState"] = {"terminated": {"containerID": "cri-o://" + "b" * 64}}
     info = parse_pod(pod, LABEL)
-    assert info is not None
     assert (info.namespace, info.name, info.phase, info.active) == ("shop", "web", "Running", True)
     assert info.containers == ("app", "side")
     assert info.container_ids == (("a" * 64, "app"), ("b" * 64, "app"))
-    done = parse_pod(make_pod("job", phase="Succeeded"), LABEL)
-    assert done is not None and not done.active
-    assert parse_pod({"metadata": {}}, LABEL) is None
+    assert not parse_pod(make_pod("job", phase="Succeeded"), LABEL).active
+    with pytest.raises(Skip, match="missing_name"):
+        parse_pod({"metadata": {}}, LABEL)
 
 
 # --- workload kind ---------------------------------------------------------------------------------

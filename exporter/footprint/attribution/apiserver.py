@@ -3,23 +3,31 @@
 Needs only RBAC `list` on pods (the chart grants get, list, watch). The service-account token is
 re-read on every list (projected tokens rotate); without a token file no Authorization header is
 sent (e.g. through `kubectl proxy`). Large nodes are listed in pages (`limit` + `continue`).
-The answer is parsed tolerantly: a pod missing fields is kept with what it has.
+Each pod of the answer is parsed on its own (`parse_pods`): a pod missing optional fields is kept with
+what it has; a pod whose fields have the wrong JSON type (`spec: [null]`, `status: "Running"`) is skipped
+and counted by reason, and the rest of the list is used. Only an answer that is not a PodList at all
+fails the whole refresh (the last good list is kept).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import ssl
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from footprint.attribution.workload import classify_pod
+from footprint.attribution.workload import classify
+
+log = logging.getLogger("footprint.attribution.apiserver")
 
 PAGE_SIZE = 500
+MAX_PAGES = 1000  # 500,000 pods: far past any node; a `continue` that never ends is refused
 ACTIVE_PHASES = frozenset({"Pending", "Running", "Unknown", ""})
 
 
@@ -39,46 +47,106 @@ class PodInfo:
         return self.phase in ACTIVE_PHASES
 
 
-def _container_id(raw: object) -> str:
+class Skip(ValueError):
+    """An item of a list that cannot be used; `reason` is the label it is counted under."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+SKIP_REASONS = ("malformed", "missing_name")
+
+
+def _obj(value: object, where: str) -> Mapping[str, Any]:
+    """An optional object field: absent or null is empty; anything but an object skips the item."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise Skip("malformed", f"{where} is {type(value).__name__}, not an object")
+    return value
+
+
+def _list(value: object, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Skip("malformed", f"{where} is {type(value).__name__}, not a list")
+    return value
+
+
+def _str(value: object, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise Skip("malformed", f"{where} is {type(value).__name__}, not a string")
+    return value
+
+
+def _objects(value: object, where: str) -> list[Mapping[str, Any]]:
+    return [_obj(item, f"{where}[{i}]") for i, item in enumerate(_list(value, where))]
+
+
+def _container_id(raw: str) -> str:
     """`containerd://<id>`, `cri-o://<id>`, `docker://<id>` -> `<id>`."""
-    text = str(raw or "")
-    return text.split("://", 1)[1] if "://" in text else text
+    return raw.split("://", 1)[1] if "://" in raw else raw
 
 
-def parse_pod(pod: Mapping[str, Any], label_key: str) -> PodInfo | None:
-    meta = pod.get("metadata") or {}
-    spec = pod.get("spec") or {}
-    status = pod.get("status") or {}
-    name, namespace = str(meta.get("name") or ""), str(meta.get("namespace") or "")
+def parse_pod(pod: object, label_key: str) -> PodInfo:
+    """A pod of a PodList, every field this exporter reads checked for its type (Kubernetes' own
+    schema: objects, lists, strings). Raises Skip: a pod that breaks it is skipped, not guessed at."""
+    pod = _obj(pod, "item")
+    meta, spec, status = _obj(pod.get("metadata"), "metadata"), _obj(pod.get("spec"), "spec"), _obj(
+        pod.get("status"), "status")
+    name, namespace = _str(meta.get("name"), "metadata.name"), _str(meta.get("namespace"), "metadata.namespace")
     if not name:
-        return None
-    containers = tuple(
-        str(c.get("name", ""))
-        for key in ("initContainers", "containers")
-        for c in (spec.get(key) or [])
-        if isinstance(c, Mapping) and c.get("name")
-    )
+        raise Skip("missing_name", "a pod without metadata.name")
+    labels = {str(k): _str(v, f"metadata.labels[{k}]") for k, v in _obj(meta.get("labels"), "labels").items()}
+    owners = [{"apiVersion": _str(o.get("apiVersion"), "ownerReferences[].apiVersion"),
+               "kind": _str(o.get("kind"), "ownerReferences[].kind")}
+              for o in _objects(meta.get("ownerReferences"), "metadata.ownerReferences")]
+    containers, images = [], []
+    for key in ("initContainers", "containers"):
+        for c in _objects(spec.get(key), f"spec.{key}"):
+            cname = _str(c.get("name"), f"spec.{key}[].name")
+            images.append(_str(c.get("image"), f"spec.{key}[].image"))
+            if cname:
+                containers.append(cname)
     ids = []
     for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
-        for cs in status.get(key) or []:
-            if not isinstance(cs, Mapping) or not cs.get("name"):
+        for cs in _objects(status.get(key), f"status.{key}"):
+            cname = _str(cs.get("name"), f"status.{key}[].name")
+            current = _container_id(_str(cs.get("containerID"), f"status.{key}[].containerID"))
+            terminated = _obj(_obj(cs.get("lastState"), "lastState").get("terminated"), "lastState.terminated")
+            last = _container_id(_str(terminated.get("containerID"), "lastState.terminated.containerID"))
+            if not cname:
                 continue
-            current = _container_id(cs.get("containerID"))
             if current:
-                ids.append((current, str(cs["name"])))
-            # A restarted container's previous instance may still have CPU time to account this interval.
-            last = ((cs.get("lastState") or {}).get("terminated") or {}).get("containerID")
-            if last:
-                ids.append((_container_id(last), str(cs["name"])))
+                ids.append((current, cname))
+            if last:  # a restarted container's previous instance may still have CPU time in this window
+                ids.append((last, cname))
     return PodInfo(
-        uid=str(meta.get("uid") or ""),
+        uid=_str(meta.get("uid"), "metadata.uid"),
         namespace=namespace,
         name=name,
-        phase=str(status.get("phase") or ""),
-        workload=classify_pod(pod, label_key),
-        containers=containers,
+        phase=_str(status.get("phase"), "status.phase"),
+        workload=classify(labels, owners, images, label_key),
+        containers=tuple(containers),
         container_ids=tuple(ids),
     )
+
+
+def parse_pods(items: Iterable[object], label_key: str) -> tuple[list[PodInfo], Counter[str]]:
+    """The usable pods of a list, and how many were skipped by reason (one bad pod costs only itself)."""
+    pods: list[PodInfo] = []
+    skipped: Counter[str] = Counter()
+    for item in items:
+        try:
+            pods.append(parse_pod(item, label_key))
+        except Skip as exc:
+            skipped[exc.reason] += 1
+            log.debug("pod skipped: %s", exc)
+    return pods, skipped
 
 
 class ApiServerClient:
@@ -111,12 +179,13 @@ class ApiServerClient:
                 headers["Authorization"] = f"Bearer {token}"
         return headers
 
-    def list_pods(self) -> list[Mapping[str, Any]]:
-        """Every pod on this node. Raises OSError (incl. HTTP errors) or ValueError (not a PodList)."""
+    def list_pods(self) -> list[object]:
+        """Every item of this node's PodList, unparsed (parse_pods judges each). Raises OSError (incl.
+        HTTP errors) or ValueError (not a PodList, or more pages than MAX_PAGES)."""
         context, headers = self._context(), self._headers()
-        items: list[Mapping[str, Any]] = []
+        items: list[object] = []
         cont = ""
-        while True:
+        for _ in range(MAX_PAGES):
             query = {"fieldSelector": f"spec.nodeName={self.node}", "limit": str(self.page_size)}
             if cont:
                 query["continue"] = cont
@@ -127,7 +196,10 @@ class ApiServerClient:
                 body = json.loads(response.read())
             if not isinstance(body, Mapping) or not isinstance(body.get("items"), list):
                 raise ValueError("the API server's answer is not a PodList")
-            items.extend(item for item in body["items"] if isinstance(item, Mapping))
-            cont = str((body.get("metadata") or {}).get("continue") or "")
-            if not cont:
+            items.extend(body["items"])
+            meta = body.get("metadata")
+            token = meta.get("continue") if isinstance(meta, Mapping) else None
+            if not token or not isinstance(token, str):
                 return items
+            cont = token
+        raise ValueError(f"the PodList has more than {MAX_PAGES} pages of {self.page_size}")

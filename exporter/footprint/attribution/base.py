@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from prometheus_client.core import Metric
 
@@ -34,19 +34,53 @@ class EnergyDelta:
 
 @dataclass(frozen=True)
 class Consumer:
+    """A pod's container: footprint_workload_* series, labelled (namespace, pod, container, workload)."""
+
     namespace: str
     pod: str
     container: str
     workload: str  # training | inference | unknown
 
+    energy_metric: ClassVar[str] = "footprint_workload_energy_joules_total"
+    emissions_metric: ClassVar[str] = "footprint_workload_emissions_grams_total"
+
     @property
-    def labels(self) -> tuple[str, str, str, str]:
+    def labels(self) -> tuple[str, ...]:
         return (self.namespace, self.pod, self.container, self.workload)
 
 
 @dataclass(frozen=True)
+class ProcessGroup:
+    """A group of processes on a machine without pods (--attribution.processes): its own series,
+    footprint_process_group_*{process_group}, so no pod-less name ever lands in `pod` beside an empty
+    `namespace`, where the per-namespace rules and dashboards would take it for a workload."""
+
+    group: str
+
+    energy_metric: ClassVar[str] = "footprint_process_group_energy_joules_total"
+    emissions_metric: ClassVar[str] = "footprint_process_group_emissions_grams_total"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return (self.group,)
+
+
+AnyConsumer = Consumer | ProcessGroup
+
+
+def consumer_of(labels: tuple[str, ...]) -> tuple[AnyConsumer, str] | None:
+    """(consumer, component) of a restored energy series: 5 labels are a container's, 2 a process
+    group's; anything else is not an energy series of a consumer."""
+    if len(labels) == 5:
+        return Consumer(*labels[:4]), labels[4]
+    if len(labels) == 2:
+        return ProcessGroup(labels[0]), labels[1]
+    return None
+
+
+@dataclass(frozen=True)
 class WorkloadShare:
-    consumer: Consumer
+    consumer: AnyConsumer
     component: str
     device: str
     joules: float
@@ -57,13 +91,14 @@ class Attributor(Protocol):
         """Shares of the window's deltas (`seconds` long). Must not raise: on failure return fewer shares."""
         ...
 
-    def gone(self, now_wall: float) -> list[Consumer]:
+    def gone(self, now_wall: float) -> list[AnyConsumer]:
         """Consumers whose grace period ended: their series leave the ledger."""
         ...
 
     def adopt(self, series: list[tuple[str, ...]]) -> None:
-        """Workload energy series restored from a checkpoint (namespace, pod, container, workload,
-        component): they count toward the cap and leave after the grace period like live ones."""
+        """Energy series restored from a checkpoint (a container's: namespace, pod, container, workload,
+        component; a process group's: process_group, component): they count toward the cap and leave
+        after the grace period like live ones."""
         ...
 
     def collect(self) -> Iterable[Metric]:

@@ -90,9 +90,11 @@ def scan_containers(cgroup_root: str) -> dict[str, str] | None:
 
 
 def cpu_usage_usec(cgroup_dir: str) -> int | None:
-    """`usage_usec` from the cgroup's cpu.stat; None if the cgroup vanished or the file is unreadable.
+    """`usage_usec` from the cgroup's cpu.stat; None if it cannot be read (the caller tells a vanished
+    cgroup from a bad read with `os.path.isdir`: only the rare failure pays for it).
 
     Raw os.open/os.read (a third of the cost of open() in text mode): read 600 times a sample.
+    A value that is not a plain non-negative decimal is no value.
     """
     try:
         fd = os.open(os.path.join(cgroup_dir, "cpu.stat"), os.O_RDONLY)
@@ -106,10 +108,10 @@ def cpu_usage_usec(cgroup_dir: str) -> int | None:
     if start < 0:
         return None
     end = data.find(b"\n", start)
-    try:
-        return int(data[start + 11 : end if end >= 0 else len(data)])
-    except ValueError:
+    if end < 0:  # a line cut short: the number may be too
         return None
+    text = data[start + 11 : end]
+    return int(text) if text.isdigit() and len(text) <= 20 else None
 
 
 def process_cgroup(procfs: str, pid: int) -> list[str] | None:

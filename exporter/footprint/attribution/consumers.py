@@ -12,10 +12,11 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from footprint.attribution.base import Consumer, EnergyDelta, WorkloadShare
+from footprint.attribution.base import AnyConsumer, EnergyDelta, WorkloadShare, consumer_of
 from footprint.metrics import SPECS
 
 log = logging.getLogger("footprint.attribution")
@@ -23,9 +24,10 @@ log = logging.getLogger("footprint.attribution")
 # A multi-consumer split is kept this far below the delta, so float rounding can never make the
 # sum of shares exceed the device's joules (the unattributed series takes the sliver).
 _HEADROOM = 1e-12
+C = TypeVar("C", bound=AnyConsumer)
 
 
-def shares_of(delta: EnergyDelta, fractions: Mapping[Consumer, float]) -> list[WorkloadShare]:
+def shares_of(delta: EnergyDelta, fractions: Mapping[C, float]) -> list[WorkloadShare]:
     positive = {c: f for c, f in fractions.items() if f > 0 and math.isfinite(f)}
     if delta.joules <= 0 or not positive:
         return []
@@ -50,10 +52,10 @@ class ConsumerBook:
     def __init__(self, max_series: int, grace_period: float) -> None:
         self.max_series = max_series
         self.grace_period = grace_period
-        self.components: dict[Consumer, set[str]] = {}
-        self.left_at: dict[Consumer, float | None] = {}  # None: live
+        self.components: dict[AnyConsumer, set[str]] = {}
+        self.left_at: dict[AnyConsumer, float | None] = {}  # None: live
         self.series = 0
-        self.refused: set[tuple[Consumer, str]] = set()
+        self.refused: set[tuple[AnyConsumer, str]] = set()
         self.dropped = 0
 
     def admit(self, shares: list[WorkloadShare]) -> list[WorkloadShare]:
@@ -77,14 +79,17 @@ class ConsumerBook:
         """Take on workload energy series restored from a checkpoint (label values, component last), so
         they count toward the cap and leave like any other once their consumer is gone."""
         for labels in series:
-            consumer, component = Consumer(*labels[:4]), labels[4]
+            found = consumer_of(tuple(labels))
+            if found is None:
+                continue
+            consumer, component = found
             have = self.components.setdefault(consumer, set())
             if component not in have:
                 have.add(component)
                 self.series += 1
             self.left_at.setdefault(consumer, None)
 
-    def gone(self, now_wall: float, live: Callable[[Consumer], bool]) -> list[Consumer]:
+    def gone(self, now_wall: float, live: Callable[[AnyConsumer], bool]) -> list[AnyConsumer]:
         out = []
         for consumer, left in list(self.left_at.items()):
             if live(consumer):
@@ -120,17 +125,17 @@ def gpu_process_shares(meters: list[object]) -> dict[str, dict[int, float]]:
 
 def split_deltas(
     deltas: list[EnergyDelta],
-    cpu: Mapping[Consumer, float],
+    cpu: Mapping[C, float],
     meters: list[object],
-    consumer_of_pid: Callable[[int], Consumer | None],
-    exclusive: Callable[[EnergyDelta], Mapping[Consumer, float] | None] = lambda _: None,
+    consumer_of_pid: Callable[[int], C | None],
+    exclusive: Callable[[EnergyDelta], Mapping[C, float] | None] = lambda _: None,
 ) -> list[WorkloadShare]:
     """The rules every attributor follows: CPU and DRAM by `cpu` (each consumer's CPU time over the
     capacity); a GPU by `exclusive` where it names the fractions (a dedicated GPU), else by the
     utilisation of its processes, each mapped to a consumer once per call (None: nobody's)."""
     shares: list[WorkloadShare] = []
     process_shares: dict[str, dict[int, float]] | None = None
-    owners: dict[int, Consumer | None] = {}
+    owners: dict[int, C | None] = {}
     for delta in deltas:
         if delta.joules <= 0:
             continue
@@ -141,7 +146,7 @@ def split_deltas(
             if fractions is None:
                 if process_shares is None:
                     process_shares = gpu_process_shares(meters)
-                by_consumer: dict[Consumer, float] = defaultdict(float)
+                by_consumer: dict[C, float] = defaultdict(float)
                 for pid, share in process_shares.get(delta.device, {}).items():
                     if pid not in owners:
                         owners[pid] = consumer_of_pid(pid)
@@ -153,8 +158,14 @@ def split_deltas(
     return shares
 
 
-def health_metrics(book: ConsumerBook, up: Mapping[str, bool | None]) -> Iterator[Metric]:
-    """An attributor's own metrics: its sources (None: not tried yet, shown as 0), the cap, the consumers."""
+def health_metrics(
+    book: ConsumerBook,
+    up: Mapping[str, bool | None],
+    cpu_rejected: Mapping[str, int] | None = None,
+    skipped: Mapping[tuple[str, str], int] | None = None,
+) -> Iterator[Metric]:
+    """An attributor's own metrics: its sources (None: not tried yet, shown as 0), the cap, the consumers,
+    CPU-time reads refused by reason, and listed items (pods) skipped by source and reason."""
     source_up = GaugeMetricFamily(
         "footprint_attribution_source_up", SPECS["footprint_attribution_source_up"].help, labels=("source",)
     )
@@ -169,3 +180,15 @@ def health_metrics(book: ConsumerBook, up: Mapping[str, bool | None]) -> Iterato
     consumers = GaugeMetricFamily("footprint_attribution_consumers", SPECS["footprint_attribution_consumers"].help)
     consumers.add_metric((), float(len(book.left_at)))
     yield consumers
+    if cpu_rejected is not None:
+        name = "footprint_attribution_cpu_time_rejected_total"
+        rejected = CounterMetricFamily(name, SPECS[name].help, labels=("reason",))
+        for reason, count in sorted(cpu_rejected.items()):
+            rejected.add_metric((reason,), float(count))
+        yield rejected
+    if skipped is not None:
+        name = "footprint_attribution_items_skipped_total"
+        family = CounterMetricFamily(name, SPECS[name].help, labels=("source", "reason"))
+        for (source, reason), count in sorted(skipped.items()):
+            family.add_metric((source, reason), float(count))
+        yield family

@@ -7,7 +7,8 @@ The rules (energy is conserved: what no container gets is exported as unattribut
   the cpu.stat files read once per window, not once per sample. Idle capacity, the kernel, system
   daemons and pause containers stay unattributed.
   DRAM follows CPU time because per-container memory energy is not measurable.
-- GPU held exclusively (its plain UUID is in exactly one container's pod-resources `device_ids`):
+- GPU held exclusively (its plain UUID, or an unpartitioned AMD GPU's PCI address, is in exactly one
+  container's pod-resources `device_ids`):
   the whole delta goes to that container, idle power included: the pod reserved the whole GPU.
 - GPU shared (its UUID in several containers, or handed out as time-slicing/MPS replicas
   `<uuid>::<n>`, even to one container: a replica is a slice, not the GPU) or not in pod-resources
@@ -28,19 +29,21 @@ mid-read loses that container's last window to unattributed. Node totals never d
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
 
 from footprint.attribution import cgroups
-from footprint.attribution.apiserver import ApiServerClient, PodInfo, parse_pod
-from footprint.attribution.base import Consumer, EnergyDelta, WorkloadShare
+from footprint.attribution.apiserver import SKIP_REASONS, ApiServerClient, PodInfo, parse_pods
+from footprint.attribution.base import AnyConsumer, Consumer, EnergyDelta, WorkloadShare
 from footprint.attribution.consumers import ConsumerBook, health_metrics, split_deltas
-from footprint.attribution.podresources import PodResources, PodResourcesClient, gpu_uuid
+from footprint.attribution.cputime import CpuTimeBook
+from footprint.attribution.podresources import PodResources, PodResourcesClient, allocation_keys, gpu_uuid
 from footprint.config import Settings
 
 log = logging.getLogger("footprint.attribution.kubernetes")
@@ -109,8 +112,11 @@ class KubernetesAttributor:
         self.cpus = cgroups.online_cpus(self.procfs)
         self._pods: list[PodInfo] = []
         self._listed = False  # the API server answered at least once
-        self._usage: dict[str, int] = {}  # container id -> usage_usec at the last split
-        self._scanned = False
+        self.cpu_time: CpuTimeBook[str] = CpuTimeBook(1e6)  # container id -> usage_usec
+        self.skipped: Counter[tuple[str, str]] = Counter(
+            {(source, reason): 0 for source, reasons in (("apiserver", SKIP_REASONS), ("podresources", ("malformed",)))
+             for reason in reasons})
+        self._warned: set[str] = set()  # sources whose skipped items were logged
         self._asked: set[str] = set()  # unknown container ids that already asked for a refresh
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -121,20 +127,31 @@ class KubernetesAttributor:
     def refresh(self) -> None:
         """List pods and pod resources once and publish a new snapshot. Never raises."""
         try:
-            raw = self.api.list_pods()
-            self._pods = [p for p in (parse_pod(item, self.label_key) for item in raw) if p is not None]
+            pods, skipped = parse_pods(self.api.list_pods(), self.label_key)
+            self._pods = pods
+            self._count_skipped("apiserver", skipped)
             self._listed = True
             self._set_up("apiserver", True)
         except Exception as exc:  # down, refused, 401/403, garbage: keep the last pod list
             self._set_up("apiserver", False, exc)
         allocations: list[PodResources] = []
         try:
-            allocations = self.pod_resources.list()
+            answer = self.pod_resources.list()
+            allocations = answer.pods
+            self._count_skipped("podresources", answer.skipped)
             self._set_up("podresources", True)
         except Exception as exc:  # no socket, kubelet restarting: GPUs fall back to the process split
             self._set_up("podresources", False, exc)
         self.cpus = cgroups.online_cpus(self.procfs)
         self.snapshot = build_snapshot(self._pods, allocations)
+
+    def _count_skipped(self, source: str, skipped: Mapping[str, int]) -> None:
+        for reason, count in skipped.items():
+            self.skipped[(source, reason)] += count
+        if skipped and source not in self._warned:  # once per source; the counter tells the rest
+            self._warned.add(source)
+            log.warning("%s: %d malformed item(s) skipped, the rest used (footprint_attribution_items_skipped_total)",
+                        source, sum(skipped.values()), extra={"source": source})
 
     def _set_up(self, source: str, ok: bool, exc: BaseException | None = None) -> None:
         """Log transitions only (and the first failure), not every failed refresh."""
@@ -172,7 +189,8 @@ class KubernetesAttributor:
             return []
 
         def exclusive(delta: EnergyDelta) -> dict[Consumer, float] | None:
-            holder = snap.exclusive_gpus.get(dict(delta.info).get("uuid", ""))
+            keys = allocation_keys(dict(delta.info))
+            holder = next((snap.exclusive_gpus[k] for k in keys if k in snap.exclusive_gpus), None)
             if holder is None:
                 return None  # shared or time-sliced: by its processes
             consumer = snap.by_ref.get(holder)
@@ -189,45 +207,40 @@ class KubernetesAttributor:
         return snap.by_container_id.get(cid) if cid else None
 
     def _cpu_fractions(self, snap: Snapshot, seconds: float) -> dict[Consumer, float]:
-        """Each known container's CPU time since the last split over the machine's CPU capacity."""
+        """Each known container's CPU time since the last split over the machine's CPU capacity
+        (the counter rules, bad reads included, are in cputime.py)."""
         found = cgroups.scan_containers(self.cgroup_root)
         if found is None:
             self._set_up("cgroup", False, FileNotFoundError(f"no kubepods cgroups under {self.cgroup_root}"))
-            self._usage, self._scanned = {}, True
+            self.cpu_time.clear()
             return {}
         self._set_up("cgroup", True)
-        usage = {}
+        reads: dict[str, int | None] = {}
         for cid, path in found.items():
             value = cgroups.cpu_usage_usec(path)
-            if value is not None:  # None: the cgroup vanished mid-read (its last interval is lost)
-                usage[cid] = value
-        previous, first = self._usage, not self._scanned
-        self._usage, self._scanned = usage, True
-        self._asked &= usage.keys()
+            if value is not None or os.path.isdir(path):  # a vanished cgroup is gone, not unreadable
+                reads[cid] = value
+        used = self.cpu_time.deltas(reads, max(seconds, 0.0), self.cpus)
+        self._asked &= reads.keys()
         fractions: dict[Consumer, float] = defaultdict(float)
         if seconds <= 0:
             return fractions
         capacity = self.cpus * seconds * 1e6
         unknown = False
-        for cid, now in usage.items():
+        for cid in reads:
             consumer = snap.by_container_id.get(cid)
             if consumer is None:
                 if cid not in self._asked:
                     self._asked.add(cid)
                     unknown = True
                 continue
-            before = previous.get(cid)
-            if before is None:
-                if first:
-                    continue  # no baseline yet
-                before = 0  # created since the last split: all its CPU time is in this interval
-            if now > before:
-                fractions[consumer] += (now - before) / capacity
+            if cid in used:
+                fractions[consumer] += used[cid] / capacity
         if unknown:
             self._wake.set()
         return fractions
 
-    def gone(self, now_wall: float) -> list[Consumer]:
+    def gone(self, now_wall: float) -> list[AnyConsumer]:
         """Until the API server has answered once, nobody is known to be gone (restored series stay)."""
         if not self._listed:
             return []
@@ -240,7 +253,7 @@ class KubernetesAttributor:
     # --- exposition -------------------------------------------------------------------------------
 
     def collect(self) -> Iterable[Metric]:
-        return health_metrics(self.book, self.up)
+        return health_metrics(self.book, self.up, self.cpu_time.rejected, self.skipped)
 
     def describe(self) -> list[str]:
         return [

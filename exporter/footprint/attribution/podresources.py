@@ -2,17 +2,22 @@
 
 grpcio carries the call; the few protobuf messages are decoded by hand (field numbers from
 k8s.io/kubelet/pkg/apis/podresources/v1/api.proto) so the exporter needs neither protobuf nor generated
-code. Unknown fields are skipped, so newer kubelets (memory, dynamic_resources) decode fine.
+code. Unknown fields are skipped, so newer kubelets (memory, dynamic_resources) decode fine. Each pod
+of the answer is decoded on its own: a garbled one is skipped and counted, the others are used.
 
 `device_ids` of `nvidia.com/gpu` are GPU (or MIG) UUIDs. The NVIDIA device plugin's time-slicing
 hands out replicas named `<uuid>::<n>`; `gpu_uuid()` strips that suffix so replicas of one GPU group
-together (a UUID held by several containers is a shared GPU).
+together (a UUID held by several containers is a shared GPU). `device_ids` of AMD's `amd.com/gpu` are
+the GPU's PCI address (`0000:0c:00.0`, the sysfs name the ROCm k8s-device-plugin lists), or
+`amdgpu_xcp_<n>` for a compute partition; `allocation_keys()` says which ids name a whole GPU.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -140,14 +145,46 @@ def _pod(data: bytes) -> PodResources:
     return PodResources(name, namespace, tuple(containers))
 
 
-def decode_list_response(data: bytes) -> list[PodResources]:
-    """ListPodResourcesResponse { repeated PodResources pod_resources = 1; }"""
-    return [_pod(value) for number, _, value in fields(data) if number == 1 and isinstance(value, bytes)]
+@dataclass(frozen=True)
+class ListAnswer:
+    pods: list[PodResources]
+    skipped: Counter[str]  # pods that could not be decoded, by reason ("malformed")
+
+
+def decode_list_response(data: bytes) -> ListAnswer:
+    """ListPodResourcesResponse { repeated PodResources pod_resources = 1; }
+
+    Each pod is decoded on its own: one garbled pod is skipped and counted, the rest are used. Only a
+    response whose own framing is broken raises DecodeError (the call fails as a whole).
+    """
+    pods: list[PodResources] = []
+    skipped: Counter[str] = Counter()
+    for number, _, value in fields(data):
+        if number != 1:
+            continue
+        try:
+            if not isinstance(value, bytes):
+                raise DecodeError("pod_resources is not a message")
+            pods.append(_pod(value))
+        except DecodeError as exc:
+            skipped["malformed"] += 1
+            log.debug("pod-resources item skipped: %s", exc)
+    return ListAnswer(pods, skipped)
 
 
 def gpu_uuid(device_id: str) -> str:
     """A device id as the GPU's UUID: time-slicing replicas `<uuid>::<n>` become `<uuid>`."""
     return device_id.split("::", 1)[0]
+
+
+def allocation_keys(info: Mapping[str, str]) -> tuple[str, ...]:
+    """The device ids a device plugin hands out for this whole GPU (from its footprint_device_info facts):
+    its UUID, and an AMD GPU's PCI address unless it is partitioned (then `0000:0c:00.0` names the
+    primary partition only, not the package whose energy the reading carries)."""
+    keys = tuple(k for k in (info.get("uuid", ""),) if k)
+    if info.get("vendor") == "amd" and info.get("partitions", "1") == "1" and info.get("pci_bus_id"):
+        keys += (info["pci_bus_id"].lower(),)
+    return keys
 
 
 class PodResourcesClient:
@@ -161,7 +198,7 @@ class PodResourcesClient:
         self.timeout = timeout
         self._channel: grpc.Channel | None = None
 
-    def list(self) -> list[PodResources]:
+    def list(self) -> ListAnswer:
         """Raise OSError when the socket is missing, grpc.RpcError or DecodeError on a failed call."""
         if not os.path.exists(self.socket_path):
             self.close()
@@ -172,7 +209,7 @@ class PodResourcesClient:
             LIST_METHOD, request_serializer=lambda _: b"", response_deserializer=decode_list_response
         )
         try:
-            result: list[PodResources] = call(None, timeout=self.timeout)
+            result: ListAnswer = call(None, timeout=self.timeout)
         except Exception:
             self.close()
             raise
