@@ -42,17 +42,29 @@ class ProcessTree:
     """Cumulative CPU seconds of a process and its descendants; the pids seen in it."""
 
     def __init__(self, root: int | None = None, reaped_by_us: bool = False) -> None:
-        self.root = root
         self.reaped_by_us = reaped_by_us
         self.pids: set[int] = set()
+        self._root: int | None = None
+        self.root = root
         self._rusage_base = _children_rusage()
 
+    @property
+    def root(self) -> int | None:
+        return self._root
+
+    @root.setter
+    def root(self, pid: int | None) -> None:
+        """The run's process (set once it is started): its pid is the run's even after it exited."""
+        self._root = pid
+        if pid is not None:
+            self.pids.add(pid)
+
     def cpu_seconds(self) -> float:
-        if self.root is None:
+        if self._root is None:
             return 0.0
         total = _children_rusage() - self._rusage_base if self.reaped_by_us else 0.0
         try:
-            root = psutil.Process(self.root)
+            root = psutil.Process(self._root)
             procs = [root, *root.children(recursive=True)]
         except psutil.Error:  # the root is gone (and reaped): its time is in RUSAGE_CHILDREN
             return total
