@@ -1,11 +1,12 @@
 """Monotonic totals, and the hardware counter state that makes them monotonic.
 
 Two jobs, kept together because the checkpoint must persist both atomically:
-- `CounterTracker` turns successive cumulative readings into energy deltas. It absorbs RAPL
-  wraparound (via `wrap_joules`), counter resets (driver reload: a smaller value, or a new epoch)
-  and never yields a negative delta.
+- `CounterTracker` turns successive cumulative readings into energy deltas, each judged by
+  `judge_delta` against the device's power ceiling: wraps and resets are recovered when plausible,
+  a glitch (a dip, a garbage value, a jump no device can draw) charges nothing and keeps the baseline.
 - `Ledger` holds every counter the exporter exposes, keyed by metric name and label values. It only
-  ever adds non-negative amounts, so exported counters never go backwards.
+  ever adds finite, non-negative amounts, a whole sample at a time, so exported counters never go
+  backwards and node totals always equal the sum of their devices.
 """
 
 from __future__ import annotations
@@ -109,59 +110,184 @@ def judge_delta(prev_raw: float, new_raw: float, elapsed_seconds: float, max_wat
     return Verdict(None, "implausible_wrap" if wrap_joules is not None else "backwards")
 
 
+REJECTED_METRIC = "footprint_counter_rejected_total"  # component, device, reason
+
+
 @dataclass
 class CounterState:
-    raw: float  # last cumulative value, joules
+    raw: float  # last accepted cumulative value, joules: the baseline
     epoch: str
     hardware: bool
+    at: float | None = None  # monotonic time of the read behind `raw`; None: not read by this process
+
+
+@dataclass(frozen=True)
+class _Suspect:
+    """A reading not taken as the baseline yet: a rejected value, or a reset awaiting confirmation."""
+
+    raw: float
+    epoch: str
+    at: float
+    reset_joules: float | None  # a plausible reset: its energy, charged once the next reading confirms it
+    reason: str  # why it is (or, for a reset the counter comes back from, will be) counted as rejected
+
+
+@dataclass(frozen=True)
+class Judged:
+    joules: float  # to charge for this reading (0 when nothing is)
+    rejected: tuple[str, ...] = ()  # reasons, one per reading found to be a glitch now
 
 
 class CounterTracker:
-    """Last raw counter per (component, device); yields deltas in joules."""
+    """Last accepted raw counter per (component, device); yields judged deltas in joules.
+
+    Every hardware delta goes through `judge_delta` with the real time between the two reads. A
+    rejected reading keeps the baseline and becomes a suspect: if the next reading continues from
+    the baseline, the suspect was a one-off glitch and the whole span is charged exactly; if it
+    continues from the suspect, the counter really moved (VM migration, a reset we could not prove)
+    and the baseline moves there, losing only the rejected interval. A reset without an epoch change
+    (a smaller, plausible value: 0 once looks just like one) is charged only when the next reading
+    confirms it, so a dip the counter comes back from costs nothing.
+    """
 
     def __init__(self) -> None:
         self.states: dict[tuple[str, str], CounterState] = {}
+        self._suspects: dict[tuple[str, str], _Suspect] = {}
+        self._logged: set[tuple[str, str, str]] = set()
 
-    def delta(self, r: Reading) -> float:
+    def observe(self, r: Reading, now: float) -> Judged:
+        """Judge reading `r`, read at monotonic time `now`, against the device's baseline."""
         prev = self.states.get(r.key)
-        self.states[r.key] = CounterState(r.energy_joules, r.counter_epoch, r.hardware_counter)
-        if prev is None:
-            return 0.0  # first sight: a baseline, nothing to count yet
-        if prev.hardware != r.hardware_counter:
-            return 0.0  # the source changed kind: start a new baseline, never mix counters
-        if prev.epoch != r.counter_epoch:
-            # The counter restarted from zero on purpose (reboot, driver load): energy since then.
-            log.info("counter restarted", extra={"component": r.component, "device": r.device})
-            return max(r.energy_joules, 0.0)
-        if r.energy_joules >= prev.raw:
-            return r.energy_joules - prev.raw
-        if r.wrap_joules:
-            return r.energy_joules + r.wrap_joules - prev.raw
-        # Smaller without a wrap range: the counter was reset (driver reload). What it shows now is
-        # the energy since the reset; what was drawn between our last read and the reset is lost
-        # (at most one interval), never counted twice.
-        log.warning(
-            "energy counter went backwards; treating as a reset",
-            extra={"component": r.component, "device": r.device},
-        )
-        return max(r.energy_joules, 0.0)
+        if not r.hardware_counter:
+            return self._integrated(r, prev, now)
+        if prev is None or not prev.hardware or prev.at is None:
+            return self._baseline(r, now)  # first sight, or a new kind of source: nothing to count yet
+        ceiling = ceiling_watts(r)
+        restarted = prev.epoch != r.counter_epoch
+        v = judge_delta(prev.raw, r.energy_joules, now - prev.at, ceiling, r.wrap_joules, restarted)
+        suspect = self._suspects.pop(r.key, None)
+        if v.joules is not None and (v.kind != "reset" or restarted):
+            self._accept(r, now)
+            if restarted:
+                log.info("counter restarted", extra={"component": r.component, "device": r.device})
+            if suspect is not None and suspect.reset_joules is not None:
+                return Judged(v.joules, self._reject(r, suspect.reason, prev.raw, suspect.raw, suspect.at - prev.at))
+            return Judged(v.joules)
+        if suspect is not None and suspect.epoch == r.counter_epoch:
+            w = judge_delta(suspect.raw, r.energy_joules, now - suspect.at, ceiling, r.wrap_joules, False)
+            if w.joules is not None and w.kind != "reset":  # it continues from the suspect: take it
+                self._accept(r, now)
+                if suspect.reset_joules is not None:
+                    log.info("counter reset", extra={"component": r.component, "device": r.device})
+                    return Judged(suspect.reset_joules + w.joules)
+                return Judged(w.joules)
+        rejected: tuple[str, ...] = ()
+        if suspect is not None and suspect.reset_joules is not None:  # an unconfirmed reset, replaced
+            rejected = self._reject(r, suspect.reason, prev.raw, suspect.raw, suspect.at - prev.at)
+        if v.joules is not None:  # a plausible reset: wait for the next reading to confirm it
+            reason = "implausible_wrap" if r.wrap_joules else "backwards"
+            self._suspects[r.key] = _Suspect(r.energy_joules, r.counter_epoch, now, v.joules, reason)
+            return Judged(0.0, rejected)
+        self._suspects[r.key] = _Suspect(r.energy_joules, r.counter_epoch, now, None, v.kind)
+        return Judged(0.0, rejected + self._reject(r, v.kind, prev.raw, r.energy_joules, now - prev.at))
+
+    def delta(self, r: Reading, now: float) -> float:
+        """The joules to charge for `r` (rejections are counted by the caller through `observe`)."""
+        return self.observe(r, now).joules
+
+    def _accept(self, r: Reading, now: float) -> None:
+        self.states[r.key] = CounterState(r.energy_joules, r.counter_epoch, r.hardware_counter, now)
+
+    def _baseline(self, r: Reading, now: float) -> Judged:
+        self._suspects.pop(r.key, None)
+        v = judge_delta(r.energy_joules, r.energy_joules, 0.0, ceiling_watts(r), r.wrap_joules, False)
+        if v.joules is None:  # even a first value must be a counter value
+            return Judged(0.0, self._reject(r, v.kind, r.energy_joules, r.energy_joules, 0.0))
+        self._accept(r, now)
+        return Judged(0.0)
+
+    def _integrated(self, r: Reading, prev: CounterState | None, now: float) -> Judged:
+        """A meter's own integral (estimate, NVML power): rises by construction; still never negative."""
+        self._accept(r, now)
+        if prev is None or prev.hardware or prev.epoch != r.counter_epoch:
+            return Judged(0.0)
+        delta = r.energy_joules - prev.raw
+        return Judged(delta if math.isfinite(delta) and delta > 0 else 0.0)
+
+    def _reject(self, r: Reading, reason: str, prev: float, new: float, elapsed: float) -> tuple[str, ...]:
+        key = (r.component, r.device, reason)
+        if key not in self._logged:  # once per device and reason: a flapping counter must not flood the log
+            self._logged.add(key)
+            log.warning(
+                "counter reading rejected: charged nothing, baseline kept",
+                extra={"component": r.component, "device": r.device, "reason": reason, "previous_joules": prev,
+                       "reading_joules": new, "elapsed_seconds": round(elapsed, 6),
+                       "ceiling_watts": ceiling_watts(r), "wrap_joules": r.wrap_joules},
+            )
+        return (reason,)
 
     def forget(self, key: tuple[str, str]) -> None:
         self.states.pop(key, None)
+        self._suspects.pop(key, None)
+
+
+class Transaction:
+    """The additions and removals of one sample, applied together on exit, or not at all."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.ops: list[tuple[str, Labels, float | None, float]] = []  # amount None: remove the series
+        self.dropped = False
+
+    def __enter__(self) -> Transaction:
+        self.ledger._tx = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ledger._tx = None
+        bad = [(m, labels, a) for m, labels, a, _ in self.ops if a is not None and not (math.isfinite(a) and a >= 0)]
+        if bad or exc[0] is not None:
+            self.dropped = True
+            if bad:
+                log.error("sample dropped: an amount is not a finite non-negative number (a bug upstream)",
+                          extra={"metric": bad[0][0], "labels": ",".join(bad[0][1]), "amount": repr(bad[0][2]),
+                                 "bad_amounts": len(bad)})
+            return
+        for metric, labels, amount, wall in self.ops:
+            if amount is None:
+                self.ledger._remove(metric, labels)
+            else:
+                self.ledger._apply(metric, labels, amount, wall)
 
 
 class Ledger:
-    """Counters by metric name -> label values -> total, with the time each series was created."""
+    """Counters by metric name -> label values -> total, with the time each series was created.
+
+    Inside `transaction()` (one sample), additions and removals are staged and applied together at
+    the end, only if every amount is a finite, non-negative number: a bad amount drops the whole
+    sample (logged, `dropped` set), so the ledger never raises halfway and node totals never
+    disagree with their devices. Outside a transaction a bad amount raises (a programming error).
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.totals: dict[str, dict[Labels, float]] = {}
         self.created: dict[str, dict[Labels, float]] = {}
         self.counters = CounterTracker()
+        self._tx: Transaction | None = None
+
+    def transaction(self) -> Transaction:
+        return Transaction(self)
 
     def add(self, metric: str, labels: Labels, amount: float, now_wall: float) -> None:
+        if self._tx is not None:
+            self._tx.ops.append((metric, labels, amount, now_wall))
+            return
         if not math.isfinite(amount) or amount < 0:
             raise ValueError(f"{metric}{labels}: refusing to add {amount!r} to a counter")
+        self._apply(metric, labels, amount, now_wall)
+
+    def _apply(self, metric: str, labels: Labels, amount: float, now_wall: float) -> None:
         series = self.totals.setdefault(metric, {})
         if labels not in series:
             series[labels] = 0.0
@@ -176,5 +302,11 @@ class Ledger:
 
     def remove(self, metric: str, labels: Labels) -> None:
         """Drop a series that no longer exists (a deleted pod after its grace period)."""
+        if self._tx is not None:
+            self._tx.ops.append((metric, labels, None, 0.0))
+            return
+        self._remove(metric, labels)
+
+    def _remove(self, metric: str, labels: Labels) -> None:
         self.totals.get(metric, {}).pop(labels, None)
         self.created.get(metric, {}).pop(labels, None)

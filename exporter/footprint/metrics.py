@@ -23,7 +23,7 @@ from prometheus_client.utils import floatToGoString
 
 from footprint import __version__
 from footprint import accountant as acct
-from footprint.ledger import Labels, Ledger
+from footprint.ledger import REJECTED_METRIC, Labels, Ledger
 from footprint.sampler import Sampler
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -110,6 +110,9 @@ CATALOG: tuple[MetricSpec, ...] = (
     _g("footprint_attribution_consumers", (), "Consumers (containers, process groups) that have workload series now.",
        "attribution"),
     _g("footprint_meter_up", ("meter",), "1 if the meter's last read succeeded."),
+    _c(REJECTED_METRIC, (*DEV, "reason"), "Hardware counter readings rejected as glitches (charged nothing, "
+       "baseline kept): non_finite, out_of_range, backwards, jump, implausible_wrap, ambiguous_wrap, "
+       "implausible_reset."),
     MetricSpec("footprint_sample_duration_seconds", "histogram", (), "Time one sample took, seconds.", "core"),
     _c("footprint_checkpoint_restored_gap_joules_total", DEV, "Energy drawn while the exporter was down, recovered "
        "from hardware counters at restart (already in footprint_energy_joules_total), joules.", "checkpoint"),
@@ -216,12 +219,12 @@ class LedgerRenderer:
     """
 
     def __init__(self) -> None:
-        # (metric, labels, openmetrics) -> (total prefix, created line)
-        self._lines: dict[tuple[str, Labels, bool], tuple[str, str]] = {}
+        # (metric, labels, created, openmetrics) -> (total prefix, created line)
+        self._lines: dict[tuple[str, Labels, float | None, bool], tuple[str, str]] = {}
         self._order = {s.name: tuple(sorted(range(len(s.labels)), key=lambda i: s.labels[i])) for s in CATALOG}
 
     def _series(self, spec: MetricSpec, labels: Labels, created: float | None, om: bool) -> tuple[str, str]:
-        key = (spec.name, labels, om)
+        key = (spec.name, labels, created, om)  # created: a series removed and made again is a new one
         found = self._lines.get(key)
         if found is None:
             base = spec.name[: -len("_total")]

@@ -22,7 +22,7 @@ from typing import Protocol
 from footprint.accountant import Accountant, AttributionWindow
 from footprint.attribution.base import Attributor
 from footprint.grid.base import IntensityReading
-from footprint.ledger import Labels, Ledger
+from footprint.ledger import REJECTED_METRIC, Labels, Ledger
 from footprint.meters.base import Meter, MeterError, Reading
 
 log = logging.getLogger("footprint.sampler")
@@ -110,6 +110,7 @@ class Sampler:
         self._last_sample = now
 
         readings: list[Reading] = []
+        read_at: list[float] = []  # when each reading was taken (its meter's read returned)
         meter_up: dict[str, bool] = {}
         device_down: dict[tuple[str, str], str] = {}
         for meter in self.meters:
@@ -130,29 +131,58 @@ class Sampler:
                 if was_up:
                     log.exception("meter failed", extra={"meter": meter.name})
             readings.extend(got)
+            read_at.extend([self.clock()] * len(got))
             for r in got:
                 self._components[(meter.name, r.device)] = r.component
             for device, reason in meter.down_devices().items():
                 component = self._components.get((meter.name, device), DEFAULT_COMPONENT.get(meter.name, "cpu"))
                 device_down[(component, device)] = reason
 
-        energy = [(r, self.ledger.counters.delta(r)) for r in readings]
+        energy, rejected = self._judge(readings, read_at)
         for r in readings:
             self._known_devices[r.key] = r
         intensity = self.grid.accounting_intensity()
         with self.ledger.lock:
-            self.accountant.account(self.ledger, energy, seconds, intensity, now_wall, window=self.window)
+            self._charge(energy, rejected, seconds, intensity, now_wall)
         if self._attribution_due(now):
             self._attribute(now, now_wall)
         power = {}
         for r, joules in energy:
             if r.power_watts is not None:
                 power[(r.component, r.device, r.source)] = r.power_watts
-            elif seconds > 0:
+            elif seconds > 0 and r.key not in rejected:  # a rejected reading says nothing about power
                 power[(r.component, r.device, r.source)] = joules / seconds
         self.state = SampleState(readings, meter_up, device_down, intensity, self.state.samples + 1, power)
         self.duration.observe(time.perf_counter() - started)
         self.on_sample()
+
+    def _judge(self, readings: list[Reading], read_at: list[float]) -> tuple[
+            list[tuple[Reading, float]], dict[tuple[str, str], tuple[str, ...]]]:
+        """Every reading's delta, judged against its device's ceiling over the real time since its
+        last read (a stalled sample is judged over the stall), before anything is charged."""
+        energy, rejected = [], {}
+        for r, at in zip(readings, read_at, strict=True):
+            judged = self.ledger.counters.observe(r, at)
+            energy.append((r, judged.joules))
+            if judged.rejected:
+                rejected[r.key] = judged.rejected
+        return energy, rejected
+
+    def _charge(self, energy: list[tuple[Reading, float]], rejected: Mapping[tuple[str, str], tuple[str, ...]],
+                seconds: float, intensity: IntensityReading, now_wall: float) -> None:
+        """One sample into the ledger, all or nothing (under the ledger lock): rejected readings are
+        counted, the accepted deltas charged; if the ledger drops the sample, the window is restored."""
+        saved = None if self.window is None else {k: (p.joules, p.grams) for k, p in self.window.devices.items()}
+        with self.ledger.transaction() as tx:
+            for (component, device), reasons in rejected.items():
+                for reason in reasons:
+                    self.ledger.add(REJECTED_METRIC, (component, device, reason), 1.0, now_wall)
+            self.accountant.account(self.ledger, energy, seconds, intensity, now_wall, window=self.window)
+        if tx.dropped and self.window is not None and saved is not None:
+            for key in [k for k in self.window.devices if k not in saved]:
+                del self.window.devices[key]
+            for key, (joules, grams) in saved.items():
+                self.window.devices[key].joules, self.window.devices[key].grams = joules, grams
 
     def _attribution_due(self, now: float) -> bool:
         """The first sample opens the window (the attributor's baseline); then the first sample at

@@ -24,7 +24,7 @@ def _scenario(tmp_path: Path) -> tuple[Sampler, Exposition, RaplTree]:
     settings = config.load(
         [f"--path.sysfs={tree.root}", f"--path.procfs={tmp_path}", "--pue=1.2", "--water.wue=1.8",
          "--cost.price-per-kwh=0.25", "--cost.currency=EUR"], env={})
-    ticks = iter(range(100))
+    ticks = iter(k / 2 for k in range(200))  # two clock reads a sample: its start, and when its meter read
     sampler = Sampler([RaplMeter(settings)], Ledger(), Accountant(settings), FixedGrid(300.0, "DE"), 1.0,
                       clock=lambda: float(next(ticks)), wall=lambda: 1_750_000_000.0)
     exposition = Exposition(FootprintCollector(sampler, settings.pue))
