@@ -126,6 +126,9 @@ class Settings:
     path_sysfs: str = opt("path.sysfs", "str", "/sys", "sysfs mount point")
     path_procfs: str = opt("path.procfs", "str", "/proc", "procfs mount point")
     path_cgroup: str = opt("path.cgroup", "str", "/sys/fs/cgroup", "cgroup v2 mount point")
+    path_rocm: str = opt(
+        "path.rocm", "str", "", "ROCm install holding lib/libamd_smi.so (empty: the amdsmi bindings' own search)"
+    )
     # Sampling
     sample_interval: float = opt(
         "sample.interval", "duration", 1.0, "time between samples", minimum=0.01, maximum=3600.0
@@ -136,6 +139,9 @@ class Settings:
     # Meters: auto-detected when on; off skips detection entirely
     meter_rapl: bool = opt("meter.rapl", "bool", True, "Intel/AMD RAPL through powercap sysfs")
     meter_nvml: bool = opt("meter.nvml", "bool", True, "NVIDIA GPUs through NVML")
+    meter_amdsmi: bool = opt(
+        "meter.amdsmi", "bool", True, "AMD GPUs through amdsmi (amdgpu hwmon power where amdsmi is missing)"
+    )
     meter_estimate: bool = opt("meter.estimate", "bool", True, "estimate CPU/DRAM power where no meter covers it")
     estimate_cpu_idle_watts: float = opt(
         "estimate.cpu-idle-watts", "float", 10.0, "CPU power at 0 % utilisation (whole machine)", minimum=0.0,

@@ -1,7 +1,7 @@
 """Auto-detection: which meters run on this host, and why the others do not.
 
-Real meters first (rapl, nvml); the estimate meter then covers only the components no real meter
-does, so nothing is counted twice. Every decision is kept as a line for `doctor`.
+Real meters first (rapl, nvml, amdsmi or else its hwmon fallback); the estimate meter then covers
+only the components no real meter does, so nothing is counted twice. Every decision is kept as a line for `doctor`.
 """
 
 from __future__ import annotations
@@ -46,6 +46,20 @@ def detect(settings: Settings) -> Detection:
             found.notes.append(f"nvml: not used: {exc}")
     else:
         found.notes.append("nvml: disabled (--no-meter.nvml)")
+
+    if settings.meter_amdsmi:
+        from footprint.meters.amdsmi import AmdHwmonMeter, AmdSmiMeter
+
+        try:
+            found.meters.append(AmdSmiMeter(settings))
+        except MeterUnavailable as exc:
+            found.notes.append(f"amdsmi: not used: {exc}")
+            try:  # only where amdsmi is not available, so no AMD GPU is read twice
+                found.meters.append(AmdHwmonMeter(settings))
+            except MeterUnavailable as hwmon_exc:
+                found.notes.append(f"amdgpu_hwmon: not used: {hwmon_exc}")
+    else:
+        found.notes.append("amdsmi: disabled (--no-meter.amdsmi)")
 
     missing = {"cpu", "dram"} - covered
     if settings.meter_estimate and missing:

@@ -1,0 +1,196 @@
+"""The fake libamd_smi.so (fake_amdsmi.c): build it, write its scenarios, know its ground truth.
+
+The real `amdsmi` bindings bind every one of their C functions when `amdsmi_wrapper` is imported, so
+the builder reads the installed wrapper and adds a weak stub (answering AMDSMI_STATUS_NOT_SUPPORTED)
+for every symbol; the ones fake_amdsmi.c implements override them. The library lands in
+`<dir>/lib/libamd_smi.so`, so `ROCM_HOME=<dir>` (what `--path.rocm` sets) makes the bindings load it.
+
+Time is the fake's own: `Scenario.time` fixes it (seconds), or `time=None` makes it follow
+CLOCK_MONOTONIC from `Scenario.epoch`. The energy counter is the exact integral of the step power
+trace in 15.3 µJ ticks; `Scenario.ticks()` computes the same integer in Python and `joules()` turns
+it into joules the way the meter does (ticks x the float32 resolution / 1e6).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SOURCE = Path(__file__).with_name("fake_amdsmi.c")
+CACHE = Path(__file__).resolve().parents[3] / ".cache" / "fake-amdsmi"
+SCENARIO_ENV = "FAKE_AMDSMI_SCENARIO"
+NJ_PER_TICK = 15_300
+RESOLUTION_UJ = float(ctypes.c_float(15.3).value)  # what the C float 15.3F reads back as in Python
+
+FILE_ERROR = 14
+NOT_INIT = 32
+DRIVER_NOT_LOADED = 34
+
+
+def _wrapper_source() -> str:
+    spec = importlib.util.find_spec("amdsmi")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the amdsmi bindings are not installed (pip install -e '.[dev]')")
+    return (Path(next(iter(spec.submodule_search_locations))) / "amdsmi_wrapper.py").read_text()
+
+
+def _stubs(wrapper: str) -> str:
+    names = sorted(set(re.findall(r"_libraries\['libamd_smi\.so'\]\.(\w+)", wrapper)))
+    body = "\n".join(f"__attribute__((weak)) int {name}(void) {{ return 2; }}" for name in names)
+    return "/* generated: every symbol the amdsmi bindings bind, answering NOT_SUPPORTED */\n" + body + "\n"
+
+
+def build_fake_amdsmi() -> Path:
+    """Compile the fake (once per source and bindings version); return the ROCm root holding lib/."""
+    stubs = _stubs(_wrapper_source())
+    digest = hashlib.sha256(SOURCE.read_bytes() + stubs.encode()).hexdigest()[:16]
+    root = CACHE / digest
+    library = root / "lib" / "libamd_smi.so"
+    if library.exists():
+        return root
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise RuntimeError("gcc is needed to build the fake libamd_smi.so (apt-get install gcc)")
+    library.parent.mkdir(parents=True, exist_ok=True)
+    stub_file = root / "stubs.c"
+    stub_file.write_text(stubs)
+    fd, tmp = tempfile.mkstemp(dir=library.parent, suffix=".so")
+    os.close(fd)
+    cmd = [gcc, "-std=gnu11", "-O2", "-Wall", "-Wextra", "-shared", "-fPIC", "-Wl,-soname,libamd_smi.so",
+           "-o", tmp, str(SOURCE), str(stub_file), "-lpthread"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        Path(tmp).unlink(missing_ok=True)
+        raise RuntimeError(f"building the fake libamd_smi.so failed:\n{result.stderr}")
+    os.replace(tmp, library)  # atomic: parallel builders never see half a library
+    return root
+
+
+def fake_env(scenario: Path) -> dict[str, str]:
+    """Environment for an exporter that should load the fake with `scenario` (with --path.rocm=root)."""
+    return {SCENARIO_ENV: str(scenario)}
+
+
+def _us(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+@dataclass
+class FakeProcess:
+    pid: int
+    partition: int = 0  # the logical GPU (compute partition) it runs on
+    gfx_pct: int = 0  # share of wall time its GFX engine time grows by
+    vram_bytes: int = 1 << 30
+    name: str = "python3"
+
+
+@dataclass
+class FakeGpu:
+    """One physical AMD GPU (a socket in amdsmi's terms), with `partitions` logical GPUs."""
+
+    name: str = "AMD Instinct MI300X"
+    serial: str = ""  # default: derived from the index
+    uuid: str = ""
+    bus: int | None = None  # PCI bus; default 0x0c + 0x20 x index
+    cap_watts: float = 750.0
+    activity: int = 0  # gfx_activity %
+    counter: bool = True  # False: amdsmi_get_energy_count answers NOT_SUPPORTED
+    offset_ticks: int = 0  # counter at time 0 (energy since an earlier driver load)
+    partitions: int = 1
+    compute: str = "SPX"
+    memory: str = "NPS1"
+    secondary_same: bool = False  # secondaries answer the package's energy/power too
+    power: Sequence[tuple[float, float]] = ((0.0, 300.0),)  # (from second, watts) steps, ascending
+    lost: Sequence[tuple[float, float]] = ()
+    processes: Sequence[FakeProcess] = ()
+
+    def watts_at(self, t: float) -> float:
+        watts = self.power[0][1]
+        for start, w in self.power:
+            if start <= t:
+                watts = w
+        return watts
+
+
+@dataclass
+class Scenario:
+    gpus: list[FakeGpu] = field(default_factory=lambda: [FakeGpu()])
+    time: float | None = 0.0
+    epoch: float = 0.0
+    driver_version: str = "6.10.5"
+    init_error: int = 0
+    reloads: Sequence[float] = ()
+
+    def text(self) -> str:
+        if len(self.gpus) > 8:
+            raise ValueError("the fake holds at most 8 GPUs")
+        clock = f"clock manual {_us(self.time)}" if self.time is not None else (
+            f"clock monotonic {round(self.epoch * 1e9)}")
+        lines = [f"driver_version {self.driver_version}", f"init_error {self.init_error}", clock]
+        lines += [f"reload {_us(t)}" for t in self.reloads]
+        for i, gpu in enumerate(self.gpus):
+            lines += [
+                f"gpu {i}",
+                f"name {gpu.name}",
+                f"cap_uw {round(gpu.cap_watts * 1e6)}",
+                f"activity {gpu.activity}",
+                f"counter {int(gpu.counter)}",
+                f"offset_ticks {gpu.offset_ticks}",
+                f"partitions {gpu.partitions}",
+                f"compute {gpu.compute}",
+                f"memory {gpu.memory}",
+                f"secondary {'same' if gpu.secondary_same else 'na'}",
+            ]
+            lines += [f"serial {gpu.serial}"] if gpu.serial else []
+            lines += [f"uuid {gpu.uuid}"] if gpu.uuid else []
+            lines += [f"bus {gpu.bus}"] if gpu.bus is not None else []
+            lines += [f"power {_us(t)} {round(w * 1000)}" for t, w in gpu.power]
+            lines += [f"lost {_us(a)} {_us(b)}" for a, b in gpu.lost]
+            lines += [f"process {p.partition} {p.pid} {p.gfx_pct} {p.vram_bytes} {p.name}" for p in gpu.processes]
+        return "\n".join(lines) + "\n"
+
+    def write(self, path: Path) -> None:
+        """Atomically (new inode), so the fake never reads half a file and always sees the change."""
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.text())
+        os.replace(tmp, path)
+
+    def ticks(self, index: int, t: float) -> int:
+        """The fake's accumulator for GPU `index` at `t` seconds: the same integer arithmetic as the C."""
+        gpu = self.gpus[index]
+        now = max(_us(t), 0)
+        past = [_us(r) for r in self.reloads if _us(r) <= now]
+        start = max(past, default=0)
+        steps = [(_us(s), round(w * 1000)) for s, w in gpu.power]
+        nj = 0
+        for k, (lo, mw) in enumerate(steps):
+            lo = start if k == 0 else max(lo, start)
+            hi = min(steps[k + 1][0] if k + 1 < len(steps) else now, now)
+            if hi > lo:
+                nj += (hi - lo) * mw
+        return nj // NJ_PER_TICK + (0 if past else gpu.offset_ticks)
+
+    def joules(self, index: int, t: float) -> float:
+        """The counter as the meter reports it: ticks x resolution (µJ) / 1e6."""
+        return self.ticks(index, t) * RESOLUTION_UJ / 1e6
+
+
+def write_scenario(path: Path, gpus: Sequence[FakeGpu] | None = None, **kwargs: Any) -> Scenario:
+    scenario = Scenario(gpus=list(gpus) if gpus is not None else [FakeGpu()], **kwargs)
+    scenario.write(path)
+    return scenario
+
+
+def mi300x_node(**kwargs: Any) -> list[FakeGpu]:
+    """Eight MI300X at different steady powers (the benchmark's and the exporter tests' node)."""
+    return [FakeGpu(power=((0.0, 200.0 + 50.0 * i),), **kwargs) for i in range(8)]
