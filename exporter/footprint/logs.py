@@ -24,10 +24,17 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
     return out
 
 
+# Control characters in a value (a client's request line, a peer's error text) never reach the log raw:
+# \n as logfmt writes it, the rest as \xNN, as http.server escapes its request log.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+_ESCAPES.update({ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n"})
+_NEEDS_QUOTES = frozenset(' ="\\') | {chr(c) for c in _ESCAPES}
+
+
 def _logfmt_value(value: object) -> str:
     text = str(value)
-    if text == "" or any(c in text for c in ' ="\n\\'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if text == "" or not _NEEDS_QUOTES.isdisjoint(text):
+        return '"' + text.translate(_ESCAPES) + '"'
     return text
 
 

@@ -31,6 +31,7 @@ import ssl
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -353,17 +354,39 @@ def _normal(value: str) -> str:
         return value.strip()
 
 
+def client_network(address: str) -> str:
+    """Who a failed login is charged to: the IPv4 address, or the IPv6 /64 (one host's usual share;
+    per address, one host could rotate through 2^64 of them). IPv4 seen on a dual-stack socket
+    (::ffff:a.b.c.d) counts as IPv4."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class BasicAuth:
-    """bcrypt-checked basic auth with a small cache of verified credentials.
+    """bcrypt-checked basic auth with a small cache of verified credentials and a per-client budget
+    for failures.
 
     bcrypt is slow on purpose (tens of ms); paying it on every scrape would make auth the exporter's
     main cost and a cheap way to burn its CPU. Verified credentials are remembered as a keyed hash
-    (never the password), so a repeat scrape costs one HMAC. Failures are not cached, and at most
-    `parallel` bcrypt checks run at once, so a flood of wrong passwords cannot take every core.
+    (never the password), so a repeat scrape costs one HMAC. At most `parallel` bcrypt checks run at
+    once, so a flood of wrong passwords cannot take every core; and each client network may have at
+    most FAILURE_BURST uncached checks outstanding or failed, earning one back every
+    FAILURE_WAIT_SECONDS, so that flood cannot queue in front of the real scraper either: past its
+    budget a client gets "limited" (429) without any bcrypt work. A good credential refunds its check.
     Unknown users still cost one bcrypt check, so timing does not tell which users exist.
     """
 
     CACHE_SIZE = 256
+    FAILURE_BURST = 5
+    FAILURE_WAIT_SECONDS = 2
+    MAX_CLIENTS = 4096  # failure budgets remembered (oldest forgotten first)
 
     def __init__(self, users: Mapping[str, bytes], parallel: int = 2) -> None:
         self.users = dict(users)
@@ -373,24 +396,45 @@ class BasicAuth:
         self._lock = threading.Lock()
         self._bcrypt = threading.BoundedSemaphore(parallel)
         self._decoy = next(iter(self.users.values()), b"")
+        self._budgets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, at)
 
     @property
     def enabled(self) -> bool:
         return bool(self.users)
 
-    def check(self, header: str | None) -> bool:
-        """True when the Authorization header carries a configured user and the right password."""
+    def _take(self, client: str) -> bool:
+        """Reserve one uncached check for `client`; False when its failure budget is spent."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, at = self._budgets.pop(client, (float(self.FAILURE_BURST), now))
+            tokens = min(float(self.FAILURE_BURST), tokens + (now - at) / self.FAILURE_WAIT_SECONDS)
+            ok = tokens >= 1.0
+            self._budgets[client] = (tokens - 1.0 if ok else tokens, now)
+            while len(self._budgets) > self.MAX_CLIENTS:
+                self._budgets.popitem(last=False)
+        return ok
+
+    def _refund(self, client: str) -> None:
+        with self._lock:
+            tokens, at = self._budgets.get(client, (0.0, time.monotonic()))
+            self._budgets[client] = (min(float(self.FAILURE_BURST), tokens + 1.0), at)
+
+    def check(self, header: str | None, client: str = "") -> str:
+        """"ok" when the Authorization header carries a configured user and the right password (or no
+        users are configured), "limited" when `client` spent its failure budget, else "denied"."""
         if not self.users:
-            return True
+            return "ok"
         creds = _parse_basic(header)
         if creds is None:
-            return False
+            return "denied"
         user, password = creds
         hashed = self.users.get(user)
         token = hmac.new(self._key, b"\0".join((user.encode(), password, hashed or b"")), hashlib.sha256).digest()
         with self._lock:
             if hashed is not None and token in self._ok:
-                return True
+                return "ok"
+        if not self._take(client):
+            return "limited"
         with self._bcrypt:
             self.verifications += 1
             try:
@@ -398,12 +442,13 @@ class BasicAuth:
             except ValueError:  # > 72 bytes, NUL bytes: bcrypt refuses, and so do we
                 good = False
         if not good or hashed is None:
-            return False
+            return "denied"
+        self._refund(client)
         with self._lock:
             if len(self._ok) >= self.CACHE_SIZE:
                 self._ok.clear()
             self._ok.add(token)
-        return True
+        return "ok"
 
 
 def _parse_basic(header: str | None) -> tuple[str, bytes] | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 from footprint.config import ConfigError
-from footprint.webconfig import BasicAuth, RateLimit, TokenBucket, allowed_san, load
+from footprint.webconfig import BasicAuth, RateLimit, TokenBucket, allowed_san, client_network, load
 
 from tests.support.exporter import REPO
 from tests.support.tls import CA
@@ -138,23 +138,39 @@ def test_the_exporter_exits_2_naming_the_key(tmp_path: Path) -> None:
 
 def test_basic_auth_pays_bcrypt_once_per_good_credential() -> None:
     auth = BasicAuth({"prometheus": HASH.encode(), "grafana": HASH.encode()})
-    assert auth.check(basic("prometheus", "s3cret"))
-    assert auth.check(basic("prometheus", "s3cret"))
-    assert auth.check(basic("prometheus", "s3cret"))
+    assert auth.check(basic("prometheus", "s3cret")) == "ok"
+    assert auth.check(basic("prometheus", "s3cret")) == "ok"
+    assert auth.check(basic("prometheus", "s3cret")) == "ok"
     assert auth.verifications == 1
-    assert auth.check(basic("grafana", "s3cret"))
+    assert auth.check(basic("grafana", "s3cret")) == "ok"
     assert auth.verifications == 2
 
 
 def test_wrong_credentials_are_never_cached() -> None:
     auth = BasicAuth({"prometheus": HASH.encode()})
     for _ in range(3):
-        assert not auth.check(basic("prometheus", "wrong"))
+        assert auth.check(basic("prometheus", "wrong")) == "denied"
     assert auth.verifications == 3
-    assert not auth.check(basic("mallory", "s3cret"))  # unknown user: costs a bcrypt check all the same
+    assert auth.check(basic("mallory", "s3cret")) == "denied"  # unknown user: costs a bcrypt check all the same
     assert auth.verifications == 4
-    assert not auth.check(basic("prometheus", "s3cret" + "x" * 80))  # bcrypt refuses > 72 bytes
-    assert auth.check(basic("prometheus", "s3cret"))
+    assert auth.check(basic("prometheus", "s3cret" + "x" * 80)) == "denied"  # bcrypt refuses > 72 bytes
+    assert auth.check(basic("prometheus", "s3cret"), "10.0.0.2") == "ok"
+
+
+def test_failed_logins_are_limited_per_client_network() -> None:
+    """Past FAILURE_BURST uncached checks a client is refused without bcrypt work; other clients, and
+    cached good credentials, are not affected. IPv4 on a dual-stack socket and an IPv6 /64 count as one."""
+    auth = BasicAuth({"prometheus": HASH.encode()})
+    assert auth.check(basic("prometheus", "s3cret"), "10.0.0.1") == "ok"  # cached from here on
+    for _ in range(BasicAuth.FAILURE_BURST):
+        assert auth.check(basic("prometheus", "wrong"), "10.0.0.9") == "denied"
+    spent = auth.verifications
+    assert auth.check(basic("prometheus", "wrong"), "10.0.0.9") == "limited"
+    assert auth.check(basic("prometheus", "s3cret"), "10.0.0.9") == "ok"  # a cached good one still passes
+    assert auth.verifications == spent
+    assert auth.check(basic("prometheus", "s3cret" + "x"), "10.0.0.3") == "denied"  # another client: checked
+    assert client_network("::ffff:10.0.0.9") == "10.0.0.9"
+    assert client_network("2001:db8:1:2:3::4") == client_network("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
 
 
 @pytest.mark.parametrize(
@@ -163,12 +179,12 @@ def test_wrong_credentials_are_never_cached() -> None:
 )
 def test_malformed_authorization_is_refused_without_bcrypt(header: str | None) -> None:
     auth = BasicAuth({"prometheus": HASH.encode()})
-    assert not auth.check(header)
+    assert auth.check(header) == "denied"
     assert auth.verifications == 0
 
 
 def test_no_users_means_no_auth() -> None:
-    assert BasicAuth({}).check(None)
+    assert BasicAuth({}).check(None) == "ok"
 
 
 def test_client_certificate_sans_match_exactly() -> None:
