@@ -2,7 +2,11 @@
 
 `CgroupTree`: `kubepods.slice/kubepods-<qos>.slice/kubepods-<qos>-pod<uid_>.slice/<runtime>-<id>.scope`
 (systemd driver; guaranteed pods one level up) or `kubepods/<qos>/pod<uid>/<id>` (cgroupfs driver),
-each with a `cpu.stat` whose `usage_usec` the test advances by hand.
+each with a `cpu.stat` whose `usage_usec` the test advances by hand. The kernel's cpu.stat
+(Documentation/admin-guide/cgroup-v2.rst, "cpu.stat") always has `usage_usec`, `user_usec` and
+`system_usec` first, one `key value` line each, ending in a newline; `usage_usec` only grows for the
+cgroup's life. `write_stat` breaks that on purpose: what a torn read, a kernel without the field or a
+bind mount that lost it would show.
 `FakeProcfs`: `/proc/stat` (N CPUs), `/proc/meminfo`, `/proc/cpuinfo` (enough for the estimate
 meter's psutil), and `/proc/<pid>/{stat,cgroup,comm}` for processes the test adds.
 """
@@ -77,6 +81,12 @@ class CgroupTree:
                 return
             self.usage[cid] += usec
             _write(self.paths[cid] / "cpu.stat", _cpu_stat(self.usage[cid]))
+
+    def write_stat(self, cid: str, text: str) -> None:
+        """Replace the container's cpu.stat with `text` as it is (a partial or odd read); its counter
+        keeps its value for the next `advance`."""
+        with self._lock:
+            _write(self.paths[cid] / "cpu.stat", text)
 
     def remove_container(self, cid: str) -> None:
         with self._lock:

@@ -11,6 +11,8 @@ environment and a cleanup function:
     finally:
         cleanup()
 
+`fake_cluster(tmp_path)` is the same node with every counter still, for tests that move them by hand.
+
 GPUs: the training pod holds TRAINING_GPU exclusively (the fake NVML's default UUID of GPU 0), and
 the pods' main processes are TRAINING_PID and INFERENCE_PID, so a fake NVML scenario can put
 `FakeProcess(INFERENCE_PID, sm_util)` on a shared GPU 1. Without the fake NVML, everything is CPU.
@@ -18,15 +20,21 @@ the pods' main processes are TRAINING_PID and INFERENCE_PID, so a fake NVML scen
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from tests.fakes.cgroupfs import CgroupTree, FakeProcfs, container_id
 from tests.fakes.kube_apiserver import FakeApiServer, make_pod
 from tests.fakes.podresources_server import FakeContainer, FakePodResources, FakePodResourcesServer
+from tests.support.promtext import Series, parse
+
+T = TypeVar("T")
 
 NODE = "node-1"
 CPUS = 8
@@ -38,7 +46,48 @@ INFERENCE = ("serving", "llama-vllm-0", "vllm")  # workload="inference"
 TICK = 0.1  # seconds between counter advances
 
 
-def start_fake_cluster(tmp_path: Path) -> tuple[list[str], dict[str, str], Callable[[], None]]:
+class ExporterLike(Protocol):
+    def wait_until(self, predicate: Callable[[str], T | None], timeout: float = ..., interval: float = ...) -> T: ...
+
+
+SAMPLES = re.compile(r"^footprint_sample_duration_seconds_count (\S+)$", re.MULTILINE)
+
+
+def samples_of(text: str) -> int:
+    m = SAMPLES.search(text)
+    return int(float(m.group(1))) if m else -1
+
+
+def next_pass(exp: ExporterLike, timeout: float = 20.0) -> Series:
+    """Wait for the next sample (with --attribution.interval=0, the next attribution pass) and return
+    its scrape, seen within one poll of it: a test that moves counters right then has the whole sample
+    interval before the exporter reads them again."""
+    before = samples_of(exp.wait_until(lambda text: text if samples_of(text) >= 0 else None, timeout))
+    text = exp.wait_until(lambda text: text if samples_of(text) > before else None, timeout, 0.01)
+    return parse(text)
+
+
+@dataclass
+class FakeCluster:
+    """The parts of the fake node, for tests that move the counters by hand (`start_fake_cluster` ticks)."""
+
+    tree: CgroupTree
+    proc: FakeProcfs
+    api: FakeApiServer
+    podres: FakePodResourcesServer
+    train_id: str
+    infer_id: str
+    args: list[str]
+    sock_dir: Path
+
+    def stop(self) -> None:
+        self.api.stop()
+        self.podres.stop()
+        shutil.rmtree(self.sock_dir, ignore_errors=True)
+
+
+def fake_cluster(tmp_path: Path) -> FakeCluster:
+    """The node's cgroups, /proc, API server and pod-resources socket, with every counter still."""
     cgroup, procfs = tmp_path / "cgroup", tmp_path / "proc"
     tree = CgroupTree(cgroup)
     proc = FakeProcfs(procfs, cpus=CPUS)
@@ -64,28 +113,6 @@ def start_fake_cluster(tmp_path: Path) -> tuple[list[str], dict[str, str], Calla
         FakePodResources(TRAINING[1], TRAINING[0], [FakeContainer(TRAINING[2], [("nvidia.com/gpu", [TRAINING_GPU])])]),
         FakePodResources(INFERENCE[1], INFERENCE[0], [FakeContainer(INFERENCE[2])]),
     ]).start()
-
-    stop = threading.Event()
-
-    def tick() -> None:
-        busy = TRAINING_CORES + INFERENCE_CORES
-        while not stop.wait(TICK):
-            tree.advance(train_id, round(TRAINING_CORES * TICK * 1e6))
-            tree.advance(infer_id, round(INFERENCE_CORES * TICK * 1e6))
-            proc.advance_process(TRAINING_PID, round(TRAINING_CORES * TICK * 100))
-            proc.advance_process(INFERENCE_PID, round(INFERENCE_CORES * TICK * 100))
-            proc.advance_cpu(round(busy * TICK * 100), round((CPUS - busy) * TICK * 100))
-
-    thread = threading.Thread(target=tick, name="fake-cluster", daemon=True)
-    thread.start()
-
-    def cleanup() -> None:
-        stop.set()
-        thread.join(timeout=5)
-        api.stop()
-        podres.stop()
-        shutil.rmtree(sock_dir, ignore_errors=True)
-
     args = [
         "--kubernetes.enabled",
         f"--kubernetes.node-name={NODE}",
@@ -96,4 +123,29 @@ def start_fake_cluster(tmp_path: Path) -> tuple[list[str], dict[str, str], Calla
         f"--path.cgroup={cgroup}",
         f"--path.procfs={procfs}",
     ]
-    return args, {}, cleanup
+    return FakeCluster(tree, proc, api, podres, train_id, infer_id, args, sock_dir)
+
+
+def start_fake_cluster(tmp_path: Path) -> tuple[list[str], dict[str, str], Callable[[], None]]:
+    cluster = fake_cluster(tmp_path)
+    tree, proc = cluster.tree, cluster.proc
+    stop = threading.Event()
+
+    def tick() -> None:
+        busy = TRAINING_CORES + INFERENCE_CORES
+        while not stop.wait(TICK):
+            tree.advance(cluster.train_id, round(TRAINING_CORES * TICK * 1e6))
+            tree.advance(cluster.infer_id, round(INFERENCE_CORES * TICK * 1e6))
+            proc.advance_process(TRAINING_PID, round(TRAINING_CORES * TICK * 100))
+            proc.advance_process(INFERENCE_PID, round(INFERENCE_CORES * TICK * 100))
+            proc.advance_cpu(round(busy * TICK * 100), round((CPUS - busy) * TICK * 100))
+
+    thread = threading.Thread(target=tick, name="fake-cluster", daemon=True)
+    thread.start()
+
+    def cleanup() -> None:
+        stop.set()
+        thread.join(timeout=5)
+        cluster.stop()
+
+    return cluster.args, {}, cleanup

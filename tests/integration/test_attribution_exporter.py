@@ -22,6 +22,8 @@ from tests.fakes.workloads import (
     INFERENCE_PID,
     TRAINING,
     TRAINING_CORES,
+    fake_cluster,
+    next_pass,
     start_fake_cluster,
 )
 from tests.support.exporter import REPO, start_exporter
@@ -194,3 +196,66 @@ def test_series_of_pods_deleted_while_the_exporter_was_down_leave_after_restart(
         empty.stop()
         cleanup()
     assert value(s, "footprint_attribution_consumers") == 0.0
+
+
+def test_a_pass_that_cannot_read_a_pods_cpu_time_gives_it_nothing_and_the_next_one_its_true_share(
+        tmp_path: Path) -> None:
+    """Issue 14: truth A:B = 1:1 in every window where both are read. A pass where A's cpu.stat lacks
+    `usage_usec` charges A nothing (B keeps its share); the next pass measures A from its last good
+    value, not from 0 (which gave A its lifetime CPU time). A jump beyond all CPUs x elapsed is refused
+    and counted, and measuring goes on from there. Counters move only right after a pass, so each
+    pass reads A and B at the same step."""
+    cluster = fake_cluster(tmp_path)
+    a, b, step = cluster.train_id, cluster.infer_id, 500_000  # 0.5 CPU-seconds per window each
+    cluster.tree.advance(a, 3_600_000_000)  # an hour of lifetime CPU time before the exporter starts
+    cluster.tree.advance(b, 3_600_000_000)
+    run = [*cluster.args, "--sample.interval=1s", "--attribution.interval=0s", "--no-meter.nvml",
+           "--no-meter.rapl", f"--path.sysfs={tmp_path / 'sys'}"]
+    got: list[tuple[float, float]] = []  # (A, B) CPU joules after each pass
+
+    def record(s: Series) -> None:
+        got.append((workload(s, TRAINING, "cpu"), workload(s, INFERENCE, "cpu")))
+
+    def window(i: int) -> tuple[float, float]:
+        return got[i][0] - got[i - 1][0], got[i][1] - got[i - 1][1]
+
+    try:
+        with start_exporter(run) as exp:
+            exp.wait_until(when(lambda s: value(s, "footprint_attribution_source_up", source="apiserver") == 1.0),
+                           timeout=20)
+            s = next_pass(exp)  # the pods are known from here on
+            record(s)
+            cluster.tree.advance(a, step)
+            cluster.tree.advance(b, step)
+            s = next_pass(exp)
+            record(s)
+            cluster.tree.write_stat(a, "user_usec 100\nsystem_usec 20\n")  # no usage_usec this pass
+            cluster.tree.advance(b, step)
+            s = next_pass(exp)
+            record(s)
+            unreadable = value(s, "footprint_attribution_cpu_time_rejected_total", reason="unreadable")
+            cluster.tree.advance(a, step)  # readable again
+            cluster.tree.advance(b, step)
+            s = next_pass(exp)
+            record(s)
+            cluster.tree.advance(a, 10**12)  # an impossible jump (11.6 days of CPU in a second)
+            cluster.tree.advance(b, step)
+            s = next_pass(exp)
+            record(s)
+            jumps = value(s, "footprint_attribution_cpu_time_rejected_total", reason="jump")
+            cluster.tree.advance(a, step)
+            cluster.tree.advance(b, step)
+            s = next_pass(exp)
+            record(s)
+    finally:
+        cluster.stop()
+    first, broken, after, jump, last = (window(i) for i in range(1, 6))
+    # Each window's two shares are the same float; their differences of running totals agree to 1e-9.
+    assert first[1] > 0 and first[0] == pytest.approx(first[1], rel=1e-9)
+    assert broken[0] == 0.0 and broken[1] > 0
+    assert after[1] > 0 and after[0] == pytest.approx(after[1], rel=1e-9)  # was ~7,200:1 (A's lifetime hour)
+    assert jump[0] == 0.0 and jump[1] > 0
+    assert last[1] > 0 and last[0] == pytest.approx(last[1], rel=1e-9)
+    assert unreadable == 1.0 and jumps == 1.0
+    assert value(s, "footprint_attribution_cpu_time_rejected_total", reason="backwards") == 0.0
+    assert_conserved(s, ("cpu", "dram"))

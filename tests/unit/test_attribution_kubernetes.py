@@ -30,7 +30,7 @@ from footprint.accountant import (
 )
 from footprint.attribution import factory
 from footprint.attribution.apiserver import ApiServerClient
-from footprint.attribution.base import Consumer, EnergyDelta, WorkloadShare
+from footprint.attribution.base import AnyConsumer, EnergyDelta, WorkloadShare
 from footprint.attribution.kubernetes import KubernetesAttributor
 from footprint.attribution.podresources import PodResourcesClient
 from footprint.config import ConfigError, Settings
@@ -76,7 +76,7 @@ class Recording:
         self.seconds.append(seconds)
         return shares
 
-    def gone(self, now_wall: float) -> list[Consumer]:
+    def gone(self, now_wall: float) -> list[AnyConsumer]:
         return self.inner.gone(now_wall)
 
     def adopt(self, series: list[tuple[str, ...]]) -> None:
@@ -657,6 +657,35 @@ def test_a_cgroup_vanishing_mid_read_loses_only_that_interval(make_node: MakeNod
     assert node.workload("web-1", "cpu") == pytest.approx(100.0 / CPUS)
     assert node.ledger.get(NODE_ENERGY) == pytest.approx(3 * (100.0 + 20.0 + 300.0 + 200.0))
     assert_conserved(node)
+
+
+def test_kubernetes_a_pass_without_usage_usec_carries_the_container_over(make_node: MakeNode) -> None:
+    node = make_node()
+    node.start_pod(cpu_pod("web-0", 3))
+    node.start_pod(cpu_pod("web-1", 4))
+    a, b = container_id(33), container_id(34)
+    node.step({a: 1.0, b: 1.0})
+    node.cg.write_stat(b, "user_usec 1\nsystem_usec 1\n")
+    node.step({a: 1.0})  # web-1 used 1 s too, unseen (advance() rewrites the file: keep it broken)
+    node.cg.usage[b] += 1_000_000
+    assert node.workload("web-1", "cpu") == pytest.approx(100.0 / CPUS)
+    node.step({a: 1.0, b: 1.0})  # readable again: two seconds since the last good value
+    assert node.workload("web-1", "cpu") == pytest.approx(100.0 / CPUS + 2 * 100.0 / CPUS)
+    assert node.workload("web-0", "cpu") == pytest.approx(3 * 100.0 / CPUS)
+    assert node.attributor.cpu_time.rejected["unreadable"] == 1
+
+
+@pytest.mark.parametrize("garbage", ["usage_usec 12x\n", "usage_usec -5\n", "usage_usec 9", ""])
+def test_kubernetes_garbled_usage_is_unreadable_not_zero(make_node: MakeNode, garbage: str) -> None:
+    node = make_node()
+    node.start_pod(cpu_pod("web-0", 3))
+    a = container_id(33)
+    node.step({a: 1.0})
+    node.cg.write_stat(a, garbage)
+    node.step()
+    node.cg.advance(a, 500_000)
+    node.step()
+    assert node.workload("web-0", "cpu") == pytest.approx(1.5 * 100.0 / CPUS)
 
 
 def test_no_kubepods_cgroups_at_all_is_reported_and_survived(make_node: MakeNode) -> None:

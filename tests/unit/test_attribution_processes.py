@@ -24,7 +24,8 @@ from tests.fakes.sysfs import RaplTree
 from tests.unit.fixed_grid import FixedGrid
 
 CPUS = 4
-GROUP_ENERGY, GROUP_EMISSIONS = "footprint_process_group_energy_joules_total", "footprint_process_group_emissions_grams_total"
+GROUP_ENERGY = "footprint_process_group_energy_joules_total"
+GROUP_EMISSIONS = "footprint_process_group_emissions_grams_total"
 HZ = 100  # what the fake /proc's ticks mean, the kernel's USER_HZ everywhere
 
 
@@ -147,3 +148,16 @@ def test_no_pid_label_and_no_crash_when_proc_is_unreadable(host: MakeHost, tmp_p
     h.step({})
     up = next(iter(h.attributor.collect()))
     assert up.samples[0].labels == {"source": "procfs"} and up.samples[0].value == 0.0
+
+
+def test_processes_an_unreadable_stat_carries_over(host: MakeHost, tmp_path: Path) -> None:
+    h = host()
+    h.proc.add_process(10, comm="train")
+    h.sampler.sample()
+    h.step({10: 100})
+    (tmp_path / "proc" / "10" / "stat").write_text("10 (train")  # a torn read
+    h.step({})
+    h.proc.advance_process(10, 200)  # rewrites stat: 200 ticks since the last good read
+    h.step({})
+    assert h.groups("cpu") == pytest.approx({"train": 40.0 * 100 / 400 + 40.0 * 200 / 400})
+    assert h.attributor.cpu_time.rejected["unreadable"] == 1
