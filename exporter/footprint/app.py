@@ -57,7 +57,8 @@ class Exporter:
         extra: list[Callable[[], Iterable[Metric]]] = [self.grid.collect, self.checkpoint.collect]
         if self.attributor is not None:
             extra.append(self.attributor.collect)
-        self.exposition = Exposition(FootprintCollector(self.sampler, settings.pue, extra))
+        self.exposition = Exposition(FootprintCollector(self.sampler, settings.pue, extra),
+                                     settings.web_enable_created_series)
         self.server = Server(
             settings.web_listen_address,
             Routes(self.exposition, self.grid.api_payload, lambda: self.sampler.state.samples > 0),

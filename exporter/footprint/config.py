@@ -122,6 +122,9 @@ class Settings:
         "web.listen-address", "str", ":10180", "address to serve /metrics on", check=parse_listen_address
     )
     web_config_file: str = opt("web.config.file", "str", "", "exporter-toolkit web config (TLS, basic auth)")
+    web_enable_created_series: bool = opt(
+        "web.enable-created-series", "bool", False, "also expose each counter's _created series (both formats)"
+    )
     # Host paths (node_exporter style, so tests run on fixture trees)
     path_sysfs: str = opt("path.sysfs", "str", "/sys", "sysfs mount point")
     path_procfs: str = opt("path.procfs", "str", "/proc", "procfs mount point")

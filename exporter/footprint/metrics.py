@@ -216,9 +216,15 @@ class LedgerRenderer:
     hours, so each series' `name{labels} ` prefix and its `_created` line are built once and reused;
     a render only formats the values. prometheus_client's generic path re-validates and re-escapes
     every label of every sample on every scrape (measured in bench/: ~15x slower at 1,000 series).
+
+    `_created` lines only with `created_series` (--web.enable-created-series), in both formats: each is one
+    more series per counter in Prometheus (OpenMetrics included, which Prometheus negotiates first and
+    whose `_created` lines it stores as series unless created-timestamp ingestion is on), and Go exporters
+    never emit them. OpenMetrics makes them optional (a counter "SHOULD" have one), so both formats stay valid.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, created_series: bool = False) -> None:
+        self.created_series = created_series
         # (metric, labels, created, openmetrics) -> (total prefix, created line)
         self._lines: dict[tuple[str, Labels, float | None, bool], tuple[str, str]] = {}
         self._order = {s.name: tuple(sorted(range(len(s.labels)), key=lambda i: s.labels[i])) for s in CATALOG}
@@ -248,7 +254,7 @@ class LedgerRenderer:
                     continue
                 live += len(series)
                 base = spec.name[: -len("_total")]
-                created = ledger.created.get(spec.name, {})
+                created = ledger.created.get(spec.name, {}) if self.created_series else {}
                 if openmetrics:
                     out.append(f"# HELP {base} {spec.help}\n# TYPE {base} counter\n")
                     for labels, value in sorted(series.items()):
@@ -278,10 +284,10 @@ class LedgerRenderer:
 class Exposition:
     """Cached renderings, invalidated by each sample."""
 
-    def __init__(self, collector: FootprintCollector) -> None:
+    def __init__(self, collector: FootprintCollector, created_series: bool = False) -> None:
         self.ledger = collector.sampler.ledger
         self.pending = collector.sampler.pending
-        self.counters = LedgerRenderer()
+        self.counters = LedgerRenderer(created_series)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
         self._lock = threading.Lock()

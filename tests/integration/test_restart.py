@@ -76,7 +76,7 @@ def test_kill_9_gpu_counter_continues_exactly_against_fake_nvml(tmp_path: Path) 
     def truth(t: float) -> float:  # what the exporter must show: energy since its first sample at t=0
         return (sc.energy_mj(0, t) - sc.energy_mj(0, 0.0)) / 1000
 
-    run = args(tmp_path, "--no-meter.rapl")
+    run = args(tmp_path, "--no-meter.rapl", "--web.enable-created-series")  # _created is off by default
     with start_exporter(run, env=fake_env(path)) as exp:
         wait_for(exp, "gpu", "0", 0.0)
         sc.time = 10.0

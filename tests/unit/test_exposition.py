@@ -72,8 +72,9 @@ def test_every_family_is_in_the_catalog(tmp_path: Path) -> None:
         assert name in catalog or base in catalog or base + "_total" in catalog, name
 
 
-def _reference(ledger: Ledger, openmetrics: bool) -> bytes:
-    """What prometheus_client's generic path writes for the same counters (without OpenMetrics' EOF)."""
+def _reference(ledger: Ledger, openmetrics: bool, created: bool) -> bytes:
+    """What prometheus_client's generic path writes for the same counters (without OpenMetrics' EOF), with
+    or without their `_created` series."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import CounterMetricFamily
     from prometheus_client.exposition import generate_latest
@@ -84,7 +85,7 @@ def _reference(ledger: Ledger, openmetrics: bool) -> bytes:
         if spec.type == "counter" and ledger.series(spec.name):
             family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
             for labels, v in sorted(ledger.series(spec.name).items()):
-                family.add_metric(labels, v, created=ledger.created[spec.name][labels])
+                family.add_metric(labels, v, created=ledger.created[spec.name][labels] if created else None)
             families.append(family)
 
     class Static:
@@ -105,9 +106,11 @@ def test_fast_counter_rendering_is_byte_identical_to_prometheus_client() -> None
         ledger.add(WORKLOAD_ENERGY, ("ns", name, "c", "training", "cpu"), 123456789.5 * (i + 1), 1.7e9)
         ledger.add(WORKLOAD_EMISSIONS, ("ns", name, "c", "inference"), float(i), 1.7e9)
     ledger.add(NODE_ENERGY, (), 3.0, 1.0)
-    renderer = LedgerRenderer()
-    for openmetrics in (False, True):
-        for _ in range(2):  # the second render comes from the per-series cache
-            assert renderer.render(ledger, openmetrics).encode() == _reference(ledger, openmetrics)
+    for created in (True, False):  # --web.enable-created-series, and the default
+        renderer = LedgerRenderer(created_series=created)
+        for openmetrics in (False, True):
+            for _ in range(2):  # the second render comes from the per-series cache
+                assert renderer.render(ledger, openmetrics).encode() == _reference(ledger, openmetrics, created)
+    assert b"_created" not in LedgerRenderer().render(ledger, True).encode()
     ledger.remove(WORKLOAD_EMISSIONS, ("ns", "plain", "c", "inference"))
-    assert renderer.render(ledger, False).encode() == _reference(ledger, False)
+    assert renderer.render(ledger, False).encode() == _reference(ledger, False, False)
