@@ -3,6 +3,12 @@
 For each sample interval: grams = delta joules x PUE x intensity valid during that interval / 3.6e6.
 Never total energy x current intensity. Everything is added to the ledger, which only grows.
 
+One signal per counter: the location-based average always drives footprint_emissions_grams_total.
+With `--grid.accounting-signal=marginal`, marginal grams go to their own counter
+(footprint_marginal_emissions_grams_total) at a fresh marginal value only; energy drawn while no
+fresh marginal value exists is added to footprint_uncharged_energy_joules_total{signal="marginal"},
+never charged at an average.
+
 Attribution may run less often than sampling (--attribution.interval): each device's joules and grams
 then wait in an `AttributionWindow` (each sample's grams at that sample's intensity) until the next
 pass, which gives every consumer its fraction of the window's joules and the same fraction of its
@@ -15,6 +21,7 @@ import logging
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from footprint.attribution.base import AnyConsumer, EnergyDelta, WorkloadShare
@@ -31,6 +38,8 @@ JOULES_PER_KWH = 3.6e6
 # Metric names the accountant writes into the ledger (exposition renders them).
 ENERGY = "footprint_energy_joules_total"  # component, device, source
 EMISSIONS = "footprint_emissions_grams_total"  # component, device
+MARGINAL_EMISSIONS = "footprint_marginal_emissions_grams_total"  # component, device
+UNCHARGED_ENERGY = "footprint_uncharged_energy_joules_total"  # signal
 NODE_ENERGY = "footprint_node_energy_joules_total"
 NODE_EMISSIONS = "footprint_node_emissions_grams_total"
 FACILITY_OVERHEAD = "footprint_facility_overhead_energy_joules_total"
@@ -118,7 +127,11 @@ class AttributionWindow:
 
 
 class Accountant:
-    def __init__(self, settings: Settings, embodied: EmbodiedModel | None = None) -> None:
+    def __init__(self, settings: Settings, embodied: EmbodiedModel | None = None,
+                 marginal: Callable[[], IntensityReading | None] | None = None) -> None:
+        """`marginal` gives a fresh marginal value or None; set, it drives the marginal counter
+        (`--grid.accounting-signal=marginal`)."""
+        self.marginal = marginal if settings.grid_accounting_signal == "marginal" else None
         self.pue = settings.pue
         self.wue = settings.water_wue
         self.grid_water = settings.water_grid_intensity
@@ -160,7 +173,13 @@ class Accountant:
         collects the devices' joules and grams for the next `attribute()`. With neither, attribution
         is off and no unattributed series are written.
         """
+        if intensity.signal != "average":
+            raise ValueError(f"{EMISSIONS} takes the average signal only, not {intensity.signal}")
         g_per_j = self.pue * intensity.value / JOULES_PER_KWH
+        marginal = self.marginal() if self.marginal is not None else None
+        if marginal is not None and marginal.signal != "marginal":
+            marginal = None  # never an average in the marginal counter
+        m_per_j = None if marginal is None else self.pue * marginal.value / JOULES_PER_KWH
         if shares is not None:
             window = AttributionWindow()
         node_joules = 0.0
@@ -170,6 +189,8 @@ class Accountant:
                 node_joules += joules
                 grams = joules * g_per_j
                 ledger.add(EMISSIONS, (r.component, r.device), grams, now_wall)
+                if m_per_j is not None:
+                    ledger.add(MARGINAL_EMISSIONS, (r.component, r.device), joules * m_per_j, now_wall)
                 if window is not None:
                     window.add(r, joules, grams)
                 figure = self.embodied_figure(r.component, r.device, r.info.get("model", ""))
@@ -179,6 +200,8 @@ class Accountant:
             ledger.add(EMBODIED, ("server", "node"), self.embodied.grams(self.server_figure, seconds), now_wall)
         ledger.add(NODE_ENERGY, (), node_joules, now_wall)
         ledger.add(NODE_EMISSIONS, (), node_joules * g_per_j, now_wall)
+        if self.marginal is not None and m_per_j is None:
+            ledger.add(UNCHARGED_ENERGY, ("marginal",), node_joules, now_wall)
         facility_joules = node_joules * self.pue
         ledger.add(FACILITY_OVERHEAD, (), facility_joules - node_joules, now_wall)
         if self.wue is not None:

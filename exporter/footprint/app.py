@@ -41,8 +41,10 @@ class Exporter:
         self.grid = GridFeed(settings)
         self.attributor = build_attributor(settings, self.meters)
         self.ledger = Ledger()
-        self.accountant = Accountant(settings)
-        self.checkpoint = Checkpointer(settings, self.ledger, self.accountant, self.attributor is not None)
+        self.accountant = Accountant(settings, marginal=self.grid.marginal)
+        # Takes the state file's lock: a second exporter on the same file exits 2 here.
+        self.checkpoint = Checkpointer(settings, self.ledger, self.accountant, self.attributor is not None,
+                                       self.grid)
         self.exposition: Exposition | None = None
         self.sampler = Sampler(
             self.meters,
@@ -67,7 +69,9 @@ class Exporter:
         self._done = threading.Event()
 
     def _sampled(self) -> None:
-        self.checkpoint.sampled()  # before the sample becomes visible to scrapes
+        # Before the sample becomes visible to scrapes; also settles a restart's gap, device by device.
+        self.checkpoint.sampled(self.sampler.state.readings)
+        self.live.sampled()  # the live page's history and snapshot of this sample
         if self.exposition is not None:
             self.exposition.invalidate()
 
@@ -78,7 +82,6 @@ class Exporter:
             restored = [*self.ledger.series(WORKLOAD_ENERGY), *self.ledger.series(PROCESS_GROUP_ENERGY)]
             self.attributor.adopt(restored)
         self.sampler.sample()  # the first sample (a baseline) before the first scrape can arrive
-        self.checkpoint.recover_gap(self.sampler.state.readings, self.sampler.state.intensity)
         self.checkpoint.start()
         self.sampler.start()
         self.server.start()

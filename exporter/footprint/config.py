@@ -173,7 +173,8 @@ class Settings:
     grid_timeout: float = opt("grid.timeout", "duration", 10.0, "HTTP timeout", minimum=0.1, maximum=120.0)
     grid_accounting_signal: str = opt(
         "grid.accounting-signal", "choice", "average",
-        "signal that drives emissions counters (marginal only if you mean it)", choices=("average", "marginal"),
+        "average always drives the emissions counters; marginal adds footprint_marginal_emissions_grams_total",
+        choices=("average", "marginal"),
     )
     grid_region_label: str = opt(
         "grid.region", "str", "", "cloud region or Kubernetes topology.kubernetes.io/region value (static table)"
@@ -287,6 +288,12 @@ class Settings:
     embodied_cpu_kgco2e: float | None = opt(
         "embodied.cpu-kgco2e", "float", None, "manufacturing kgCO2e per CPU package", optional=True, minimum=0.0,
         maximum=1_000_000.0,
+    )
+    state_gap_wait: float = opt(
+        "state.gap-wait", "duration", 300.0,
+        "after a restart, how long saved counters wait for their device's first read, and the gap's charge "
+        "for the grid chain's first answer; then they are dropped (counted) or charged at the value in use",
+        minimum=0.0, maximum=86400.0,
     )
     embodied_server_kgco2e: float | None = opt(
         "embodied.server-kgco2e", "float", None, "manufacturing kgCO2e of the rest of the server", optional=True,

@@ -61,6 +61,10 @@ CATALOG: tuple[MetricSpec, ...] = (
     _g("footprint_gpu_utilization_ratio", ("device",), "GPU utilisation over the last sample, 0-1.", "nvml"),
     _g("footprint_gpu_power_limit_watts", ("device",), "GPU enforced power limit, watts.", "nvml"),
     _c(acct.EMISSIONS, DEV, "Operational CO2e of a device: energy x PUE x grid intensity of each interval, grams."),
+    _c(acct.MARGINAL_EMISSIONS, DEV, "Marginal CO2e of a device (--grid.accounting-signal=marginal): energy x PUE x "
+       "a fresh marginal intensity, never an average, grams.", "grid"),
+    _c(acct.UNCHARGED_ENERGY, ("signal",), "Node energy drawn while no fresh value of this signal existed, so not "
+       "in that signal's emissions counter, joules.", "grid"),
     _c(acct.NODE_EMISSIONS, (), "Operational CO2e of this node, grams."),
     _c(acct.EMBODIED, DEV, "Manufacturing CO2e amortised over the device lifetime, grams.", "embodied"),
     _c(acct.FACILITY_OVERHEAD, (), "Facility energy beyond IT energy: node energy x (PUE - 1), joules."),
@@ -77,6 +81,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     _g("footprint_grid_intensity_age_seconds", ("provider",), "Age of the provider's latest value, seconds.", "grid"),
     _g("footprint_grid_provider_up", ("provider",), "1 if the provider's last fetch succeeded.", "grid"),
     _c("footprint_grid_fetch_errors_total", ("provider", "reason"), "Failed provider fetches by reason.", "grid"),
+    _c("footprint_grid_clock_skew_total", ("provider",), "Values published in our future (clock skew), clamped "
+       "to when they were fetched: they go stale max-age after the fetch.", "grid"),
     _c("footprint_grid_points_dropped_total", ("provider", "reason"),
        "Values in provider answers (forecast points) that failed validation and were left out, by reason.", "grid"),
     _g("footprint_grid_fallback_active", (), "1 if the value in use is not from the first provider.", "grid"),
@@ -114,6 +120,8 @@ CATALOG: tuple[MetricSpec, ...] = (
        "baseline kept): non_finite, out_of_range, backwards, jump, implausible_wrap, ambiguous_wrap, "
        "implausible_reset."),
     MetricSpec("footprint_sample_duration_seconds", "histogram", (), "Time one sample took, seconds.", "core"),
+    _c("footprint_checkpoint_gap_rejected_total", (*DEV, "reason"), "Restart gaps not recovered, by reason "
+       "(not_read, ambiguous_wrap, jump, rebooted, other_device, ...), see docs/reliability.md.", "checkpoint"),
     _c("footprint_checkpoint_restored_gap_joules_total", DEV, "Energy drawn while the exporter was down, recovered "
        "from hardware counters at restart (already in footprint_energy_joules_total), joules.", "checkpoint"),
     _g("footprint_checkpoint_last_success_timestamp_seconds", (), "When the checkpoint was last written.",

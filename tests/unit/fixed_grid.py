@@ -10,6 +10,10 @@ class FixedGrid:
     def __init__(self, value: float, zone: str = "XX") -> None:
         self.value = value
         self.zone = zone
+        self.answered = True  # what settled() says: the chain has answered its first fetch
+
+    def settled(self) -> bool:
+        return self.answered
 
     def accounting_intensity(self) -> IntensityReading:
         return IntensityReading(self.value, "average", "fixed", self.zone)

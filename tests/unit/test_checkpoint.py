@@ -1,16 +1,20 @@
-"""The checkpoint: file format and its damage checks, identity, gap recovery rules, failed writes.
+"""The checkpoint: file format and its damage checks, identity, the restart-gap rule, the lock,
+failed writes.
 
-Real ledger, accountant and settings; readings are built as the meters build them; files are real
-files in tmp dirs, and a full disk is a real EFBIG from the kernel (RLIMIT_FSIZE in a subprocess).
+Real ledger, tracker, accountant and settings; readings are built as the meters build them; files
+are real files in tmp dirs, and a full disk is a real EFBIG from the kernel (RLIMIT_FSIZE in a
+subprocess). The grid is a value the test sets (FixedGrid) whose `settled()` the test flips.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -19,23 +23,32 @@ from footprint import config
 from footprint.accountant import Accountant
 from footprint.checkpoint import (
     GAP_JOULES,
+    GAP_REJECTED,
     Checkpointer,
     CheckpointError,
+    PendingGap,
+    SavedCounter,
     Snapshot,
     decode,
     encode,
-    gap_joules,
-    is_foreign,
+    judge_gap,
     machine_identity,
+    same_machine,
+    write_atomically,
 )
+from footprint.config import ConfigError
 from footprint.grid.base import IntensityReading
-from footprint.ledger import CounterState, Ledger
+from footprint.ledger import Ledger, budget_joules, ceiling_watts
 from footprint.meters.base import Reading
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.support.exporter import REPO
+from tests.unit.fixed_grid import FixedGrid
 
 INTENSITY = IntensityReading(value=400.0, signal="average", provider="constant", zone="")
 EPOCH = "boot-a"
+BIG = 1e6  # a ceiling (W) no test delta reaches: in process, reads are microseconds apart
 
 
 def settings(tmp_path: Path, *extra: str) -> config.Settings:
@@ -43,58 +56,72 @@ def settings(tmp_path: Path, *extra: str) -> config.Settings:
                         "--grid.constant.value=400", *extra], env={})
 
 
-def gpu(joules: float, epoch: str = "550.54.15") -> Reading:
-    return Reading("gpu", "0", "nvml", joules, counter_epoch=epoch)
+def gpu(joules: float, epoch: str = "550.54.15", uuid: str = "GPU-aaaa", max_watts: float | None = BIG) -> Reading:
+    return Reading("gpu", "0", "nvml", joules, counter_epoch=epoch, max_watts=max_watts, info={"uuid": uuid})
 
 
-def rapl(joules: float, epoch: str = EPOCH, wrap: float = 262_143.0) -> Reading:
-    return Reading("cpu", "package-0", "rapl", joules, wrap_joules=wrap, counter_epoch=epoch)
+def rapl(joules: float, epoch: str = EPOCH, wrap: float = 262_143.0, max_watts: float | None = None) -> Reading:
+    return Reading("cpu", "package-0", "rapl", joules, wrap_joules=wrap, counter_epoch=epoch, max_watts=max_watts)
 
 
 def estimate(joules: float) -> Reading:
     return Reading("cpu", "0", "estimate", joules, power_watts=50.0, hardware_counter=False)
 
 
-def run_samples(ledger: Ledger, acc: Accountant, *samples: list[Reading], wall: float = 1000.0) -> None:
-    """What the sampler does with successive readings: tracker deltas, then the accountant."""
+def run_samples(ledger: Ledger, acc: Accountant, *samples: list[Reading], cp: Checkpointer | None = None,
+                wall: float = 1000.0) -> None:
+    """What the sampler does with successive readings: judged deltas, the accountant, then the checkpointer."""
     for i, readings in enumerate(samples):
-        energy = [(r, ledger.counters.delta(r)) for r in readings]
+        energy = [(r, ledger.counters.delta(r, time.monotonic())) for r in readings]
         with ledger.lock:
             acc.account(ledger, energy, 1.0, INTENSITY, wall + i)
+        if cp is not None:
+            cp.sampled(readings)
 
 
-def snapshot_of(ledger: Ledger) -> Snapshot:
+def snapshot_of(ledger: Ledger, counters: dict[tuple[str, str], SavedCounter] | None = None) -> Snapshot:
     return Snapshot(1, {m: dict(s) for m, s in ledger.totals.items()},
-                    {m: dict(s) for m, s in ledger.created.items()}, dict(ledger.counters.states))
+                    {m: dict(s) for m, s in ledger.created.items()}, counters or {})
 
 
-IDENTITY = {"node_name": "", "machine_id": "m-1", "hostname": "h"}
+IDENTITY = {"node_name": "", "cpu_model": "Xeon", "rapl_zones": "package-0:262143"}
 
 
 def test_round_trip_is_exact() -> None:
     ledger = Ledger()
     ledger.add(acct.ENERGY, ("gpu", "0", "nvml"), 0.1 + 0.2, 1700000000.123456)
     ledger.add(acct.NODE_ENERGY, (), 1e15 / 3, 1700000001.5)
-    ledger.counters.states[("gpu", "0")] = CounterState(123456.789, "550.54.15", True)
-    ledger.counters.states[("cpu", "0")] = CounterState(5.0, "", False)  # estimated: not saved
-    cp = decode(encode(snapshot_of(ledger), IDENTITY, "boot", 1700000002.0, 55.5))
+    saved = {("gpu", "0"): SavedCounter(123456.789, "550.54.15", "GPU-aaaa", 54.25, 1700000001.75)}
+    gaps = (PendingGap("cpu", "package-0", "rapl", True, 12.5),)
+    snap = Snapshot(1, ledger.totals, ledger.created, saved, gaps, {"joules": 1.0})
+    cp = decode(encode(snap, IDENTITY, "boot", 1700000002.0, 55.5))
     assert sorted(cp.series) == sorted([
         (acct.ENERGY, ("gpu", "0", "nvml"), 0.1 + 0.2, 1700000000.123456),
         (acct.NODE_ENERGY, (), 1e15 / 3, 1700000001.5),
     ])
-    assert cp.counters == {("gpu", "0"): CounterState(123456.789, "550.54.15", True)}
+    assert cp.counters == saved and cp.gaps == gaps and cp.last_gap == {"joules": 1.0}
     assert (cp.boot_id, cp.boottime, cp.written_at, cp.identity) == ("boot", 55.5, 1700000002.0, IDENTITY)
+
+
+def _with_body(body: bytes, version: int = 2) -> bytes:
+    """A well-formed header (right checksum and length) over any body."""
+    digest = hashlib.sha256(body).hexdigest()
+    return f"footprint-checkpoint {version} sha256={digest} length={len(body)}\n".encode() + body
+
+
+def test_a_format_1_file_still_restores_with_its_write_time_as_the_read_time() -> None:
+    body = ('{"boot_id":"b","boottime":40.0,"counters":[["gpu","0",100.0,"550.54.15"]],"exporter_version":"0.1.0",'
+            '"identity":{"hostname":"h","machine_id":"m","node_name":""},'
+            '"series":[["footprint_node_energy_joules_total",[],3.0,1.0]],"written_at":2.0}').encode()
+    cp = decode(_with_body(body, 1))
+    assert cp.counters == {("gpu", "0"): SavedCounter(100.0, "550.54.15", "", 40.0, 2.0)}
+    assert cp.gaps == () and cp.series == [(acct.NODE_ENERGY, (), 3.0, 1.0)]
 
 
 def _valid() -> bytes:
     ledger = Ledger()
     ledger.add(acct.ENERGY, ("gpu", "0", "nvml"), 42.0, 1.0)
     return encode(snapshot_of(ledger), IDENTITY, "", 2.0, None)
-
-
-def _with_body(body: bytes) -> bytes:
-    """A well-formed header (right checksum and length) over any body."""
-    return f"footprint-checkpoint 1 sha256={hashlib.sha256(body).hexdigest()} length={len(body)}\n".encode() + body
 
 
 @pytest.mark.parametrize(
@@ -107,7 +134,7 @@ def _with_body(body: bytes) -> bytes:
         (_valid() + b"\n", "corrupt"),
         (_with_body(b'{"not": "a checkpoint"}'), "corrupt"),
         (_with_body(b"[1, 2, 3]"), "corrupt"),
-        (_valid().replace(b"footprint-checkpoint 1", b"footprint-checkpoint 2"), "unsupported"),
+        (_valid().replace(b"footprint-checkpoint 2", b"footprint-checkpoint 3"), "unsupported"),
     ],
     ids=["empty", "garbage", "truncated", "bit-flip", "padded", "wrong-shape", "not-object", "newer-format"],
 )
@@ -119,19 +146,34 @@ def test_damaged_files_are_refused(data: bytes, kind: str) -> None:
 
 @pytest.mark.parametrize("bad", ["NaN", "-1.0", '"12"', "Infinity"])
 def test_impossible_values_are_refused(bad: str) -> None:
-    body = ('{"boot_id":"","boottime":null,"counters":[],"exporter_version":"0.1.0","identity":{},'
-            f'"series":[["footprint_node_energy_joules_total",[],{bad},1.0]],"written_at":2.0}}').encode()
+    body = ('{"boot_id":"","boottime":null,"counters":[],"exporter_version":"0.1.0","gaps":[],"identity":{},'
+            f'"last_gap":null,"series":[["footprint_node_energy_joules_total",[],{bad},1.0]],"written_at":2.0}}')
     with pytest.raises(CheckpointError, match="bad content"):
-        decode(_with_body(body))
+        decode(_with_body(body.encode()))
+    gap = ('{"boot_id":"","boottime":null,"counters":[],"exporter_version":"0.1.0","identity":{},"last_gap":null,'
+           '"gaps":[{"component":"gpu","device":"0","source":"nvml","node":true,"joules":' + bad + '}],'
+           '"series":[],"written_at":2.0}')
+    with pytest.raises(CheckpointError, match="bad content"):
+        decode(_with_body(gap.encode()))
 
 
-def test_identity_compares_the_strongest_name_both_sides_have() -> None:
-    ours = {"node_name": "node-a", "machine_id": "m-1", "hostname": "pod-xyz"}
-    assert not is_foreign({"node_name": "node-a", "machine_id": "m-2", "hostname": "pod-abc"}, ours)
-    assert is_foreign({"node_name": "node-b", "machine_id": "m-1", "hostname": "pod-xyz"}, ours)
-    assert not is_foreign({"node_name": "", "machine_id": "m-1", "hostname": "other"}, ours)
-    assert is_foreign({"node_name": "", "machine_id": "", "hostname": "other"}, {**ours, "machine_id": ""})
-    assert is_foreign({}, ours)
+# --- identity ---
+
+
+def test_identity_is_the_machine_not_the_container() -> None:
+    ours = {"node_name": "", "cpu_model": "Xeon", "rapl_zones": "package-0:262143"}
+    # A new container on the same boot (new host name, no machine id, no node name): the boot id says so.
+    assert same_machine({"node_name": "", "cpu_model": "", "rapl_zones": ""}, "boot-1", ours, "boot-1") == "boot_id"
+    # After a reboot: the hardware decides, each part compared where both sides know it.
+    assert same_machine(ours, "boot-0", ours, "boot-1") == "hardware"
+    assert same_machine({**ours, "rapl_zones": ""}, "boot-0", ours, "boot-1") == "hardware"
+    assert same_machine({**ours, "cpu_model": "EPYC"}, "boot-0", ours, "boot-1") is None
+    assert same_machine({**ours, "rapl_zones": "package-0:65712"}, "boot-0", ours, "boot-1") is None
+    # Kubernetes: the node name decides when both have one.
+    assert same_machine({**ours, "node_name": "a"}, "boot-0", {**ours, "node_name": "a"}, "boot-1") == "node_name"
+    assert same_machine({**ours, "node_name": "b"}, "boot-0", {**ours, "node_name": "a"}, "boot-1") is None
+    # Nothing in common: foreign. The host name is never compared (it is the container's).
+    assert same_machine({"hostname": "same"}, "", {"hostname": "same"}, "") is None
 
 
 def test_node_name_comes_from_settings_or_the_downward_api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -140,78 +182,174 @@ def test_node_name_comes_from_settings_or_the_downward_api(monkeypatch: pytest.M
     assert machine_identity(settings(tmp_path, "--kubernetes.node-name=flag"))["node_name"] == "flag"
 
 
-# --- gap recovery rules ---
+# --- the gap rule ---
 
 
 def test_same_epoch_gap_is_the_exact_delta() -> None:
-    assert gap_joules(CounterState(100.0, "550.54.15", True), gpu(350.5), 30.0, False) == (250.5, "exact")
+    assert judge_gap(SavedCounter(100.0, "550.54.15"), gpu(350.5), 30.0, False) == (250.5, "ok")
 
 
 def test_a_short_gap_on_a_wrapping_counter_takes_one_wrap() -> None:
-    joules, how = gap_joules(CounterState(262_000.0, EPOCH, True), rapl(100.0), 5.0, False)
-    assert joules == pytest.approx(243.0)
-    assert how == "exact (one wrap)"
+    joules, how = judge_gap(SavedCounter(262_000.0, EPOCH), rapl(100.0), 5.0, False)
+    assert joules == pytest.approx(243.0) and how == "wrap"
 
 
-def test_a_gap_long_enough_to_hide_a_wrap_is_not_guessed() -> None:
-    # 262 kJ range: at up to 1 kW a wrap could hide in 262 s, so 300 s is ambiguous, and so is unknown.
-    assert gap_joules(CounterState(10.0, EPOCH, True), rapl(20.0), 300.0, False)[0] is None
-    assert gap_joules(CounterState(10.0, EPOCH, True), rapl(20.0), None, False)[0] is None
-    assert gap_joules(CounterState(10.0, EPOCH, True), rapl(20.0), 200.0, False)[0] == 10.0
+def test_the_wrap_bound_is_the_zone_ceiling_not_a_kilowatt() -> None:
+    """DRAM, range 65.7 kJ, 70 s down: 1 kW x 70 s would reach the range, the zone's 200 W cannot."""
+    dram = Reading("dram", "dram-0", "rapl", 14.0, wrap_joules=65_712.999999, counter_epoch=EPOCH)
+    assert judge_gap(SavedCounter(2.0, EPOCH), dram, 70.0, False) == (12.0, "ok")
+    assert judge_gap(SavedCounter(2.0, EPOCH), dram, 400.0, False) == (None, "ambiguous_wrap")
+    assert judge_gap(SavedCounter(2.0, EPOCH), dram, None, False) == (None, "unknown_length")
 
 
 def test_a_restarted_counter_gives_energy_since_its_restart_only_if_it_cannot_wrap() -> None:
-    # NVML after a driver reload (new version = new epoch): energy since the reload, exactly.
-    assert gap_joules(CounterState(9e6, "550.54.15", True), gpu(1234.0, "550.90.07"), 60.0, False)[0] == 1234.0
-    # A reboot restarts every counter, whatever its epoch string says.
-    assert gap_joules(CounterState(9e6, "550.54.15", True), gpu(77.0), None, True)[0] == 77.0
-    # RAPL after a reboot: its value at boot is not documented to be 0, and it wraps: nothing.
-    assert gap_joules(CounterState(10.0, EPOCH, True), rapl(5000.0, "boot-b"), None, False)[0] is None
-    assert gap_joules(CounterState(10.0, EPOCH, True), rapl(5000.0), None, True)[0] is None
+    assert judge_gap(SavedCounter(9e6, "550.54.15"), gpu(1234.0, "550.90.07"), 60.0, False) == (1234.0, "reset")
+    assert judge_gap(SavedCounter(9e6, "550.54.15"), gpu(77.0), 60.0, True) == (77.0, "reset")
+    assert judge_gap(SavedCounter(10.0, EPOCH), rapl(5000.0, "boot-b"), 60.0, False) == (None, "rebooted")
+    assert judge_gap(SavedCounter(10.0, EPOCH), rapl(5000.0), 60.0, True) == (None, "rebooted")
 
 
-def test_a_reset_without_new_epoch_counts_since_the_reset() -> None:
-    assert gap_joules(CounterState(9e6, "550.54.15", True), gpu(12.5), 60.0, False)[0] == 12.5
+def test_another_gpu_at_the_same_index_gets_no_gap() -> None:
+    assert judge_gap(SavedCounter(100.0, "550.54.15", "GPU-aaaa"), gpu(350.0, uuid="GPU-bbbb"), 30.0, False) == (
+        None, "other_device")
+
+
+def test_more_than_the_device_can_draw_is_no_gap() -> None:
+    limited = gpu(100.0 + 700.0 * 10 * 2, max_watts=700.0)  # twice what 700 W draws in 10 s
+    assert judge_gap(SavedCounter(100.0, "550.54.15"), limited, 10.0, False) == (None, "jump")
 
 
 def test_estimated_energy_never_gets_a_gap() -> None:
-    assert gap_joules(CounterState(10.0, "", True), estimate(5.0), 60.0, False)[0] is None
+    assert judge_gap(SavedCounter(10.0, ""), estimate(5.0), 60.0, False) == (None, "not_a_counter")
+
+
+@given(
+    saved=st.floats(0, 300_000), current=st.floats(0, 300_000), seconds=st.floats(0, 1e5),
+    ceiling=st.floats(1, 5000), wrap=st.one_of(st.none(), st.floats(1000, 300_000)),
+    same_epoch=st.booleans(), rebooted=st.booleans(),
+)
+def test_property_a_gap_is_never_more_than_the_device_could_draw(
+    saved: float, current: float, seconds: float, ceiling: float, wrap: float | None, same_epoch: bool,
+    rebooted: bool,
+) -> None:
+    """Whatever the counters say, a recovered gap is within ceiling x gap, and exact when plainly so."""
+    r = Reading("cpu", "package-0", "rapl", current, wrap_joules=wrap, max_watts=ceiling,
+                counter_epoch=EPOCH if same_epoch else "other")
+    joules, kind = judge_gap(SavedCounter(saved, EPOCH), r, seconds, rebooted)
+    if joules is not None:
+        assert 0 <= joules <= budget_joules(ceiling_watts(r), seconds)
+    restarted = rebooted or not same_epoch
+    if restarted and wrap is not None:
+        assert joules is None
+    in_range = wrap is None or (current <= wrap and saved <= wrap)
+    if (not restarted and in_range and current >= saved and current - saved <= budget_joules(ceiling, seconds)
+            and (wrap is None or budget_joules(ceiling, seconds) < wrap)):
+        assert (joules, kind) == (current - saved, "ok")
 
 
 # --- the whole cycle, in process ---
 
 
-def test_restart_resumes_totals_created_and_charges_the_gap_unattributed(tmp_path: Path) -> None:
+def restart(s: config.Settings, grid: FixedGrid, attribution: bool = True) -> tuple[Ledger, Checkpointer]:
+    ledger = Ledger()
+    cp = Checkpointer(s, ledger, Accountant(s), attribution=attribution, grid=grid, wall=lambda: 5000.0)
+    cp.restore()
+    return ledger, cp
+
+
+def test_restart_resumes_totals_and_charges_the_gap_unattributed_once_the_grid_answers(tmp_path: Path) -> None:
     s = settings(tmp_path, "--pue=1.5")
     ledger, acc = Ledger(), Accountant(s)
-    run_samples(ledger, acc, [gpu(1000.0), estimate(0.0)], [gpu(1100.0), estimate(50.0)])
-    cp = Checkpointer(s, ledger, acc, attribution=True)
-    cp.sampled()
+    cp = Checkpointer(s, ledger, acc, attribution=True, grid=FixedGrid(400.0))
+    run_samples(ledger, acc, [gpu(1000.0), estimate(0.0)], [gpu(1100.0), estimate(50.0)], cp=cp)
     assert cp.write()
+    cp.close()
     before = {m: dict(v) for m, v in ledger.totals.items()}
     created = {m: dict(v) for m, v in ledger.created.items()}
 
-    # The new process: restore, then the baseline sample, then the gap.
-    ledger2 = Ledger()
-    cp2 = Checkpointer(s, ledger2, Accountant(s), attribution=True, wall=lambda: 5000.0)
-    cp2.restore()
+    grid = FixedGrid(50.0)
+    grid.answered = False  # the configured provider has not answered yet
+    ledger2, cp2 = restart(s, grid)
     assert ledger2.totals == before and ledger2.created == created
-    baseline = [gpu(1400.0), estimate(0.0)]  # 300 J while down; the estimate meter starts again at 0
-    run_samples(ledger2, Accountant(s), baseline, wall=5000.0)
-    cp2.recover_gap(baseline, INTENSITY)
-
-    key = ("gpu", "0")
-    energy_key = (*key, "nvml")
+    acc2 = cp2.accountant
+    run_samples(ledger2, acc2, [gpu(1400.0), estimate(0.0)], cp=cp2, wall=5000.0)  # 300 J while down
+    key, energy_key = ("gpu", "0"), ("gpu", "0", "nvml")
+    assert ledger2.get(acct.ENERGY, energy_key) == 100.0  # measured, waiting for the grid's answer
+    assert decode(_written(cp2)).gaps == (PendingGap("gpu", "0", "nvml", True, 300.0),)  # kept across a kill -9
+    grid.answered = True
+    run_samples(ledger2, acc2, [gpu(1400.0), estimate(0.0)], cp=cp2, wall=5001.0)
     assert ledger2.get(acct.ENERGY, energy_key) == 400.0
     assert ledger2.get(GAP_JOULES, key) == 300.0
     assert ledger2.get(acct.ENERGY, ("cpu", "0", "estimate")) == 50.0  # nothing invented
-    assert ledger2.get(acct.EMISSIONS, key) == pytest.approx(400.0 * 1.5 * 400.0 / 3.6e6)
+    # Before: 100 J at 400 g/kWh; the gap at the value the chain gave once it answered (50), not 400.
+    assert ledger2.get(acct.EMISSIONS, key) == pytest.approx((100.0 * 400.0 + 300.0 * 50.0) * 1.5 / 3.6e6, rel=1e-12)
     assert ledger2.get(acct.UNATTRIBUTED_ENERGY, key) == 300.0  # nobody knows who used it
     assert ledger2.created[acct.ENERGY][energy_key] == created[acct.ENERGY][energy_key]
-    assert ledger2.created[GAP_JOULES][key] == 5000.0
-    # The next sample goes on from the baseline: nothing counted twice.
-    run_samples(ledger2, Accountant(s), [gpu(1450.0), estimate(10.0)], wall=5001.0)
-    assert ledger2.get(acct.ENERGY, energy_key) == 450.0
+    assert cp2.last_gap is not None and cp2.last_gap["intensity_g_per_kwh"] == 50.0
+    run_samples(ledger2, acc2, [gpu(1450.0), estimate(10.0)], cp=cp2, wall=5002.0)
+    assert ledger2.get(acct.ENERGY, energy_key) == 450.0  # and on from the baseline: nothing twice
+    cp2.close()
+
+
+def _written(cp: Checkpointer) -> bytes:
+    assert cp.write() and cp.path is not None
+    return cp.path.read_bytes()
+
+
+def test_a_device_read_late_still_gets_its_gap_and_one_never_read_is_dropped_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = settings(tmp_path, "--state.gap-wait=0s")
+    ledger, acc = Ledger(), Accountant(s)
+    cp = Checkpointer(s, ledger, acc, attribution=False, grid=FixedGrid(400.0))
+    run_samples(ledger, acc, [gpu(1000.0)], cp=cp)
+    assert cp.write()
+    cp.close()
+    ledger2, cp2 = restart(s, FixedGrid(400.0), attribution=False)
+    with caplog.at_level(logging.INFO, logger="footprint.checkpoint"):
+        run_samples(ledger2, cp2.accountant, [], cp=cp2)  # the GPU is not readable, and the wait is 0 s
+    assert ledger2.get(GAP_REJECTED, ("gpu", "0", "not_read")) == 1.0
+    dropped = [r for r in caplog.records if r.getMessage() == "energy while the exporter was down not recovered"]
+    assert [(r.levelno, r.__dict__["reason"]) for r in dropped] == [(logging.WARNING, "not_read")]
+    cp2.close()
+
+    s = settings(tmp_path, "--state.gap-wait=1h")
+    ledger3, cp3 = restart(s, FixedGrid(400.0), attribution=False)
+    for _ in range(3):
+        run_samples(ledger3, cp3.accountant, [], cp=cp3)  # unreadable for a while: the saved state waits
+    assert decode(_written(cp3)).counters[("gpu", "0")].raw == 1000.0  # still saved, for a kill -9 now
+    run_samples(ledger3, cp3.accountant, [gpu(1110.0)], cp=cp3)
+    assert ledger3.get(GAP_JOULES, ("gpu", "0")) == 110.0
+    cp3.close()
+
+
+def test_a_second_exporter_on_the_same_state_file_is_refused(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    first = Checkpointer(s, Ledger(), Accountant(s), attribution=False)
+    with pytest.raises(ConfigError, match=rf"state.file: .* in use by another exporter \(pid {os.getpid()}"):
+        Checkpointer(s, Ledger(), Accountant(s), attribution=False)
+    first.close()
+    Checkpointer(s, Ledger(), Accountant(s), attribution=False).close()  # free again once released
+
+
+def test_an_empty_state_file_setting_means_no_checkpoint(tmp_path: Path) -> None:
+    s = config.load(["--state.file="], env={})
+    cp = Checkpointer(s, Ledger(), Accountant(s), attribution=False)
+    assert cp.path is None
+    cp.sampled()
+    assert cp.write()
+
+
+def test_the_temp_file_never_follows_a_planted_link(tmp_path: Path) -> None:
+    """The old temp name was predictable (.state.json.tmp-<pid>); a link there was written through."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    state = tmp_path / "state.json"
+    for pid in range(os.getpid() - 2, os.getpid() + 3):
+        (tmp_path / f".state.json.tmp-{pid}").symlink_to(victim)
+    write_atomically(state, b"new")
+    assert state.read_bytes() == b"new" and victim.read_bytes() == b"keep"
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
 
 
 @pytest.mark.parametrize("content", [b"garbage\n", None], ids=["garbage", "foreign"])
@@ -253,7 +391,10 @@ def test_series_unknown_to_this_version_are_dropped(tmp_path: Path) -> None:
 def test_failed_writes_warn_once_and_recovery_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     s = config.load([f"--state.file={tmp_path / 'gone' / 'state.json'}"], env={})
     ledger = Ledger()
-    cp = Checkpointer(s, ledger, Accountant(s), attribution=False)
+    with caplog.at_level(logging.INFO, logger="footprint.checkpoint"):
+        cp = Checkpointer(s, ledger, Accountant(s), attribution=False)
+    assert "cannot create the checkpoint lock file; running without a lock" in caplog.text
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="footprint.checkpoint"):
         for _ in range(3):
             ledger.add(acct.NODE_ENERGY, (), 1.0, 1.0)
@@ -266,7 +407,7 @@ def test_failed_writes_warn_once_and_recovery_is_logged(tmp_path: Path, caplog: 
     assert cp.last_success is not None
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
         "cannot write the checkpoint; still running, the previous one is kept"
-    ]
+    ]  # the lock warning came before, at construction
     assert "checkpoint writes work again" in caplog.text
     assert decode((tmp_path / "gone" / "state.json").read_bytes()).series[0][2] == 3.0
 

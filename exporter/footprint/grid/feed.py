@@ -4,7 +4,16 @@ Reading is cheap and never blocks: `accounting_intensity()` walks the chain's la
 Each provider has its own refresh thread, so a slow API never delays another provider or a sample.
 A failed fetch keeps the last good value (until it is older than `--grid.max-age`), counts the failure
 by reason, and backs off exponentially with jitter (honouring `Retry-After`), so a broken API is never
-hammered. When no value in the chain is fresh, the static table (or the 475 g/kWh world average) is used.
+hammered. When no average value in the chain is fresh, the static table (or the 475 g/kWh world
+average) is used.
+
+One signal per counter: `accounting_intensity()` is always the location-based average (it drives
+footprint_emissions_grams_total); `marginal()` is a fresh marginal value or None, never an average.
+
+Freshness: a value's age is measured from its publication time, clamped to when we fetched it: a
+time in the future (the provider's clock or ours is off, e.g. a node clock a day behind) counts as
+skew (footprint_grid_clock_skew_total) and the value goes stale `max-age` after the fetch, never
+later; a time that is not a finite number fails the fetch (malformed).
 Time is injectable (`clock`, `rng`) so tests drive backoff and staleness without sleeping.
 """
 
@@ -17,7 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -41,6 +50,8 @@ REASONS = (
     "out_of_range", "unknown_zone", "auth", "stale", "internal",
 )
 FORECAST_HOURS = 48
+# A publication time this far ahead of our clock is still counted as skew (every future time is clamped).
+SKEW_TOLERANCE_SECONDS = 1.0
 MAX_RETRY_AFTER = 86400.0
 USER_AGENT = f"footprint-exporter/{__version__}"
 
@@ -60,6 +71,7 @@ class _Slot:
     failures: int = 0  # consecutive
     next_fetch: float = 0.0
     errors: Counter[str] = field(default_factory=Counter)
+    skew: int = 0  # readings whose publication time was ahead of our clock (clamped)
 
 
 @dataclass(frozen=True)
@@ -206,7 +218,7 @@ class GridFeed:
         self.settings = settings
         self.clock = clock
         self.rng = rng or random.Random()
-        self.signal = settings.grid_accounting_signal
+        self.signal = settings.grid_accounting_signal  # "marginal": a marginal counter besides the average one
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -241,12 +253,18 @@ class GridFeed:
         # The last resort, outside the chain: never stale, never fails.
         chained = [s.provider for s in self._slots if isinstance(s.provider, static.StaticProvider)]
         self._last_resort = chained[0] if chained else static.StaticProvider(tables, zone, region, clock)
-        self._primary = next((s for s in self._slots if s.provider.signal == self.signal), None)
+        self._primary = next((s for s in self._slots if _yields(s.provider, "average")), None)
         if self._primary is None:
-            log.warning(
-                "grid: no provider in the chain yields the %s signal; emissions use the static table",
-                self.signal,
-            )
+            log.warning("grid: no provider in the chain yields the average signal; emissions use the static table")
+        if self.signal == "marginal" and not any(_yields(s.provider, "marginal") for s in self._slots):
+            log.warning("grid: marginal accounting, but no provider in the chain yields a marginal signal: "
+                        "footprint_uncharged_energy_joules_total{signal=\"marginal\"} counts all energy")
+        everyone: list[Provider] = [s.provider for s in self._slots]
+        if self._last_resort not in everyone:
+            everyone.append(self._last_resort)
+        if len({p.basis for p in everyone} - {"unknown"}) > 1:
+            log.warning("grid: the chain mixes emission-factor bases (%s): totals change basis when it falls "
+                        "back; see docs/methodology.md", ", ".join(f"{p.name} {p.basis}" for p in everyone))
 
     # --- refresh ---------------------------------------------------------------------------------
 
@@ -289,13 +307,21 @@ class GridFeed:
         if not readings:
             raise ProviderError("missing_field", f"{provider.name}: answer holds no intensity")
         now = self.clock()
+        checked = []
         for r in readings:
             if not (math.isfinite(r.value) and 0.0 <= r.value <= MAX_PLAUSIBLE_INTENSITY):
                 raise ProviderError("out_of_range", f"{provider.name}: {r.value:g} g/kWh is not plausible")
+            r, skewed = clamp_time(r)
+            if skewed:
+                with self._lock:
+                    slot.skew += 1
+                log.warning("grid: %s published a value %.0fs in our future (clock skew); its age counts from "
+                            "when we fetched it", provider.name, skewed)
             if not slot.timeless and self._age(r, now) > self.settings.grid_max_age:
                 age = self._age(r, now)
                 raise ProviderError("stale", f"{provider.name}: value published {age:.0f}s ago, past max age")
-        return readings
+            checked.append(replace(r, basis=r.basis or provider.basis))
+        return checked
 
     def _refresh(self, slot: _Slot) -> None:
         name = slot.provider.name
@@ -346,8 +372,7 @@ class GridFeed:
 
     @staticmethod
     def _age(r: IntensityReading, now: float) -> float:
-        at = r.published_at if r.published_at is not None else r.fetched_at
-        return max(0.0, now - at)
+        return age(r, now)
 
     def _fresh(self, slot: _Slot, r: IntensityReading, now: float) -> bool:
         return slot.timeless or self._age(r, now) <= self.settings.grid_max_age
@@ -360,16 +385,37 @@ class GridFeed:
                     return slot, r
         return None, None
 
+    def _static(self) -> IntensityReading:
+        return replace(self._last_resort.fetch(), basis=self._last_resort.basis)
+
     def accounting_intensity(self) -> IntensityReading:
-        """The value emissions use now: the first fresh one in the chain, else the static table."""
-        _, r = self._in_use(self.signal, self.clock())
-        return r if r is not None else self._last_resort.fetch()
+        """The average (location-based) value footprint_emissions_grams_total uses now: the first fresh
+        one in the chain, else the static table. Never a marginal value, whatever is configured."""
+        _, r = self._in_use("average", self.clock())
+        return r if r is not None else self._static()
 
     def marginal(self) -> IntensityReading | None:
+        """A fresh marginal value, or None: never replaced by an average."""
         return self._in_use("marginal", self.clock())[1]
 
+    def settled(self) -> bool:
+        """True once what accounting_intensity() (and, with marginal accounting, marginal()) gives is
+        the chain's answer: every provider ahead of the one in use has answered a first fetch (value or
+        error). Until then a restart gap waits rather than take the static table by default."""
+        now = self.clock()
+        signals = ("average", "marginal") if self.signal == "marginal" else ("average",)
+        with self._lock:
+            for signal in signals:
+                for slot in self._slots:
+                    r = slot.readings.get(signal)
+                    if r is not None and self._fresh(slot, r, now):
+                        break
+                    if not slot.attempted and _yields(slot.provider, signal):
+                        return False
+        return True
+
     def fallback_active(self) -> bool:
-        slot, _ = self._in_use(self.signal, self.clock())
+        slot, _ = self._in_use("average", self.clock())
         return slot is None or slot is not self._primary
 
     # --- exposition ------------------------------------------------------------------------------
@@ -378,7 +424,7 @@ class GridFeed:
         with self._lock:
             return [
                 _Slot(s.provider, s.position, s.timeless, dict(s.readings), s.up, s.attempted, s.last_reason,
-                      s.last_message, s.failures, s.next_fetch, Counter(s.errors))
+                      s.last_message, s.failures, s.next_fetch, Counter(s.errors), s.skew)
                 for s in self._slots
             ]
 
@@ -422,12 +468,17 @@ class GridFeed:
             "footprint_grid_forecast_min_start_timestamp_seconds",
             "When the greenest forecast window starts.", labels=labels,
         )
+        skew = CounterMetricFamily(
+            "footprint_grid_clock_skew", "Values published in our future (clock skew), clamped to when they "
+            "were fetched.", labels=["provider"],
+        )
         for slot in slots:
             name = slot.provider.name
             up.add_metric([name], 1.0 if slot.up else 0.0)
             if not slot.timeless:
                 for reason in REASONS:
                     errors.add_metric([name, reason], float(slot.errors.get(reason, 0)))
+                skew.add_metric([name], float(slot.skew))
             http = getattr(slot.provider, "http", None)
             for reason, n in sorted(getattr(http, "dropped", {}).items()):
                 dropped.add_metric([name, reason], float(n))
@@ -439,7 +490,7 @@ class GridFeed:
             if latest is not None:
                 updated.add_metric([name], latest.published_at or latest.fetched_at)
                 age.add_metric([name], self._age(latest, now))
-        if self._in_use(self.signal, now)[1] is None and not any(s.provider.name == "static" for s in slots):
+        if self._in_use("average", now)[1] is None and not any(s.provider.name == "static" for s in slots):
             r = self._last_resort.fetch()
             intensity.add_metric([r.zone, r.provider, r.signal], r.value)
         fallback = GaugeMetricFamily(
@@ -447,7 +498,7 @@ class GridFeed:
             "1 if the value in use is not from the first provider in the chain.",
             value=1.0 if self.fallback_active() else 0.0,
         )
-        return [intensity, updated, age, up, errors, dropped, fallback, forecast, fmin, fmin_start]
+        return [intensity, updated, age, up, errors, dropped, skew, fallback, forecast, fmin, fmin_start]
 
     @staticmethod
     def _forecast_metrics(
@@ -482,9 +533,9 @@ class GridFeed:
         """What /api/v1/grid serves and the `peer` provider reads: values, forecast and provenance."""
         now = self.clock()
         slots = self._snapshot()
-        slot, acc = self._in_use(self.signal, now)
+        slot, acc = self._in_use("average", now)
         if acc is None:
-            acc = self._last_resort.fetch()
+            acc = self._static()
         marginal = self.marginal()
         return {
             "version": 1,
@@ -498,9 +549,11 @@ class GridFeed:
                 {
                     "provider": s.provider.name,
                     "signal": s.provider.signal,
+                    "basis": s.provider.basis,
                     "up": s.up,
                     "last_error": s.last_reason or None,
                     "errors": {k: v for k, v in sorted(s.errors.items()) if v},
+                    "clock_skew": s.skew,
                     "fresh": {sig: self._fresh(s, r, now) for sig, r in s.readings.items()},
                     "readings": [_reading_json(r, now) for r in s.readings.values()],
                 }
@@ -514,8 +567,9 @@ class GridFeed:
         chain = " -> ".join(s.provider.name for s in self._slots)
         st = self.settings
         lines = [
-            f"grid: chain {chain} (then static table); accounting signal {self.signal};"
-            f" zone {self.zone or '(none)'}",
+            f"grid: chain {chain} (then static table); emissions use the average signal"
+            + ("; marginal accounting: its own counter" if self.signal == "marginal" else "")
+            + f"; zone {self.zone or '(none)'}",
             f"grid: refresh every {st.grid_refresh_interval:g}s, max age {st.grid_max_age:g}s,"
             f" timeout {st.grid_timeout:g}s",
         ]
@@ -526,15 +580,51 @@ class GridFeed:
             values = ", ".join(
                 f"{r.signal} {r.value:g} g/kWh {self._age(r, now):.0f}s old" for r in s.readings.values()
             )
-            lines.append(f"grid: {s.provider.describe()}; {state}{'; ' + values if values else ''}")
+            skew = f"; {s.skew} value(s) published in our future (clock skew)" if s.skew else ""
+            lines.append(f"grid: {s.provider.describe()}; basis {s.provider.basis}; {state}"
+                         f"{'; ' + values if values else ''}{skew}")
+        lines.append(f"grid: last resort {self._last_resort.describe()}; basis {self._last_resort.basis}")
+        bases = {s.provider.basis for s in self._slots} | {self._last_resort.basis}
+        if len(bases - {"unknown"}) > 1:
+            lines.append("grid: WARNING: the chain mixes emission-factor bases (lifecycle and direct): totals "
+                         "change basis when it falls back (docs/methodology.md)")
         r = self.accounting_intensity()
-        lines.append(f"grid: in use {r.value:g} g/kWh {r.signal} from {r.provider} ({r.zone})")
+        lines.append(f"grid: in use {r.value:g} g/kWh {r.signal} ({r.basis} basis) from {r.provider} ({r.zone})")
+        m = self.marginal()
+        if self.signal == "marginal":
+            lines.append(f"grid: marginal in use {m.value:g} g/kWh ({m.basis} basis) from {m.provider}" if m else
+                         "grid: no fresh marginal value: energy is counted in footprint_uncharged_energy_joules_total")
         return lines
+
+
+def _yields(provider: Provider, signal: str) -> bool:
+    """Whether a provider can give `signal` (the peer relays both of its grid pod's signals)."""
+    return provider.signal == signal or hasattr(provider, "fetch_all")
+
+
+def clamp_time(r: IntensityReading) -> tuple[IntensityReading, float]:
+    """A reading whose publication time is ahead of when we fetched it, clamped to the fetch time,
+    and by how many seconds it was ahead (0: not skewed beyond SKEW_TOLERANCE_SECONDS). Raises
+    ProviderError for a time that is not a finite number."""
+    at = r.published_at
+    if at is None:
+        return r, 0.0
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+        raise ProviderError("malformed", f"{r.provider}: publication time {at!r} is not a finite number")
+    if at <= r.fetched_at:
+        return r, 0.0
+    ahead = at - r.fetched_at
+    return replace(r, published_at=r.fetched_at), (ahead if ahead > SKEW_TOLERANCE_SECONDS else 0.0)
+
+
+def age(r: IntensityReading, now: float) -> float:
+    """Seconds since the value was published (clamped readings: since it was fetched), never negative."""
+    at = r.fetched_at if r.published_at is None else min(r.published_at, r.fetched_at)
+    return max(0.0, now - at)
 
 
 def _reading_json(r: IntensityReading, now: float) -> dict[str, Any]:
     out = asdict(r)
     out["forecast"] = [{"start": p.start, "value": p.value} for p in r.forecast]
-    at = r.published_at if r.published_at is not None else r.fetched_at
-    out["age_seconds"] = max(0.0, now - at)
+    out["age_seconds"] = age(r, now)
     return out

@@ -18,6 +18,7 @@ FORECAST_EVERY = 1800.0
 
 class CarbonAwareProvider:
     name = "carbonaware"
+    basis = "unknown"  # the SDK relays WattTime (direct) or Electricity Maps (lifecycle): configuration
 
     def __init__(self, http: Http, base_url: str, location: str, signal: str) -> None:
         self.http = http

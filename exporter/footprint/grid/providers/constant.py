@@ -10,6 +10,7 @@ from footprint.grid.base import IntensityReading
 
 class ConstantProvider:
     name = "constant"
+    basis = "unknown"  # the user's figure: its basis is theirs to state
     timeless = True
 
     def __init__(self, value: float, signal: str, zone: str, clock: Callable[[], float] = time.time) -> None:

@@ -20,6 +20,7 @@ FORECAST_EVERY = 1800.0
 class ElectricityMapsProvider:
     name = "electricitymaps"
     signal = "average"
+    basis = "lifecycle"  # Electricity Maps' default emission factors are life-cycle (docs/methodology.md)
 
     def __init__(self, http: Http, base_url: str, token: str, zone: str) -> None:
         self.http = http

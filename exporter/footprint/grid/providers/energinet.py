@@ -21,6 +21,7 @@ AREAS = {"DK1": "DK1", "DK2": "DK2", "DK-DK1": "DK1", "DK-DK2": "DK2"}
 class EnerginetProvider:
     name = "energinet"
     signal = "average"
+    basis = "direct"  # CO2Emis: power plants' emissions, 125 % method (docs/methodology.md)
 
     def __init__(self, http: Http, base_url: str, area: str) -> None:
         self.http = http

@@ -33,6 +33,7 @@ def _periods(name: str, data: Any, regional: bool) -> list[Any]:
 class NesoProvider:
     name = "neso"
     signal = "average"
+    basis = "direct"  # NESO factors: generation CO2 only, wind/solar/nuclear 0 (docs/methodology.md)
 
     def __init__(self, http: Http, base_url: str, region: int | None) -> None:
         self.http = http

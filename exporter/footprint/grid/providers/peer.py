@@ -16,7 +16,7 @@ from typing import Any
 
 from footprint import numbers
 from footprint.config import ConfigError, Settings
-from footprint.grid.base import ForecastPoint, IntensityReading, ProviderError
+from footprint.grid.base import BASES, ForecastPoint, IntensityReading, ProviderError
 from footprint.grid.providers._http import Http, number, optional_number, read_secret, timestamp
 
 log = logging.getLogger("footprint.grid")
@@ -57,6 +57,7 @@ def _label(value: Any) -> str:
 
 class PeerProvider:
     name = "peer"
+    basis = "unknown"  # each reading carries its upstream's basis (the peer's /api/v1/grid says it)
 
     def __init__(self, http: Http, base_url: str, signal: str, auth: tuple[str, str] | None = None) -> None:
         self.http = http
@@ -133,6 +134,7 @@ class PeerProvider:
             value=number(self.name, item, "value"), signal=str(signal), provider=self.name,
             zone=_label(item.get("zone")), published_at=self._time(item), fetched_at=self.http.clock(),
             estimated=item.get("estimated") is True, forecast=self._points(item.get("forecast")),
+            basis=item["basis"] if item.get("basis") in BASES else "unknown",
         )
 
     def describe(self) -> str:

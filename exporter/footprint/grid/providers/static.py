@@ -143,6 +143,17 @@ class StaticProvider:
             self.figure = Figure(WORLD_ZONE, WORLD_AVERAGE, "2019", "IEA world average")
 
     @property
+    def basis(self) -> str:
+        """Ember's country figures (via OWID) are life-cycle; Google's region figures are operational
+        (direct); the IEA world average counts combustion CO2 (direct); a user's row: unknown."""
+        source = self.figure.source if self.figure else ""
+        if source.startswith("Ember"):
+            return "lifecycle"
+        if source.startswith(("Google", "IEA")):
+            return "direct"
+        return "unknown"
+
+    @property
     def known(self) -> bool:
         return self.figure is not None and self.figure.zone != WORLD_ZONE
 

@@ -19,6 +19,7 @@ UNITS = {"lbs_co2_per_mwh": LBS_PER_MWH_TO_G_PER_KWH, "g_co2_per_kwh": 1.0, "kg_
 class WattTimeProvider:
     name = "watttime"
     signal = "marginal"
+    basis = "direct"  # MOER: the marginal generator's operating (stack) emissions (docs/methodology.md)
 
     def __init__(self, http: Http, base_url: str, username: str, password: str, region: str) -> None:
         self.http = http
