@@ -116,11 +116,14 @@ def test_api_payload(clock: Clock, em: ElectricityMapsFake, wt: WattTimeFake, tm
 def test_marginal_accounting_is_explicit(
     clock: Clock, em: ElectricityMapsFake, wt: WattTimeFake, tmp_path: Path
 ) -> None:
+    """Marginal accounting is its own counter: the emissions counters keep the average."""
     feed = full_feed(clock, em, wt, tmp_path, "--grid.accounting-signal=marginal")
     feed.refresh_due()
     r = feed.accounting_intensity()
-    assert (r.provider, r.signal) == ("watttime", "marginal")
-    assert not feed.fallback_active()  # watttime is the first provider with the marginal signal
+    assert (r.provider, r.signal, r.basis) == ("electricitymaps", "average", "lifecycle")
+    m = feed.marginal()
+    assert m is not None and (m.provider, m.signal, m.basis) == ("watttime", "marginal", "direct")
+    assert not feed.fallback_active()
 
 
 def test_background_refresh_never_blocks_a_sample(em: ElectricityMapsFake, tmp_path: Path) -> None:

@@ -415,6 +415,8 @@ class GridFeed:
         return True
 
     def fallback_active(self) -> bool:
+        """The average in use is not the first average provider's (with none in the chain, the static
+        table is the configured source, not a fallback)."""
         slot, _ = self._in_use("average", self.clock())
         return slot is None or slot is not self._primary
 
@@ -542,7 +544,7 @@ class GridFeed:
             "generated_at": now,
             "accounting_signal": self.signal,
             "zone": self.zone,
-            "fallback_active": slot is None or slot is not self._primary,
+            "fallback_active": slot is not self._primary,
             "accounting": _reading_json(acc, now),
             "marginal": _reading_json(marginal, now) if marginal else None,
             "chain": [
