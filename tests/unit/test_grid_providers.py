@@ -133,6 +133,7 @@ def test_watttime_marginal_accounting_and_missing_units(clock: Clock, tmp_path: 
         r = feed.marginal()  # its own counter; the emissions counters keep the (static) average
         assert r is not None and (r.provider, r.signal) == ("watttime", "marginal")
         assert r.value == pytest.approx(475.56, abs=0.01)
+        assert feed.accounting_intensity().signal == "average"
         assert not feed.fallback_active()
 
 

@@ -418,7 +418,7 @@ class GridFeed:
         """The average in use is not the first average provider's (with none in the chain, the static
         table is the configured source, not a fallback)."""
         slot, _ = self._in_use("average", self.clock())
-        return slot is None or slot is not self._primary
+        return slot is not self._primary
 
     # --- exposition ------------------------------------------------------------------------------
 
