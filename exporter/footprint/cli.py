@@ -64,9 +64,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.setup(settings.log_level if settings.log_level in ("debug", "error") else "warn", settings.log_format)
         from footprint.doctor import doctor
 
-        return doctor(settings)
+        return doctor(_node_region(settings))
     logs.setup(settings.log_level, settings.log_format)
-    return run(settings)
+    return run(_node_region(settings))
+
+
+def _node_region(settings: Settings) -> Settings:
+    """grid.region from this node's Node object, when kubernetes is on and no zone or region is set."""
+    if not settings.kubernetes_enabled:
+        return settings
+    from footprint.attribution.node import with_node_region
+
+    return with_node_region(settings)
 
 
 def run(settings: Settings) -> int:

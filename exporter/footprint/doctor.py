@@ -60,6 +60,9 @@ def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
         feed.refresh_due()  # one live fetch per provider (bounded by --grid.timeout): checks key, zone, network
         for line in feed.describe():
             say(f"  {line}")
+        if settings.origin("grid.region").startswith("node "):  # attribution/node.py filled it in
+            say(f"  zone from this node: region {settings.grid_region_label} ({settings.origin('grid.region')})"
+                f" -> zone {feed.zone or 'none (region not in the static table)'}")
         i = feed.accounting_intensity()
         say(f"  intensity in use: {i.value:g} gCO2e/kWh ({i.signal}, provider {i.provider}, zone {i.zone or 'world'})")
     except ConfigError as exc:

@@ -1,5 +1,14 @@
 """A kubelet pod-resources gRPC server (v1.PodResourcesLister/List) on a real unix socket.
 
+What it imitates: the kubelet serves `/var/lib/kubelet/pod-resources/kubelet.sock` (kubernetes.io docs,
+"Monitoring Device Plugin Resources"); `List` answers a ListPodResourcesResponse of PodResources
+{name, namespace, containers: ContainerResources {name, devices: ContainerDevices {resource_name,
+device_ids}, cpu_ids (packed int64)}} with the field numbers of
+k8s.io/kubelet/pkg/apis/podresources/v1/api.proto. Newer kubelets add fields (memory,
+dynamic_resources, topology) a reader must skip. `raw_tail` appends bytes as they are after the
+encoded pods: what a kubelet of another version, a broken device plugin's ids or a corrupted answer
+could put there.
+
 The response is encoded here with its own tiny protobuf writer, independent of the exporter's decoder,
 so a shared misunderstanding of the wire format cannot hide (a golden-bytes test pins both).
 """
@@ -67,9 +76,10 @@ def encode_response(pods: Sequence[FakePodResources]) -> bytes:
 
 
 class FakePodResourcesServer:
-    def __init__(self, socket_path: Path, pods: Sequence[FakePodResources] = ()) -> None:
+    def __init__(self, socket_path: Path, pods: Sequence[FakePodResources] = (), raw_tail: bytes = b"") -> None:
         self.socket_path = socket_path
         self.pods = list(pods)
+        self.raw_tail = raw_tail
         self.calls = 0
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
@@ -81,7 +91,7 @@ class FakePodResourcesServer:
     def _list(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         with self._lock:
             self.calls += 1
-            return encode_response(self.pods)
+            return encode_response(self.pods) + self.raw_tail
 
     def start(self) -> FakePodResourcesServer:
         self.socket_path.unlink(missing_ok=True)

@@ -4,6 +4,8 @@ pynvml on the fake libnvidia-ml.so.1."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -14,8 +16,9 @@ from pathlib import Path
 import pytest
 from footprint.checkpoint import decode
 
-from tests.fakes.kube_apiserver import FakeApiServer
+from tests.fakes.kube_apiserver import FakeApiServer, make_node_object
 from tests.fakes.nvml import FakeGpu, FakeProcess, Scenario, fake_env
+from tests.fakes.podresources_server import tagged
 from tests.fakes.workloads import (
     INFERENCE,
     INFERENCE_CORES,
@@ -259,3 +262,62 @@ def test_a_pass_that_cannot_read_a_pods_cpu_time_gives_it_nothing_and_the_next_o
     assert unreadable == 1.0 and jumps == 1.0
     assert value(s, "footprint_attribution_cpu_time_rejected_total", reason="backwards") == 0.0
     assert_conserved(s, ("cpu", "dram"))
+
+
+def test_pods_with_oddly_typed_fields_are_skipped_and_counted_and_the_rest_attributed(tmp_path: Path) -> None:
+    """Issue 16: `spec: [null]` and `status: "Running"` once marked the API server down and froze the
+    node's pod list; a garbled pod-resources entry failed the whole kubelet answer."""
+    cluster = fake_cluster(tmp_path)
+    good = list(cluster.api.pods)
+    cluster.api.set_pods([{"metadata": {"name": "odd-spec", "namespace": "x"}, "spec": [None]}, *good,
+                          {"metadata": {"name": "odd-status", "namespace": "x"}, "status": "Running"}, 7])
+    cluster.podres.raw_tail = tagged(1, b"\x0a\x09cut")  # a pod whose name is cut short
+    run = [*cluster.args, "--sample.interval=1s", "--attribution.interval=0s", "--no-meter.nvml",
+           "--no-meter.rapl", f"--path.sysfs={tmp_path / 'sys'}"]
+    try:
+        with start_exporter(run) as exp:
+            exp.wait_until(when(lambda s: value(s, "footprint_attribution_source_up", source="podresources") == 1.0),
+                           timeout=20)
+            next_pass(exp)
+            cluster.tree.advance(cluster.train_id, 400_000)
+            cluster.tree.advance(cluster.infer_id, 100_000)
+            s = next_pass(exp)
+    finally:
+        cluster.stop()
+    assert value(s, "footprint_attribution_source_up", source="apiserver") == 1.0
+    assert workload(s, TRAINING, "cpu") == pytest.approx(4 * workload(s, INFERENCE, "cpu"), rel=1e-9)
+    assert workload(s, INFERENCE, "cpu") > 0
+    skipped = {dict(lbl)["source"] + "/" + dict(lbl)["reason"]: v
+               for lbl, v in pick(s, "footprint_attribution_items_skipped_total").items()}
+    # Counted at every refresh (each 1 s) that met them: at least once each, always in the same ratio.
+    assert skipped["apiserver/malformed"] >= 3 and skipped["apiserver/malformed"] % 3 == 0
+    assert skipped["apiserver/missing_name"] == 0 and skipped["podresources/malformed"] >= 1
+
+
+def test_grid_zone_from_the_nodes_region_label_and_provider_id(tmp_path: Path) -> None:
+    """Issue 15: no grid.zone set, kubernetes on: the node's region (label, else providerID) through the
+    cloud-region table, in /api/v1/grid, the metrics and doctor."""
+    cluster = fake_cluster(tmp_path)
+    cluster.api.nodes["node-1"] = make_node_object(
+        "node-1", {"topology.kubernetes.io/region": "europe-west4", "topology.kubernetes.io/zone": "europe-west4-a"},
+        "gce://footprint-test/europe-west4-a/gke-pool-1-node-1")
+    run = [*cluster.args, "--no-meter.nvml", "--no-meter.rapl", f"--path.sysfs={tmp_path / 'sys'}"]
+    try:
+        with start_exporter(run) as exp:
+            grid = json.loads(exp.get("/api/v1/grid"))
+            s = parse(exp.scrape())
+            log = exp.log()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FOOTPRINT_")}
+        env["PYTHONPATH"] = str(REPO / "exporter")
+        doctor = subprocess.run([sys.executable, "-m", "footprint", "doctor", *run], env=env, capture_output=True,
+                                text=True, timeout=60)
+        requests = list(cluster.api.requests)
+    finally:
+        cluster.stop()
+    assert grid["zone"] == "NL"
+    assert pick(s, "footprint_grid_accounting_intensity_grams_per_kilowatt_hour", grid_zone="NL")
+    assert "region europe-west4 from the node (label topology.kubernetes.io/region; cloud gcp" in log
+    assert doctor.returncode == 0, doctor.stderr
+    assert ("zone from this node: region europe-west4 (node node-1: label topology.kubernetes.io/region; "
+            "cloud gcp (spec.providerID)) -> zone NL") in doctor.stdout
+    assert requests.count("/api/v1/nodes/node-1") == 2  # once per process, at start

@@ -1,6 +1,7 @@
 """Pods on this node from the Kubernetes API server: `GET /api/v1/pods?fieldSelector=spec.nodeName=<node>`.
 
-Needs only RBAC `list` on pods (the chart grants get, list, watch). The service-account token is
+Needs RBAC `list` on pods, and `get` on nodes for the one start-up read of this node's Node object
+(node.py: its region for the grid zone, only when no zone is configured). The service-account token is
 re-read on every list (projected tokens rotate); without a token file no Authorization header is
 sent (e.g. through `kubectl proxy`). Large nodes are listed in pages (`limit` + `continue`).
 Each pod of the answer is parsed on its own (`parse_pods`): a pod missing optional fields is kept with
@@ -27,6 +28,7 @@ from footprint.attribution.workload import classify
 log = logging.getLogger("footprint.attribution.apiserver")
 
 PAGE_SIZE = 500
+MAX_NODE_BYTES = 4 << 20  # a Node object is a few KiB; its images list can make it ~1 MiB
 MAX_PAGES = 1000  # 500,000 pods: far past any node; a `continue` that never ends is refused
 ACTIVE_PHASES = frozenset({"Pending", "Running", "Unknown", ""})
 
@@ -95,7 +97,8 @@ def _container_id(raw: str) -> str:
 def parse_pod(pod: object, label_key: str) -> PodInfo:
     """A pod of a PodList, every field this exporter reads checked for its type (Kubernetes' own
     schema: objects, lists, strings). Raises Skip: a pod that breaks it is skipped, not guessed at."""
-    pod = _obj(pod, "item")
+    if not isinstance(pod, Mapping):
+        raise Skip("malformed", f"the item is {type(pod).__name__}, not an object")
     meta, spec, status = _obj(pod.get("metadata"), "metadata"), _obj(pod.get("spec"), "spec"), _obj(
         pod.get("status"), "status")
     name, namespace = _str(meta.get("name"), "metadata.name"), _str(meta.get("namespace"), "metadata.namespace")
@@ -178,6 +181,21 @@ class ApiServerClient:
             if token:
                 headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    def get_node(self) -> Mapping[str, Any]:
+        """This node's Node object (`GET /api/v1/nodes/<node>`, RBAC `get` on nodes). Raises OSError
+        (incl. HTTP errors) or ValueError (not an object)."""
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/nodes/{urllib.parse.quote(self.node, safe='')}", headers=self._headers()
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout, context=self._context()) as response:
+            data = response.read(MAX_NODE_BYTES + 1)
+        if len(data) > MAX_NODE_BYTES:
+            raise ValueError(f"the Node object is larger than {MAX_NODE_BYTES} bytes")
+        body = json.loads(data)
+        if not isinstance(body, Mapping):
+            raise ValueError("the API server's answer is not a Node object")
+        return body
 
     def list_pods(self) -> list[object]:
         """Every item of this node's PodList, unparsed (parse_pods judges each). Raises OSError (incl.
