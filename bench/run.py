@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import report
 
-BENCHMARKS = ("overhead", "scrape", "accuracy", "memory", "attribution")
+BENCHMARKS = ("overhead", "scrape", "accuracy", "memory", "attribution", "amd")
 README = common.BENCH / "README.md"
 TOP_README = common.REPO / "README.md"  # shows the summary: machine and goals
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -78,6 +78,10 @@ def main() -> int:
                 import accuracy
 
                 common.write_result(out, "accuracy", mode, accuracy.run(args.quick))
+            if "amd" in selected:
+                import amd
+
+                common.write_result(out / "amd", "amd", mode, amd.run(args.quick))  # own folder: not in the README tables
             if "attribution" in selected:
                 if ATTRIBUTION_BENCH.exists():
                     common.log("attribution: bench/attribution_bench.py")
