@@ -82,7 +82,8 @@ class FakeServer:
                 try:
                     self.send_response(status)
                     for k, v in headers.items():
-                        self.send_header(k, v)
+                        # As UTF-8 bytes, as some servers write them; clients read them as latin-1 obs-text.
+                        self.send_header(k, v.encode("utf-8").decode("latin-1"))
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
@@ -374,13 +375,34 @@ class CarbonAwareFake(FakeServer):
 
 
 class PeerFake(FakeServer):
-    """Serves a payload the test sets (e.g. another GridFeed's api_payload())."""
+    """Serves a payload the test sets (e.g. another GridFeed's api_payload()): the JSON of a real
+    Footprint grid pod's /api/v1/grid (exporter/footprint/grid/feed.py `api_payload`; docs/grid.md).
+
+    `hold`, when set, keeps every answer waiting until the test releases it (bounded): a grid pod
+    that is still starting, or slow, answers a node's first fetch late; the node's fetch then waits
+    up to --grid.timeout, as it does against a real pod behind a Service.
+
+    Encoded with Python's json.dumps, as a real Footprint peer does: a float NaN or infinity goes out
+    as the bare words NaN / Infinity / -Infinity (not JSON per RFC 8259, yet json.loads reads them
+    back), and an int of any size as all its digits; so a test hands the node exactly what a broken or
+    hostile peer would send. `users` (user -> password), when set, makes it ask for basic auth as a
+    grid pod with a web config does (401 with WWW-Authenticate on a missing or wrong credential).
+    """
 
     def __init__(self, payload: Callable[[], Any], clock: Callable[[], float] = time.time) -> None:
         super().__init__(clock)
         self.payload = payload
+        self.hold: threading.Event | None = None
+        self.users: dict[str, str] = {}
 
     def answer(self, req: Request) -> Answer:
+        hold = self.hold
+        if hold is not None:
+            hold.wait(30.0)
+        if self.users:
+            sent = req.headers.get("Authorization", "")
+            if sent not in {"Basic " + base64.b64encode(f"{u}:{p}".encode()).decode() for u, p in self.users.items()}:
+                return 401, {"WWW-Authenticate": 'Basic realm="footprint"'}, b"unauthorized\n"
         if req.path == "/api/v1/grid":
             return as_json(self.payload())
         return as_json({"error": "not found"}, 404)

@@ -238,3 +238,37 @@ def test_expired_watttime_token_logs_in_again(clock: Clock, tmp_path: Path, capl
         assert value(feed, "footprint_grid_fetch_errors_total", provider="watttime", reason="auth") == 3
         assert wt.logins == 2
         assert wt.count("/login") <= 7
+
+
+# --- hostile numbers (issue 16): dropped or refused with a fixed reason, never "internal" -------------
+
+
+def no_internal(feed: GridFeed, provider: str, caplog: pytest.LogCaptureFixture) -> None:
+    assert value(feed, "footprint_grid_fetch_errors_total", provider=provider, reason="internal") == 0
+    assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
+
+
+def test_a_400_digit_intensity_is_malformed_not_internal(clock: Clock, em: ElectricityMapsFake, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    em.state.intensity = 10**400  # Python's json reads it; float() of it overflows
+    feed = feed_for(clock, em, tmp_path)
+    with caplog.at_level(logging.DEBUG, logger="footprint"):
+        tick(clock, feed, 3, 60)
+    assert (value(feed, "footprint_grid_fetch_errors_total", provider="electricitymaps", reason="malformed") or 0) >= 1
+    no_internal(feed, "electricitymaps", caplog)
+    assert feed.accounting_intensity().provider == "static"
+
+
+@pytest.mark.parametrize("retry_after", ["²", "٣٠٠", "1e9", "-5", "soon", "Fri, 99 Foo 2027 99:99:99 GMT"])
+def test_a_retry_after_that_is_not_one_is_ignored(clock: Clock, em: ElectricityMapsFake, tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture, retry_after: str) -> None:
+    """`"²".isdigit()` is True and float("²") raises: it must be read as no Retry-After at all."""
+    feed = feed_for(clock, em, tmp_path)
+    em.fault = Fault(status=429, retry_after=retry_after)
+    with caplog.at_level(logging.DEBUG, logger="footprint"):
+        feed.refresh_due()
+    assert value(feed, "footprint_grid_fetch_errors_total", provider="electricitymaps", reason="rate_limited") == 1
+    no_internal(feed, "electricitymaps", caplog)
+    em.fault = None
+    tick(clock, feed, 4, 5)  # the feed's own first backoff (5-10 s) applies, not a parsed 2 or 300 s
+    assert em.count(LATEST) == 2

@@ -19,7 +19,7 @@ from tests.fakes.grid_servers import (
     WattTimeFake,
     serving,
 )
-from tests.unit.grid_helpers import T0, TOKEN, Clock, make_feed, secret_file
+from tests.unit.grid_helpers import T0, TOKEN, Clock, exposition, make_feed, samples, secret_file, value
 
 
 def em_feed(clock: Clock, em: ElectricityMapsFake, tmp_path: Path, *flags: str) -> GridFeed:
@@ -278,3 +278,80 @@ def test_peer_reads_another_feeds_payload(clock: Clock, tmp_path: Path) -> None:
 def test_peer_needs_url() -> None:
     with pytest.raises(config.ConfigError, match=r"^grid\.peer\.url: required"):
         GridFeed(config.load(["--grid.provider=peer"], env={}))
+
+
+def peer_payload(forecast: list[dict[str, object]], **reading: object) -> dict[str, object]:
+    acc = {"value": 300.0, "signal": "average", "provider": "constant", "zone": "DE", "published_at": T0 - 60,
+           "fetched_at": T0 - 60, "estimated": False, "forecast": forecast, **reading}
+    return {"version": 1, "accounting": acc, "marginal": None}
+
+
+def test_peer_forecast_points_at_nan_or_infinity_are_dropped_and_counted(clock: Clock) -> None:
+    """Python's json reads NaN and +-Infinity; `int(nan)` while building families once failed every
+    /metrics request on every node. The bad points go, counted; the good ones and the value stay."""
+    bad: list[dict[str, object]] = [{"start": float("nan"), "value": 200.0}, {"start": float("inf"), "value": 200.0},
+           {"start": float("-inf"), "value": 200.0}, {"start": 10**400, "value": 200.0},
+           {"start": T0 + 3600, "value": float("nan")}, {"start": "soon", "value": 1.0}, {"value": 5.0}]
+    good: list[dict[str, object]] = [{"start": T0, "value": 250.0}, {"start": T0 + 3600, "value": 120.0}]
+    with serving(PeerFake(lambda: peer_payload(bad + good), clock)) as server:
+        node = make_feed(clock, "--grid.provider=peer", f"--grid.peer.url={server.url}", "--grid.zone=DE")
+        node.refresh_due()
+        r = node.accounting_intensity()
+        assert (r.provider, r.value) == ("peer", 300.0)
+        assert [(p.start, p.value) for p in r.forecast] == [(T0, 250.0), (T0 + 3600, 120.0)]
+        text = exposition(node)  # the families build: this is what /metrics serves
+        assert 'footprint_grid_forecast_min_grams_per_kilowatt_hour{grid_zone="DE",provider="peer"' in text
+        dropped = {reason: value(node, "footprint_grid_points_dropped_total", provider="peer", reason=reason)
+                   for reason in ("non_finite", "malformed", "missing_field", "out_of_range")}
+        assert dropped == {"non_finite": 4, "malformed": 2, "missing_field": 1, "out_of_range": 0}
+
+
+@pytest.mark.parametrize("reading", [{"published_at": float("nan")}, {"published_at": float("inf")},
+                                     {"published_at": -1.0}, {"published_at": "yesterday"},
+                                     {"value": float("nan")}, {"value": 10**400}, {"signal": ["average"]}])
+def test_a_peer_reading_with_a_bad_number_fails_with_a_reason(clock: Clock, reading: dict[str, object]) -> None:
+    with serving(PeerFake(lambda: peer_payload([], **reading), clock)) as server:
+        node = make_feed(clock, "--grid.provider=peer", f"--grid.peer.url={server.url}", "--grid.zone=DE")
+        node.refresh_due()
+        assert node.accounting_intensity().provider == "static"
+        errors = {dict(labels)["reason"]: v for (name, labels), v in samples(node).items()
+                  if name == "footprint_grid_fetch_errors_total" and v}
+        assert set(errors) <= {"malformed", "out_of_range"} and sum(errors.values()) == 1, errors
+
+
+def test_peer_basic_auth(clock: Clock, tmp_path: Path) -> None:
+    password = secret_file(tmp_path, "peer-pw", "grid-pod-pass")
+    with serving(PeerFake(lambda: peer_payload([]), clock)) as server:
+        server.users = {"node": "grid-pod-pass"}
+        node = make_feed(clock, "--grid.provider=peer", f"--grid.peer.url={server.url}", "--grid.zone=DE",
+                         "--grid.peer.username=node", f"--grid.peer.password-file={password}")
+        node.refresh_due()
+        assert node.accounting_intensity().provider == "peer"
+        assert any("basic auth as node" in line for line in node.describe())
+        assert "grid-pod-pass" not in "\n".join(node.describe())
+        server.users = {"node": "rotated"}
+        clock.advance(3600)
+        node.refresh_due()
+        assert value(node, "footprint_grid_fetch_errors_total", provider="peer", reason="auth") == 1
+
+
+@pytest.mark.parametrize(("flags", "key"), [
+    (["--grid.peer.url=http://grid:10180", "--grid.peer.ca-file=/etc/ca.pem"], "grid.peer.ca-file"),
+    (["--grid.peer.url=https://grid:10180", "--grid.peer.ca-file=/nonexistent/ca.pem"], "grid.peer.ca-file"),
+    (["--grid.peer.url=https://grid:10180", "--grid.peer.username=node"], "grid.peer.password-file"),
+    (["--grid.peer.url=https://grid:10180", "--grid.peer.password-file=/x"], "grid.peer.username"),
+    (["--grid.peer.url=https://grid:10180", "--grid.peer.username=n", "--grid.peer.password-file=/nope"],
+     "grid.peer.password-file"),
+])
+def test_peer_tls_and_auth_mistakes_name_the_key(flags: list[str], key: str) -> None:
+    with pytest.raises(config.ConfigError) as err:
+        GridFeed(config.load(["--grid.provider=peer", *flags], env={}))
+    assert str(err.value).startswith(key + ": ")
+
+
+def test_peer_ca_file_that_is_not_a_certificate(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate\n")
+    with pytest.raises(config.ConfigError, match=r"^grid\.peer\.ca-file: .* no usable PEM"):
+        GridFeed(config.load(["--grid.provider=peer", "--grid.peer.url=https://grid:10180",
+                              f"--grid.peer.ca-file={ca}"], env={}))
