@@ -81,7 +81,8 @@ def main() -> int:
             if "amd" in selected:
                 import amd
 
-                common.write_result(out / "amd", "amd", mode, amd.run(args.quick))  # own folder: not in the README tables
+                # its own folder: not in the README tables
+                common.write_result(out / "amd", "amd", mode, amd.run(args.quick))
             if "attribution" in selected:
                 if ATTRIBUTION_BENCH.exists():
                     common.log("attribution: bench/attribution_bench.py")
