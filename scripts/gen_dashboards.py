@@ -556,6 +556,12 @@ def nodes() -> dict[str, Any]:
         bargauge("Energy by node", "IT energy per node over the dashboard's time range.",
                  f"{increase_range('footprint_node_energy_joules_total', NODE, 'instance')} {KWH}", "kwatth",
                  "{{instance}}", w=12),
+        timeseries("Power by process group", "Bare metal (--attribution.processes): attributed power per "
+                   "process group (process name or Slurm job id), 5-minute average. Pods are on the Workloads "
+                   "dashboard; process groups never carry namespace or pod.",
+                   [(f"sum by (instance, process_group) "
+                     f"(instance_process_group:footprint_process_group_power_watts:sum{{{NODE}}})",
+                     "{{instance}} {{process_group}}")], "watt", w=24, stack=True),
         row("Devices and meters"),
         table("Devices", "Every metered device with its model, identifiers, driver, power limit and measurement "
               "source; the value is its power now.",

@@ -40,6 +40,10 @@ groups:
         expr: sum by (cluster, namespace, workload) (rate(footprint_workload_energy_joules_total[5m]))
       - record: cluster_workload:footprint_workload_power_watts:sum
         expr: sum by (cluster, workload) (namespace_workload:footprint_workload_power_watts:sum)
+      # Bare metal (--attribution.processes): process groups (comm or Slurm job id) have their own
+      # series and label, never namespace/pod, so the workload rules above stay about pods.
+      - record: instance_process_group:footprint_process_group_power_watts:sum
+        expr: sum by (cluster, job, instance, process_group) (rate(footprint_process_group_energy_joules_total[5m]))
 
   - name: footprint.emissions
     rules:
@@ -51,6 +55,8 @@ groups:
         expr: sum by (cluster, job, instance) (rate(footprint_embodied_emissions_grams_total[5m])) * 3600
       - record: cluster:footprint_embodied_emissions_grams:rate1h
         expr: sum by (cluster) (instance:footprint_embodied_emissions_grams:rate1h)
+      - record: instance_process_group:footprint_process_group_emissions_grams:rate1h
+        expr: sum by (cluster, job, instance, process_group) (rate(footprint_process_group_emissions_grams_total[5m])) * 3600
       - record: namespace:footprint_workload_emissions_grams:rate1h
         expr: sum by (cluster, namespace) (rate(footprint_workload_emissions_grams_total[5m])) * 3600
       - record: namespace_pod:footprint_workload_emissions_grams:rate1h
