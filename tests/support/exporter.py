@@ -77,17 +77,19 @@ def start_exporter(
     env: Mapping[str, str] | None = None,
     port: int | None = None,
     ready_timeout: float = 10.0,
+    wrap: Sequence[str] = (),
 ) -> Iterator[ExporterProcess]:
     """Run `python -m footprint` with `args` on 127.0.0.1:<free port> and wait until /metrics answers.
 
     The environment is the test's own minus FOOTPRINT_* (so a developer's settings never leak in), plus `env`.
+    `wrap` runs the command through another (e.g. `unshare` for a container's own host name).
     """
     port = port or free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("FOOTPRINT_")}
     full_env.update(env or {})
     full_env["PYTHONPATH"] = str(REPO / "exporter") + os.pathsep + full_env.get("PYTHONPATH", "")
     log_fd, log_name = tempfile.mkstemp(prefix="footprint-", suffix=".log")
-    cmd = [sys.executable, "-m", "footprint", f"--web.listen-address=127.0.0.1:{port}", *args]
+    cmd = [*wrap, sys.executable, "-m", "footprint", f"--web.listen-address=127.0.0.1:{port}", *args]
     proc = subprocess.Popen(cmd, stdout=log_fd, stderr=subprocess.STDOUT, env=full_env)
     os.close(log_fd)
     exporter = ExporterProcess(proc, port, Path(log_name))

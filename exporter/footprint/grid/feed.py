@@ -307,7 +307,7 @@ class GridFeed:
         if not readings:
             raise ProviderError("missing_field", f"{provider.name}: answer holds no intensity")
         now = self.clock()
-        checked = []
+        checked, stale = [], ""
         for r in readings:
             if not (math.isfinite(r.value) and 0.0 <= r.value <= MAX_PLAUSIBLE_INTENSITY):
                 raise ProviderError("out_of_range", f"{provider.name}: {r.value:g} g/kWh is not plausible")
@@ -318,9 +318,11 @@ class GridFeed:
                 log.warning("grid: %s published a value %.0fs in our future (clock skew); its age counts from "
                             "when we fetched it", provider.name, skewed)
             if not slot.timeless and self._age(r, now) > self.settings.grid_max_age:
-                age = self._age(r, now)
-                raise ProviderError("stale", f"{provider.name}: value published {age:.0f}s ago, past max age")
+                stale = f"{provider.name}: {r.signal} value published {self._age(r, now):.0f}s ago, past max age"
+                continue  # one stale signal (a peer's marginal) leaves the other fresh one usable
             checked.append(replace(r, basis=r.basis or provider.basis))
+        if not checked:
+            raise ProviderError("stale", stale)
         return checked
 
     def _refresh(self, slot: _Slot) -> None:
