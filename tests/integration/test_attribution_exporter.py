@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from footprint.checkpoint import decode
 
+from tests.fakes.cgroupfs import FakeProcfs
 from tests.fakes.kube_apiserver import FakeApiServer, make_node_object
 from tests.fakes.nvml import FakeGpu, FakeProcess, Scenario, fake_env
 from tests.fakes.podresources_server import tagged
@@ -321,3 +323,54 @@ def test_grid_zone_from_the_nodes_region_label_and_provider_id(tmp_path: Path) -
     assert ("zone from this node: region europe-west4 (node node-1: label topology.kubernetes.io/region; "
             "cloud gcp (spec.providerID)) -> zone NL") in doctor.stdout
     assert requests.count("/api/v1/nodes/node-1") == 2  # once per process, at start
+
+
+def test_process_groups_have_their_own_series_never_a_pod_and_survive_a_restart(tmp_path: Path) -> None:
+    """Issue 15: bare-metal groups once came out as pod=<group>, namespace="": per-namespace rules took
+    them for an unnamed namespace's pods. Now footprint_process_group_*{process_group}, restored from the
+    checkpoint and counted as consumers like live ones."""
+    proc = FakeProcfs(tmp_path / "proc", cpus=4)
+    proc.add_process(100, comm="python")
+    proc.add_process(200, comm="slurmstepd")
+    run = [*FAST, "--no-meter.nvml", "--no-meter.rapl", f"--path.sysfs={tmp_path / 'sys'}",
+           f"--path.procfs={tmp_path / 'proc'}", "--attribution.processes", f"--state.file={tmp_path / 'state.json'}"]
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.05):
+            proc.advance_process(100, 10)
+            proc.advance_process(200, 2)
+            proc.advance_cpu(12, 8)
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    groups = "footprint_process_group_energy_joules_total"
+    try:
+        with start_exporter(run) as exp:
+            s: Series = exp.wait_until(when(lambda s: total(s, groups, process_group="slurmstepd") > 0), timeout=20)
+            text = exp.get("/metrics")
+        with start_exporter(run) as exp:
+            restored = parse(exp.scrape())
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert {dict(lbl)["process_group"] for lbl in pick(s, groups)} == {"python", "slurmstepd"}
+    assert {dict(lbl)["component"] for lbl in pick(s, groups, process_group="python")} == {"cpu", "dram"}
+    assert pick(s, "footprint_process_group_emissions_grams_total", process_group="python")
+    assert not pick(s, "footprint_workload_energy_joules_total")
+    assert not pick(s, "footprint_workload_emissions_grams_total")
+    assert total(s, groups, process_group="python") > total(s, groups, process_group="slurmstepd")
+    assert_conserved_groups(s)
+    assert total(restored, groups, process_group="python") >= total(s, groups, process_group="python")
+    assert value(restored, "footprint_attribution_consumers") == 2.0  # adopted from the checkpoint
+    proc_check = subprocess.run([tool("promtool"), "check", "metrics"], input=text, capture_output=True, timeout=30)
+    assert proc_check.returncode == 0, proc_check.stdout.decode() + proc_check.stderr.decode()
+
+
+def assert_conserved_groups(s: Series) -> None:
+    for component in ("cpu", "dram"):
+        device = total(s, "footprint_energy_joules_total", component=component)
+        attributed = total(s, "footprint_process_group_energy_joules_total", component=component)
+        rest = total(s, "footprint_unattributed_energy_joules_total", component=component) + total(
+            s, PENDING_J, component=component)
+        assert attributed + rest == pytest.approx(device, rel=1e-9), component
