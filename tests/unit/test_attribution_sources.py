@@ -18,7 +18,10 @@ from footprint.attribution.podresources import (
     decode_list_response,
     gpu_uuid,
 )
+from footprint.attribution.processes import UNREADABLE, read_stat
 from footprint.attribution.workload import classify_pod
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.fakes.cgroupfs import CgroupTree, FakeProcfs, container_id
 from tests.fakes.kube_apiserver import make_pod, running_apiserver
@@ -224,3 +227,28 @@ def test_scan_finds_containers_of_a_nested_kubelet(tmp_path: Path) -> None:
     scope.mkdir(parents=True)
     assert cgroups.scan_containers(str(tmp_path)) == {container_id(5): str(scope)}
     assert cgroups.container_id_of([*pod.relative_to(tmp_path).parts, scope.name]) == container_id(5)
+
+
+# --- the counter files' parsers, on anything ------------------------------------------------------
+
+
+@given(before=st.binary(max_size=40), number=st.integers(min_value=0, max_value=10**19), after=st.binary(max_size=40))
+def test_cpu_stat_usage_is_the_number_or_nothing(tmp_path_factory: pytest.TempPathFactory, before: bytes,
+                                                number: int, after: bytes) -> None:
+    """Whatever cpu.stat holds, `usage_usec` is a plain decimal that ended its line, or None."""
+    d = tmp_path_factory.mktemp("cg")
+    (d / "cpu.stat").write_bytes(b"usage_usec " + str(number).encode() + b"\n" + after)
+    assert cgroups.cpu_usage_usec(str(d)) == number
+    (d / "cpu.stat").write_bytes(before + after)
+    got = cgroups.cpu_usage_usec(str(d))
+    assert got is None or (isinstance(got, int) and got >= 0)
+
+
+@given(text=st.text(max_size=120))
+def test_proc_stat_of_anything_is_a_process_unreadable_or_none(tmp_path_factory: pytest.TempPathFactory,
+                                                               text: str) -> None:
+    proc = tmp_path_factory.mktemp("proc")
+    (proc / "7").mkdir()
+    (proc / "7" / "stat").write_text(text, encoding="utf-8", errors="surrogateescape")
+    got = read_stat(str(proc), 7)
+    assert got is None or got == UNREADABLE or (isinstance(got, tuple) and got[1] >= 0 and got[2] >= 0)
