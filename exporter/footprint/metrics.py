@@ -52,14 +52,15 @@ WORKLOAD = ("namespace", "pod", "container", "workload")
 GRID = ("grid_zone", "provider", "signal")
 
 CATALOG: tuple[MetricSpec, ...] = (
-    _c(acct.ENERGY, (*DEV, "source"), "Energy drawn by a device, joules (source: nvml, nvml_power, rapl, estimate)."),
+    _c(acct.ENERGY, (*DEV, "source"), "Energy drawn by a device, joules (source: nvml, nvml_power, amdsmi, "
+       "amdsmi_power, hwmon_power, rapl, estimate)."),
     _g("footprint_power_watts", (*DEV, "source"), "Power of a device over the last sample, watts."),
     _c(acct.NODE_ENERGY, (), "IT energy of this node (packages + dram + GPUs, nothing counted twice), joules."),
     _g("footprint_node_power_watts", (), "IT power of this node over the last sample, watts."),
     _g("footprint_device_info", (*DEV, "model", "..."), "Static facts about a device (join on component, device)."),
     _g("footprint_device_up", DEV, "1 if the device was read in the last sample, else 0."),
-    _g("footprint_gpu_utilization_ratio", ("device",), "GPU utilisation over the last sample, 0-1.", "nvml"),
-    _g("footprint_gpu_power_limit_watts", ("device",), "GPU enforced power limit, watts.", "nvml"),
+    _g("footprint_gpu_utilization_ratio", ("device",), "GPU utilisation over the last sample, 0-1.", "nvml, amdsmi"),
+    _g("footprint_gpu_power_limit_watts", ("device",), "GPU enforced power limit, watts.", "nvml, amdsmi"),
     _c(acct.EMISSIONS, DEV, "Operational CO2e of a device: energy x PUE x grid intensity of each interval, grams."),
     _c(acct.MARGINAL_EMISSIONS, DEV, "Marginal CO2e of a device (--grid.accounting-signal=marginal): energy x PUE x "
        "a fresh marginal intensity, never an average, grams.", "grid"),
