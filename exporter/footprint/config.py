@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from footprint import numbers
+from footprint.ledger import parse_max_watts
 
 
 class ConfigError(Exception):
@@ -146,6 +147,10 @@ class Settings:
         "meter.amdsmi", "bool", True, "AMD GPUs through amdsmi (amdgpu hwmon power where amdsmi is missing)"
     )
     meter_estimate: bool = opt("meter.estimate", "bool", True, "estimate CPU/DRAM power where no meter covers it")
+    counter_max_watts: tuple[str, ...] = opt(
+        "counter.max-watts", "list", (), "power ceiling per component, over each device's own (gpu=1500,cpu=800): "
+        "a counter delta above ceiling x elapsed is a glitch, never energy", check=parse_max_watts,
+    )
     estimate_cpu_idle_watts: float = opt(
         "estimate.cpu-idle-watts", "float", 10.0, "CPU power at 0 % utilisation (whole machine)", minimum=0.0,
         maximum=100_000.0

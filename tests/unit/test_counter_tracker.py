@@ -143,7 +143,7 @@ def test_glitches_never_push_energy_above_the_ceiling_nor_lose_more_than_their_i
         budget += budget_joules(CEILING, step.dt)
         fault = step.fault if k - last_fault >= 3 else None
         good = raw(true_counter)
-        value = good
+        value: float | None = good
         plausible = budget_joules(CEILING, step.dt)
         if fault == "dip":
             value = previous_raw - 0.005 if previous_raw >= 0.005 else None
@@ -169,6 +169,7 @@ def test_glitches_never_push_energy_above_the_ceiling_nor_lose_more_than_their_i
                 value = None
         if value is None:
             fault, value = None, good
+        assert value is not None
         if fault is not None or previous_faulty:
             allowed_error += drawn
         judged = tracker.observe(Reading("cpu", "0", "rapl", value, wrap_joules=wrap, max_watts=CEILING), t)

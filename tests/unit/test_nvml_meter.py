@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from footprint import config
 from footprint.config import Settings
 from footprint.ledger import CounterTracker
 from footprint.meters.base import MeterError, MeterUnavailable, Reading
 from footprint.meters.nvml import (
+    GPU_MARGIN,
     NvmlInitError,
     NvmlLibraryError,
     NvmlMeter,
@@ -121,9 +123,17 @@ def test_eight_gpus_report_the_hardware_counter_exactly(rig: Rig) -> None:
         "uuid": "GPU-fa4e0000-0000-4000-8000-000000000003",
         "model": "NVIDIA A100-SXM4-80GB",
         "driver_version": "550.54.15",
-        "power_limit_watts": "430",
-    }
+    }  # the limit can change at runtime: a gauge, never an info label
     assert dict(r.gauges) == {"utilization_ratio": 0.3, "power_limit_watts": 430.0}
+    assert r.max_watts == 430.0 * GPU_MARGIN  # the counter's ceiling: the limit with a margin
+
+
+def test_the_ceiling_is_the_highest_settable_limit_or_the_override(rig: Rig) -> None:
+    rig.set(gpus=[FakeGpu(power_limit_watts=500.0, power_limit_max_watts=700.0), FakeGpu(power_limit_watts=400.0)])
+    assert [r.max_watts for r in rig.meter().read()] == [700.0 * GPU_MARGIN, 400.0 * GPU_MARGIN]
+    meter = NvmlMeter(config.load(["--counter.max-watts=gpu=2000"], env={}), clock=rig.clock, retry_interval=RETRY)
+    rig.meters.append(meter)
+    assert [r.max_watts for r in meter.read()] == [2000.0, 2000.0]
 
 
 # The stated trace for the no-counter case, a training job: idle 80 W, load 350 W from 12.25 s, 280 W from
@@ -331,8 +341,8 @@ def test_describe_says_counter_or_integration_per_gpu(rig: Rig) -> None:
     lines = rig.meter().describe()
     assert lines == [
         "nvml: driver 550.54.15, 3 GPU(s)",
-        "nvml: gpu 0: NVIDIA H100 80GB HBM3 GPU-fa4e0000-0000-4000-8000-000000000000, power limit 700 W; "
-        "energy from the hardware counter (nvmlDeviceGetTotalEnergyConsumption)",
+        "nvml: gpu 0: NVIDIA H100 80GB HBM3 GPU-fa4e0000-0000-4000-8000-000000000000, power limit 700 W, "
+        "counter ceiling 1050 W; energy from the hardware counter (nvmlDeviceGetTotalEnergyConsumption)",
         "nvml: gpu 1: NVIDIA H100 80GB HBM3 GPU-fa4e0000-0000-4000-8000-000000000001, power limit 700 W; "
         "energy integrated from instant power (NVML field 186): no hardware energy counter",
         "nvml: gpu 2: DOWN: nvmlDeviceGetHandleByIndex: GPU is lost",

@@ -1,36 +1,52 @@
-"""RAPL on a real powercap layout: packages + dram, never core; wraparound; exact joules."""
+"""RAPL on a real powercap layout: packages + dram, never core; wraparound; exact joules; zones checked
+one by one and found again; ceilings; the estimate filling in exactly what RAPL does not read."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+import psutil
 import pytest
 from footprint import config
 from footprint.accountant import ENERGY, NODE_ENERGY, Accountant
-from footprint.ledger import Ledger
-from footprint.meters.base import MeterUnavailable
-from footprint.meters.rapl import RaplMeter
+from footprint.config import ConfigError
+from footprint.ledger import REJECTED_METRIC, Ledger
+from footprint.meters.base import MeterError, MeterUnavailable, Reading
+from footprint.meters.estimate import EstimateMeter
+from footprint.meters.rapl import RAPL_MARGIN, RaplMeter
+from footprint.meters.registry import detect
 from footprint.sampler import Sampler
 
 from tests.fakes.sysfs import RaplTree
 from tests.unit.fixed_grid import FixedGrid
 
 
-def _sampler(tmp_path: Path, tree: RaplTree) -> tuple[Sampler, Ledger]:
-    settings = config.load([f"--path.sysfs={tree.root}", f"--path.procfs={tmp_path / 'proc'}"], env={})
-    ledger = Ledger()
-    clock = iter(range(1000))
-    sampler = Sampler([RaplMeter(settings)], ledger, Accountant(settings), FixedGrid(100.0), 1.0,
-                      clock=lambda: float(next(clock)), wall=lambda: 1.7e9)
-    return sampler, ledger
+class Rig:
+    """A sampler over the tree with a clock the test moves (one second per `step()` by default)."""
+
+    def __init__(self, tmp_path: Path, tree: RaplTree, *args: str) -> None:
+        self.t = 0.0
+        self.settings = config.load([f"--path.sysfs={tree.root}", f"--path.procfs={tmp_path / 'proc'}",
+                                     "--no-meter.nvml", "--no-meter.amdsmi", *args], env={})
+        self.ledger = Ledger()
+        self.meter = RaplMeter(self.settings, clock=lambda: self.t)
+        self.sampler = Sampler([self.meter], self.ledger, Accountant(self.settings), FixedGrid(100.0), 1.0,
+                               clock=lambda: self.t, wall=lambda: 1.7e9)
+
+    def step(self, seconds: float = 1.0) -> None:
+        self.t += seconds
+        self.sampler.sample()
+
+    def energy(self, component: str, device: str) -> float:
+        return self.ledger.get(ENERGY, (component, device, "rapl"))
 
 
 def test_packages_and_dram_counted_core_never(tmp_path: Path) -> None:
     tree = RaplTree(tmp_path / "sys", packages=2, dram=True, psys=True)
-    sampler, ledger = _sampler(tmp_path, tree)
-    sampler.sample()  # baseline
+    rig = Rig(tmp_path, tree)
+    rig.step()  # baseline
     steps = [(123_456, 7_000, 55_555, 1_000, 999_999), (1, 2, 3, 4, 5), (10_000_001, 0, 20_000_002, 17, 3)]
     for p0, d0, p1, d1, psys in steps:
         tree.advance("intel-rapl:0", p0)
@@ -39,8 +55,8 @@ def test_packages_and_dram_counted_core_never(tmp_path: Path) -> None:
         tree.advance("intel-rapl:1:1", d1)
         tree.advance("intel-rapl:0:0", 5_000_000)  # core moves too: must never be counted
         tree.advance("intel-rapl:2", psys)
-        sampler.sample()
-    got = ledger.series(ENERGY)
+        rig.step()
+    got = rig.ledger.series(ENERGY)
     assert got[("cpu", "package-0", "rapl")] == pytest.approx(tree.true_uj["intel-rapl:0"] / 1e6, rel=1e-12)
     assert got[("cpu", "package-1", "rapl")] == pytest.approx(tree.true_uj["intel-rapl:1"] / 1e6, rel=1e-12)
     assert got[("dram", "dram-0", "rapl")] == pytest.approx(tree.true_uj["intel-rapl:0:1"] / 1e6, rel=1e-12)
@@ -49,33 +65,56 @@ def test_packages_and_dram_counted_core_never(tmp_path: Path) -> None:
     assert not any(device == "core" or "core" in device for _, device, _ in got)
     zones = ("intel-rapl:0", "intel-rapl:1", "intel-rapl:0:1", "intel-rapl:1:1")
     packages_and_dram = sum(tree.true_uj[z] for z in zones)
-    assert ledger.get(NODE_ENERGY) == pytest.approx(packages_and_dram / 1e6, rel=1e-12)
+    assert rig.ledger.get(NODE_ENERGY) == pytest.approx(packages_and_dram / 1e6, rel=1e-12)
 
 
 def test_wraparound_mid_run_is_absorbed(tmp_path: Path) -> None:
-    tree = RaplTree(tmp_path / "sys", packages=1, dram=False, max_range_uj=10_000_000)
+    # A 10 J range at 1.5 W max power: a 2.25 W ceiling, 2.4 J a second at most, so one wrap at most.
+    tree = RaplTree(tmp_path / "sys", packages=1, dram=False, max_range_uj=10_000_000, max_power_uw=1_500_000)
     tree.set_counter("intel-rapl:0", 9_000_000)
-    sampler, ledger = _sampler(tmp_path, tree)
-    sampler.sample()
+    rig = Rig(tmp_path, tree)
+    rig.step()
     totals = []
-    for step in (600_000, 700_000, 4_000_000, 5_000_000, 9_999_999):  # wraps twice
+    for step in (1_500_000, 2_200_000, 2_000_000, 2_100_000, 2_000_000, 1_999_999, 2_200_000):  # wraps twice
         tree.advance("intel-rapl:0", step)
-        sampler.sample()
-        totals.append(ledger.get(ENERGY, ("cpu", "package-0", "rapl")))
+        rig.step()
+        totals.append(rig.energy("cpu", "package-0"))
     assert totals == sorted(totals), "a counter went backwards"
     assert totals[-1] == pytest.approx(tree.true_uj["intel-rapl:0"] / 1e6, rel=1e-12)
+    assert not rig.ledger.series(REJECTED_METRIC)
+
+
+def test_ceiling_is_the_zones_max_power_with_a_margin_or_the_override(tmp_path: Path) -> None:
+    tree = RaplTree(tmp_path / "sys", packages=1, dram=True, max_power_uw=205_000_000)
+    (tree.path("intel-rapl:0:1") / "constraint_0_max_power_uw").write_text("0\n")  # published as 0: unknown
+    (tree.path("intel-rapl:0") / "constraint_1_max_power_uw").write_text("250000000\n")  # short term, higher
+    rig = Rig(tmp_path, tree)
+    ceilings = {r.device: r.max_watts for r in rig.meter.read()}
+    assert ceilings == {"package-0": 250.0 * RAPL_MARGIN, "dram-0": 200.0}  # dram: the component default
+    rig = Rig(tmp_path, tree, "--counter.max-watts=cpu=300,dram=40")
+    assert {r.device: r.max_watts for r in rig.meter.read()} == {"package-0": 300.0, "dram-0": 40.0}
+    assert "ceiling 300 W" in rig.meter.describe()[0]
+
+
+def test_sampling_too_slowly_for_a_range_is_refused_at_start(tmp_path: Path) -> None:
+    tree = RaplTree(tmp_path / "sys", packages=1, dram=False, max_range_uj=65_712_999_613, max_power_uw=20_000_000)
+    settings = [f"--path.sysfs={tree.root}", "--sample.interval=45m"]
+    with pytest.raises(ConfigError, match=r"^sample\.interval: too slow for RAPL zone package-0: .*wraps every "
+                                          r"2\.19e\+03s at up to 30 W"):
+        RaplMeter(config.load(settings, env={}))
+    RaplMeter(config.load([*settings[:1], "--sample.interval=30s"], env={}))  # 30 s is fine
 
 
 def test_unreadable_zone_marks_device_down_and_keeps_others(tmp_path: Path) -> None:
     tree = RaplTree(tmp_path / "sys", packages=2, dram=False)
-    sampler, ledger = _sampler(tmp_path, tree)
-    sampler.sample()
+    rig = Rig(tmp_path, tree)
+    rig.step()
     (tree.path("intel-rapl:1") / "energy_uj").unlink()
     tree.advance("intel-rapl:0", 1_000_000)
-    sampler.sample()
-    assert sampler.state.meter_up["rapl"] is True
-    assert sampler.state.device_down == {("cpu", "package-1"): "FileNotFoundError"}
-    assert ledger.get(ENERGY, ("cpu", "package-0", "rapl")) == pytest.approx(1.0)
+    rig.step()
+    assert rig.sampler.state.meter_up["rapl"] is True
+    assert rig.sampler.state.device_down == {("cpu", "package-1"): "FileNotFoundError"}
+    assert rig.energy("cpu", "package-0") == pytest.approx(1.0)
 
 
 def test_no_powercap_is_no_data_not_an_error(tmp_path: Path) -> None:
@@ -84,18 +123,95 @@ def test_no_powercap_is_no_data_not_an_error(tmp_path: Path) -> None:
         RaplMeter(settings)
 
 
-def test_permission_denied_says_how_to_grant_access(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tree = RaplTree(tmp_path / "sys", packages=1, dram=False)
-    energy = tree.path("intel-rapl:0") / "energy_uj"
-    real_open = open
+def test_a_denied_zone_is_left_to_the_estimate_and_doctor_says_how_to_grant_access(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the package files opened up: the dram zone is denied (PermissionError, as for a non-root
+    reader on a PLATYPUS-fixed kernel), so RAPL reads the package and the estimate reads dram-0."""
+    tree = RaplTree(tmp_path / "sys", packages=1, dram=True)
+    denied = str(tree.path("intel-rapl:0:1") / "energy_uj")
+    real_open = os.open
 
-    def deny(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> IO[Any]:
-        if str(path) == str(energy):
+    def deny(path: Any, *args: Any, **kwargs: Any) -> int:
+        if str(path) == denied:
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    # Tests run as root, where chmod 000 does not stop a read: deny at the open() the meter uses.
-    monkeypatch.setattr("builtins.open", deny)
-    settings = config.load([f"--path.sysfs={tree.root}"], env={})
-    with pytest.raises(MeterUnavailable, match=r"root only.*chmod a\+r"):
-        RaplMeter(settings)
+    # Tests run as root, where chmod 000 does not stop a read: deny at the os.open() the meter uses.
+    monkeypatch.setattr("footprint.meters.rapl.os.open", deny)
+    settings = config.load([f"--path.sysfs={tree.root}", "--no-meter.nvml", "--no-meter.amdsmi"], env={})
+    found = detect(settings)
+    rapl, estimate = found.meters
+    assert isinstance(rapl, RaplMeter) and isinstance(estimate, EstimateMeter)
+    assert [r.device for r in rapl.read()] == ["package-0"]
+    assert [(r.component, r.device, r.source) for r in estimate.read()] == [("dram", "dram-0", "estimate")]
+    lines = rapl.describe()
+    assert lines[1].startswith("rapl: dram-0: NOT READ (PermissionError): estimated instead")
+    assert "root only" in lines[1] and "chmod a+r" in lines[1]
+    assert "estimate: cpu package-0: measured by RAPL, not estimated" in estimate.describe()
+
+
+def test_zones_found_later_or_lost_switch_between_rapl_and_the_estimate(tmp_path: Path) -> None:
+    """package-1 appears after start (a late driver): measured from its first read, and the estimate,
+    which filled in for it under the same device label, stops; a zone that stops being readable goes
+    back to the estimate. Every switch starts a new baseline: nothing is counted twice."""
+    tree = RaplTree(tmp_path / "sys", packages=1, dram=False, cpu_packages=2)
+    t = [0.0]
+    settings = config.load([f"--path.sysfs={tree.root}", "--sample.interval=1s"], env={})
+    rapl = RaplMeter(settings, clock=lambda: t[0])
+    estimate = EstimateMeter(settings, {"cpu"}, clock=lambda: t[0], covered=rapl.covered)
+    ledger = Ledger()
+    sampler = Sampler([rapl, estimate], ledger, Accountant(settings), FixedGrid(100.0), 1.0,
+                      clock=lambda: t[0], wall=lambda: 1.7e9)
+
+    def sources() -> dict[str, str]:
+        return {r.device: r.source for r in sampler.state.readings}
+
+    sampler.sample()
+    assert sources() == {"package-0": "rapl", "package-1": "estimate"}
+    tree.add_package(1, dram=False)
+    t[0] = 5.0
+    sampler.sample()
+    assert sources() == {"package-0": "rapl", "package-1": "estimate"}  # not looked for again yet
+    t[0] = rapl.rediscover_seconds
+    sampler.sample()
+    assert sources() == {"package-0": "rapl", "package-1": "rapl"}  # the baseline read
+    estimated = ledger.get(ENERGY, ("cpu", "package-1", "estimate"))
+    assert estimated > 0
+    tree.advance("intel-rapl:1", 55_000_000)
+    tree.advance("intel-rapl:0", 10_000_000)
+    t[0] += 1.0
+    sampler.sample()
+    assert ledger.get(ENERGY, ("cpu", "package-1", "rapl")) == 55.0
+    assert ledger.get(ENERGY, ("cpu", "package-1", "estimate")) == estimated
+    assert ledger.get(NODE_ENERGY) == pytest.approx(sum(ledger.series(ENERGY).values()), rel=1e-12)
+
+    tree.make_unreadable("intel-rapl:1")
+    t[0] += rapl.rediscover_seconds
+    sampler.sample()
+    assert sources() == {"package-0": "rapl", "package-1": "estimate"}
+    assert rapl.unreadable == {"package-1": "IsADirectoryError"}
+
+
+def test_a_vanished_proc_stat_is_a_meter_error_not_a_traceback(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    for name in ("stat", "meminfo", "cpuinfo"):
+        (proc / name).write_bytes(Path("/proc", name).read_bytes())
+    settings = config.load([f"--path.procfs={proc}", f"--path.sysfs={tmp_path}"], env={})
+    meter = EstimateMeter(settings, {"cpu", "dram"})
+    assert [r.device for r in meter.read()] == ["package-0", "dram-0"]
+    (proc / "stat").unlink()
+    try:
+        with pytest.raises(MeterError, match=r"cannot read CPU utilisation from .*/proc/stat"):
+            meter.read()
+    finally:
+        psutil.PROCFS_PATH = "/proc"
+
+
+def test_rapl_readings_carry_the_boot_epoch(tmp_path: Path) -> None:
+    tree = RaplTree(tmp_path / "sys", packages=1, dram=False)
+    boot = tmp_path / "proc" / "sys" / "kernel" / "random"
+    boot.mkdir(parents=True)
+    (boot / "boot_id").write_text("5c0ffee0-0000-4000-8000-000000000001\n")
+    (r,) = Rig(tmp_path, tree).meter.read()
+    assert isinstance(r, Reading) and r.counter_epoch == "5c0ffee0-0000-4000-8000-000000000001"

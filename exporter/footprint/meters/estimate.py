@@ -1,22 +1,48 @@
-"""Estimated CPU and DRAM power, for components that no real meter covers.
+"""Estimated CPU and DRAM power, for the devices no real meter covers right now.
 
 CPU watts = idle + (max - idle) x utilisation over the interval (psutil, whole machine). DRAM watts =
 installed GiB x W/GiB (a constant: DRAM power varies little with load). Both are labelled
 `source="estimate"` and integrated into a process-local counter; they never invent energy for time
 the exporter was not running.
+
+Devices are named as RAPL names the same hardware: `package-N` per CPU package (socket, from
+<sysfs>/devices/system/cpu/cpu*/topology/physical_package_id) and `dram-N` for its memory, each an
+equal share of the machine's estimate. So when RAPL becomes readable for a package (or stops being),
+its series keep their `device` label and only `source` changes; the estimate skips every device
+`covered()` says a real meter measures, on every read.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import psutil
 
 from footprint.config import Settings
-from footprint.meters.base import Reading, cpu_model
+from footprint.meters.base import MeterError, MeterUnavailable, Reading, cpu_model
 
 GIB = 1024**3
+_CPU_DIR = re.compile(r"^cpu\d+$")
+
+
+def packages(sysfs: str) -> list[int]:
+    """The CPU package ids of this machine (at least [0] when the topology cannot be read)."""
+    root = Path(sysfs) / "devices" / "system" / "cpu"
+    found = set()
+    try:
+        names = [n for n in os.listdir(root) if _CPU_DIR.match(n)]
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            found.add(int((root / name / "topology" / "physical_package_id").read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    return sorted(p for p in found if p >= 0) or [0]
 
 
 class EstimateMeter:
@@ -27,60 +53,78 @@ class EstimateMeter:
         settings: Settings,
         components: set[str],
         clock: Callable[[], float] = time.monotonic,
+        covered: Callable[[], set[tuple[str, str]]] = set,
     ) -> None:
-        """`components`: which of {"cpu", "dram"} to estimate (those no real meter covers)."""
+        """`components`: which of {"cpu", "dram"} to estimate; `covered`: devices a real meter reads now."""
+        self.procfs = settings.path_procfs
         psutil.PROCFS_PATH = settings.path_procfs
         self.components = components
+        self.covered = covered
         self.idle = settings.estimate_cpu_idle_watts
         self.max = settings.estimate_cpu_max_watts
-        self.dram_watts = psutil.virtual_memory().total / GIB * settings.estimate_dram_watts_per_gib
+        self.packages = packages(settings.path_sysfs)
+        try:
+            memory = psutil.virtual_memory().total
+        except (OSError, psutil.Error) as exc:
+            raise MeterUnavailable(f"cannot read installed memory from {self.procfs}/meminfo: {exc}") from None
+        self.dram_watts = memory / GIB * settings.estimate_dram_watts_per_gib
+        self.devices = [(c, f"{prefix}-{p}") for c, prefix in (("cpu", "package"), ("dram", "dram"))
+                        if c in components for p in self.packages]
         self.clock = clock
-        self.joules = dict.fromkeys(components, 0.0)
+        self.joules = dict.fromkeys(self.devices, 0.0)
         self.model = cpu_model(settings.path_procfs)
         self._last = clock()
-        psutil.cpu_percent(interval=None)  # starts psutil's utilisation window
+        try:
+            self._utilisation()  # starts psutil's utilisation window
+        except MeterError as exc:
+            raise MeterUnavailable(str(exc)) from None
 
     def cpu_watts(self, utilisation: float) -> float:
+        """The whole machine's CPU power at this utilisation (0-1)."""
         return self.idle + (self.max - self.idle) * min(max(utilisation, 0.0), 1.0)
+
+    def _utilisation(self) -> float:
+        try:
+            return float(psutil.cpu_percent(interval=None)) / 100.0
+        except (OSError, psutil.Error, ValueError) as exc:  # /proc/stat gone or garbled (a dying container)
+            raise MeterError(f"cannot read CPU utilisation from {self.procfs}/stat: {exc}") from None
 
     def read(self) -> list[Reading]:
         now = self.clock()
         dt, self._last = max(now - self._last, 0.0), now
+        covered = self.covered()
+        todo = [key for key in self.devices if key not in covered]
+        utilisation = self._utilisation() if any(c == "cpu" for c, _ in todo) else 0.0
+        share = 1.0 / len(self.packages)
         readings = []
-        if "cpu" in self.components:
-            watts = self.cpu_watts(psutil.cpu_percent(interval=None) / 100.0)
-            self.joules["cpu"] += watts * dt
-            readings.append(self._reading("cpu", "0", watts, {"model": self.model}))
-        if "dram" in self.components:
-            self.joules["dram"] += self.dram_watts * dt
-            readings.append(self._reading("dram", "0", self.dram_watts, {}))
+        for key in todo:
+            component, device = key
+            watts = (self.cpu_watts(utilisation) if component == "cpu" else self.dram_watts) * share
+            self.joules[key] += watts * dt
+            readings.append(Reading(component=component, device=device, source="estimate",
+                                    energy_joules=self.joules[key], power_watts=watts, hardware_counter=False,
+                                    info={"model": self.model} if component == "cpu" else {}))
         return readings
-
-    def _reading(self, component: str, device: str, watts: float, info: Mapping[str, str]) -> Reading:
-        return Reading(
-            component=component,
-            device=device,
-            source="estimate",
-            energy_joules=self.joules[component],
-            power_watts=watts,
-            hardware_counter=False,
-            info=info,
-        )
 
     def down_devices(self) -> Mapping[str, str]:
         return {}
 
     def describe(self) -> list[str]:
+        covered = self.covered()
         lines = []
-        if "cpu" in self.components:
-            lines.append(
-                f"estimate: cpu from utilisation, {self.idle:g} W idle to {self.max:g} W busy "
-                "(set --estimate.cpu-idle-watts / --estimate.cpu-max-watts for your machine)"
-            )
-        if "dram" in self.components:
-            lines.append(f"estimate: dram at a constant {self.dram_watts:.2f} W (installed memory x W/GiB)")
+        for component, device in self.devices:
+            if (component, device) in covered:
+                lines.append(f"estimate: {component} {device}: measured by RAPL, not estimated")
+            elif component == "cpu":
+                lines.append(
+                    f"estimate: cpu {device} from utilisation, {self.idle:g} W idle to {self.max:g} W busy for the "
+                    f"machine, shared by {len(self.packages)} package(s) (set --estimate.cpu-idle-watts / "
+                    "--estimate.cpu-max-watts for your machine)"
+                )
+            else:
+                lines.append(f"estimate: dram {device} at a constant {self.dram_watts / len(self.packages):.2f} W "
+                             "(installed memory x W/GiB, shared by the packages)")
         return lines
 
     def close(self) -> None:
         pass
-

@@ -15,6 +15,11 @@ NVML errors surface as the NvmlError subclasses below, never as pynvml's own.
 The hardware counter's epoch is the driver version: a new version means the driver was loaded again,
 so the counter restarted from 0. A reload without a version change shows as a smaller counter, which
 the ledger absorbs.
+
+Each reading carries the GPU's power ceiling (`max_watts`), against which the ledger judges every
+counter delta: the highest power limit the board allows (the enforced limit, or the top of
+nvmlDeviceGetPowerManagementLimitConstraints where that is higher: an administrator may raise the
+limit at any time) times `GPU_MARGIN`, or --counter.max-watts=gpu=W.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from footprint.config import Settings
+from footprint.ledger import parse_max_watts
 from footprint.meters.base import MeterError, MeterUnavailable, PowerIntegrator, Reading
 
 try:
@@ -54,6 +60,10 @@ GPU_NOT_FOUND = 28
 UNKNOWN = 999
 
 FIELD_POWER_INSTANT = 186
+
+# Over the power limit: boards exceed it for milliseconds (power excursions), and the counter advances in
+# steps of its ~20-100 ms update period, so a sample may see a little more than limit x interval.
+GPU_MARGIN = 1.5
 NO_INSTANCE = 0xFFFFFFFF  # gpuInstanceId / computeInstanceId of a process outside MIG
 
 
@@ -139,6 +149,7 @@ class _Gpu:
     model: str = ""
     uuid: str = ""
     power_limit_watts: float | None = None
+    max_limit_watts: float | None = None  # the top of the settable range (power management constraints)
     mig: bool | None = None  # None: no MIG on this GPU
     mode: str = ""  # counter | field | power_usage
     info: dict[str, str] = field(default_factory=dict)
@@ -183,6 +194,7 @@ class NvmlMeter:
         if pynvml is None:
             raise NvmlNotInstalled("the nvidia-ml-py bindings (module pynvml) are not installed")
         self._clock = clock
+        self._override = parse_max_watts(settings.counter_max_watts).get("gpu")
         self._retry = retry_interval if retry_interval is not None else max(1.0, 5 * settings.sample_interval)
         self._lock = threading.RLock()
         self._initialised = False
@@ -252,6 +264,10 @@ class NvmlMeter:
             except NvmlNotSupported:
                 continue
         try:
+            gpu.max_limit_watts = int(_call("nvmlDeviceGetPowerManagementLimitConstraints", h)[1]) / 1000.0
+        except NvmlNotSupported:
+            gpu.max_limit_watts = None
+        try:
             gpu.mig = bool(_call("nvmlDeviceGetMigMode", h)[0])
         except NvmlNotSupported:
             gpu.mig = None
@@ -271,8 +287,7 @@ class NvmlMeter:
             "uuid": gpu.uuid,
             "model": gpu.model,
             "driver_version": self._driver_version,
-            "power_limit_watts": "" if gpu.power_limit_watts is None else f"{gpu.power_limit_watts:g}",
-        }
+        }  # static facts only: the power limit can change at runtime, so it is a gauge, not a label
         if gpu.mode != "counter":
             self._integrators.setdefault(gpu.uuid, PowerIntegrator())
         gpu.handle = h  # only now: a GPU whose set-up failed has no handle and is set up again later
@@ -329,10 +344,19 @@ class NvmlMeter:
             energy_joules=joules,
             power_watts=power,
             hardware_counter=hardware,
+            max_watts=self.ceiling(gpu),
             counter_epoch=epoch,
             info=gpu.info,
             gauges=gauges,
         )
+
+    def ceiling(self, gpu: _Gpu) -> float | None:
+        """--counter.max-watts=gpu=W, else the highest limit the board allows x GPU_MARGIN (None: unknown,
+        the ledger's default applies)."""
+        if self._override is not None:
+            return self._override
+        limits = [w for w in (gpu.power_limit_watts, gpu.max_limit_watts) if w is not None and w > 0]
+        return max(limits) * GPU_MARGIN if limits else None
 
     def _ensure_initialised(self, now: float) -> None:
         if self._initialised:
@@ -454,6 +478,9 @@ class NvmlMeter:
                     lines.append(f"nvml: gpu {gpu.index}: DOWN: {gpu.down}")
                     continue
                 limit = "unknown" if gpu.power_limit_watts is None else f"{gpu.power_limit_watts:g} W"
+                if gpu.mode == "counter":
+                    ceiling = self.ceiling(gpu)
+                    limit += ", counter ceiling " + ("the default" if ceiling is None else f"{ceiling:g} W")
                 mig = ", MIG on: energy for the whole GPU only" if gpu.mig else ""
                 lines.append(
                     f"nvml: gpu {gpu.index}: {gpu.model} {gpu.uuid}, power limit {limit}{mig}; {_ENERGY_FROM[gpu.mode]}"

@@ -4,23 +4,42 @@ Layout: <sysfs>/class/powercap/intel-rapl:N/{name,energy_uj,max_energy_range_uj}
 (or `psys`), with sub-zones intel-rapl:N:M named core, uncore or dram. AMD Zen uses the same tree.
 Core and uncore are contained in their package and are never read. The node total is packages +
 dram; psys (the whole platform, where present) is exported for reference but not added on top.
+
+Zones are checked one by one: a zone whose energy_uj cannot be read (root-only since CVE-2020-8694,
+and some hosts open up only the package files) is not measured, and `covered()` leaves it out so the
+estimate meter fills in for it. The tree is looked at again every `rediscover_seconds`: a zone that
+appears or becomes readable later (hotplug, a late driver, an init container granting access) is
+measured from then on, and one that stops being readable goes back to the estimate.
+
+Device labels are the ones the estimate meter uses for the same hardware (`package-N`, `dram-N`),
+so a CPU's series keep their `device` when RAPL takes over from the estimate or hands back to it;
+only `source` says which one measured an interval.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from footprint.config import Settings
+from footprint.config import ConfigError, Settings
+from footprint.ledger import DEFAULT_MAX_WATTS, budget_joules, parse_max_watts
 from footprint.meters.base import MeterError, MeterUnavailable, Reading, cpu_model
 
 log = logging.getLogger("footprint.meters.rapl")
 
 _ZONE_RE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
+_PACKAGE_RE = re.compile(r"^package-(\d+)")
+
+# The ceiling over a zone's highest constraint_*_max_power_uw: that is the most a power limit can be
+# set to (PL1/PL2), and a package may exceed its limit for milliseconds; energy over a sample stays
+# under it with room to spare.
+RAPL_MARGIN = 1.5
 
 PERMISSION_HINT = (
     "RAPL energy_uj is readable by root only on current kernels (PLATYPUS, CVE-2020-8694): run the "
@@ -33,9 +52,10 @@ PERMISSION_HINT = (
 class Zone:
     path: Path
     component: str  # cpu | dram | psys
-    device: str  # package-0, dram-0, psys
+    device: str  # package-0, dram-0, psys (the estimate's label for the same hardware)
     wrap_joules: float | None
     in_node_total: bool
+    max_power_watts: float | None = None  # highest constraint_*_max_power_uw, watts; None: not published
 
 
 def _read_text(path: Path) -> str:
@@ -43,20 +63,39 @@ def _read_text(path: Path) -> str:
         return fh.read().strip()
 
 
+def _max_power(path: Path) -> float | None:
+    """The highest constraint_N_max_power_uw of a zone, watts (absent, 0 or garbage: None)."""
+    best = None
+    try:
+        names = [n for n in os.listdir(path) if n.startswith("constraint_") and n.endswith("_max_power_uw")]
+    except OSError:
+        return None
+    for name in names:
+        try:
+            watts = int(_read_text(path / name)) / 1e6
+        except (OSError, ValueError):
+            continue
+        if math.isfinite(watts) and watts > 0 and (best is None or watts > best):
+            best = watts
+    return best
+
+
 def discover(sysfs: str) -> list[Zone]:
     """The zones worth reading, in a stable order. Empty when there is no powercap tree."""
     root = Path(sysfs) / "class" / "powercap"
-    if not root.is_dir():
+    try:
+        entries = sorted(os.listdir(root), key=_zone_sort_key)
+    except OSError:
         return []
     zones = []
-    for entry in sorted(os.listdir(root), key=_zone_sort_key):
+    for entry in entries:
         m = _ZONE_RE.match(entry)
         if not m:
             continue
         path = root / entry
         try:
             name = _read_text(path / "name")
-        except OSError:
+        except (OSError, ValueError):
             continue
         top = m.group(2) is None
         if top and name.startswith("package"):
@@ -71,7 +110,9 @@ def discover(sysfs: str) -> list[Zone]:
             wrap = int(_read_text(path / "max_energy_range_uj")) / 1e6
         except (OSError, ValueError):
             wrap = None
-        zones.append(Zone(path, component, device, wrap, in_total))
+        if wrap is not None and not (math.isfinite(wrap) and wrap > 0):
+            wrap = None
+        zones.append(Zone(path, component, device, wrap, in_total, _max_power(path)))
     return zones
 
 
@@ -91,28 +132,92 @@ def _zone_sort_key(name: str) -> tuple[int, int, str]:
     return (int(m.group(1)), int(m.group(2) or -1), name)
 
 
+def covers(zone: Zone) -> tuple[str, str] | None:
+    """The estimate device a zone measures (package-0-die-1 is part of package-0); None: none."""
+    if zone.component == "cpu":
+        m = _PACKAGE_RE.match(zone.device)
+        return ("cpu", f"package-{m.group(1)}") if m else None
+    if zone.component == "dram":
+        return ("dram", zone.device)
+    return None
+
+
 class RaplMeter:
     name = "rapl"
 
-    def __init__(self, settings: Settings) -> None:
-        self.zones = discover(settings.path_sysfs)
-        if not self.zones:
-            raise MeterUnavailable(f"no RAPL zones under {settings.path_sysfs}/class/powercap")
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.sysfs = settings.path_sysfs
+        if not (Path(self.sysfs) / "class" / "powercap").is_dir():
+            raise MeterUnavailable(f"no RAPL zones under {self.sysfs}/class/powercap")
+        self.interval = settings.sample_interval
+        self.overrides = parse_max_watts(settings.counter_max_watts)
+        self.rediscover_seconds = max(1.0, 10 * settings.sample_interval)
+        self.clock = clock
         self.epoch = _boot_id(settings.path_procfs)
-        self._counters = [str(z.path / "energy_uj") for z in self.zones]  # built once, read every sample
         model = cpu_model(settings.path_procfs)
         self.info = {"model": model} if model else {}
+        self.zones: list[Zone] = []
+        self.unreadable: dict[str, str] = {}  # device -> why RAPL does not measure it
+        self._counters: list[str] = []
         self._down: dict[str, str] = {}
-        try:
-            _read_text(self.zones[0].path / "energy_uj")
-        except PermissionError:
-            raise MeterUnavailable(PERMISSION_HINT) from None
+        self._next_discovery = 0.0
+        self._refresh(clock(), starting=True)
+
+    def ceiling(self, zone: Zone) -> float:
+        """--counter.max-watts, else the zone's own bound with a margin, else the component default."""
+        if zone.component in self.overrides:
+            return self.overrides[zone.component]
+        if zone.max_power_watts is not None:
+            return zone.max_power_watts * RAPL_MARGIN
+        return DEFAULT_MAX_WATTS.get(zone.component, DEFAULT_MAX_WATTS["cpu"])
+
+    def _refresh(self, now: float, starting: bool = False) -> None:
+        """Find the zones again and check each one can be read. At start a zone whose counter can
+        wrap more than once between two samples refuses the setting (exit 2); later it is not read."""
+        readable, unreadable = [], {}
+        for z in discover(self.sysfs):
+            try:
+                _read_counter(str(z.path / "energy_uj"))
+            except (OSError, ValueError) as exc:
+                unreadable[z.device] = type(exc).__name__
+                continue
+            if z.wrap_joules is not None and budget_joules(self.ceiling(z), self.interval) >= z.wrap_joules:
+                why = (f"its counter wraps every {z.wrap_joules / self.ceiling(z):.3g}s at up to "
+                       f"{self.ceiling(z):g} W, so more than one wrap could hide between samples "
+                       f"{self.interval:g}s apart; sample more often (or set --counter.max-watts)")
+                if starting:
+                    raise ConfigError(f"sample.interval: too slow for RAPL zone {z.device}: {why}")
+                unreadable[z.device] = "sampled too slowly"
+                log.warning("RAPL zone not measured: %s", why, extra={"device": z.device})
+                continue
+            readable.append(z)
+        found, lost = {z.device for z in readable} - {z.device for z in self.zones}, set()
+        if not starting:
+            lost = {z.device for z in self.zones} - {z.device for z in readable}
+            for device in sorted(found):
+                log.info("RAPL zone found; measured from now on", extra={"device": device})
+            for device in sorted(lost):
+                log.warning("RAPL zone no longer readable; estimated where the estimate is on",
+                            extra={"device": device, "reason": unreadable.get(device, "gone")})
+        newly_denied = {d for d, why in unreadable.items() if why == "PermissionError"} - set(self.unreadable)
+        if newly_denied:
+            log.warning(PERMISSION_HINT, extra={"zones": ",".join(sorted(newly_denied))})
+        self.zones, self.unreadable = readable, unreadable
+        self._counters = [str(z.path / "energy_uj") for z in readable]  # built once, read every sample
+        self._next_discovery = now + self.rediscover_seconds
 
     @property
     def components(self) -> set[str]:
         return {z.component for z in self.zones if z.in_node_total}
 
+    def covered(self) -> set[tuple[str, str]]:
+        """The estimate devices RAPL measures now (readable zones in the node total)."""
+        return {key for z in self.zones if z.in_node_total and (key := covers(z)) is not None}
+
     def read(self) -> list[Reading]:
+        now = self.clock()
+        if now >= self._next_discovery:
+            self._refresh(now)
         readings, down = [], {}
         for z, counter in zip(self.zones, self._counters, strict=True):
             try:
@@ -127,13 +232,14 @@ class RaplMeter:
                     source="rapl",
                     energy_joules=uj / 1e6,
                     wrap_joules=z.wrap_joules,
+                    max_watts=self.ceiling(z),
                     counter_epoch=self.epoch,
                     in_node_total=z.in_node_total,
                     info=self.info if z.component == "cpu" else {},
                 )
             )
         self._down = down
-        if not readings:
+        if down and not readings:
             raise MeterError(f"no RAPL zone could be read: {', '.join(sorted(down))}")
         return readings
 
@@ -141,11 +247,20 @@ class RaplMeter:
         return self._down
 
     def describe(self) -> list[str]:
-        return [
-            f"rapl: {z.device} ({z.component}) from {z.path}/energy_uj"
+        lines = [
+            f"rapl: {z.device} ({z.component}) from {z.path}/energy_uj, ceiling {self.ceiling(z):g} W"
+            + ("" if z.max_power_watts is None or z.component in self.overrides
+               else f" (constraint max power {z.max_power_watts:g} W x {RAPL_MARGIN:g})")
             + ("" if z.in_node_total else ", exported but not added to the node total")
             for z in self.zones
         ]
+        for device, why in sorted(self.unreadable.items()):
+            hint = f"; {PERMISSION_HINT}" if why == "PermissionError" else ""
+            lines.append(f"rapl: {device}: NOT READ ({why}): estimated instead where --meter.estimate is on{hint}")
+        if not self.zones and not self.unreadable:
+            lines.append(f"rapl: no zones under {self.sysfs}/class/powercap yet; looking again every "
+                         f"{self.rediscover_seconds:g}s")
+        return lines
 
     def close(self) -> None:
         pass

@@ -1,12 +1,15 @@
 """Auto-detection: which meters run on this host, and why the others do not.
 
-Real meters first (rapl, nvml, amdsmi or else its hwmon fallback); the estimate meter then covers
-only the components no real meter does, so nothing is counted twice. Every decision is kept as a line for `doctor`.
+Real meters first (rapl, nvml, amdsmi or else its hwmon fallback); the estimate meter then covers,
+at each read, only the CPU packages and DRAM that RAPL does not read at that moment, so nothing is
+counted twice and nothing is left out when a zone appears or stops being readable. Every decision
+is kept as a line for `doctor`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from footprint.config import Settings
@@ -23,7 +26,7 @@ class Detection:
 
 def detect(settings: Settings) -> Detection:
     found = Detection()
-    covered: set[str] = set()
+    covered: Callable[[], set[tuple[str, str]]] = set  # CPU/DRAM devices a real meter reads now
 
     if settings.meter_rapl:
         from footprint.meters.rapl import RaplMeter
@@ -31,7 +34,7 @@ def detect(settings: Settings) -> Detection:
         try:
             rapl = RaplMeter(settings)
             found.meters.append(rapl)
-            covered |= rapl.components
+            covered = rapl.covered
         except MeterUnavailable as exc:
             found.notes.append(f"rapl: not used: {exc}")
     else:
@@ -61,13 +64,16 @@ def detect(settings: Settings) -> Detection:
     else:
         found.notes.append("amdsmi: disabled (--no-meter.amdsmi)")
 
-    missing = {"cpu", "dram"} - covered
-    if settings.meter_estimate and missing:
+    if settings.meter_estimate:
         from footprint.meters.estimate import EstimateMeter
 
-        found.meters.append(EstimateMeter(settings, missing))
-    elif missing:
-        found.notes.append(f"estimate: disabled (--no-meter.estimate): {', '.join(sorted(missing))} not measured")
+        try:  # every read, it estimates the CPU packages and DRAM that RAPL does not read at that moment
+            found.meters.append(EstimateMeter(settings, {"cpu", "dram"}, covered=covered))
+        except MeterUnavailable as exc:
+            found.notes.append(f"estimate: not used: {exc}")
+    else:
+        found.notes.append("estimate: disabled (--no-meter.estimate): CPU and DRAM that RAPL does not read are "
+                           "not measured")
     for note in found.notes:
         log.info(note)
     return found

@@ -8,6 +8,17 @@ time forward, loses a GPU or reloads the driver by writing the scenario again.
 Time is the fake's own: `Scenario.time` fixes it (seconds), or `time=None` makes it follow
 CLOCK_MONOTONIC from `Scenario.epoch` (a `time.monotonic()` value). The energy counter is the exact
 integral of the step power trace; `Scenario.energy_mj()` computes the same integer in Python.
+
+What the real library does, and the fake imitates: nvmlDeviceGetTotalEnergyConsumption is in mJ since
+the driver was last loaded (NVML API reference; Volta and newer, NOT_SUPPORTED before), so it restarts
+from 0 at each load and is ~10^9 mJ a month after one. It has been seen to read a few mJ below the
+previous value, 0, or garbage near 2^64 for one read (ml-energy/zeus and NVIDIA developer forum
+reports): `FakeGpu.glitches` answer such values in a window of fake time. The power limit is
+settable between nvmlDeviceGetPowerManagementLimitConstraints' min and max (`power_limit_max_watts`).
+A driver call can hang for seconds (a GPU falling off the bus): `Scenario.hangs` blocks
+nvmlDeviceGetTotalEnergyConsumption while a file exists (`<file>.entered` appears once it blocks).
+Fake time that a test moves by seconds in one real sample is not physics: such tests raise the GPU
+ceiling (`--counter.max-watts=gpu=...`), since the exporter judges every delta against real time.
 """
 
 from __future__ import annotations
@@ -116,6 +127,7 @@ class FakeGpu:
     name: str = "NVIDIA H100 80GB HBM3"
     uuid: str = ""  # default: derived from the index
     power_limit_watts: float = 700.0
+    power_limit_max_watts: float | None = None  # top of the settable range; None: the limit itself
     power: Sequence[tuple[float, float]] = ((0.0, 100.0),)  # (from second, watts) steps, ascending
     energy_counter: bool = True  # False: nvmlDeviceGetTotalEnergyConsumption answers NOT_SUPPORTED
     instant_power_field: bool = True  # False: field 186 answers NOT_SUPPORTED
@@ -125,6 +137,7 @@ class FakeGpu:
     lost: Sequence[tuple[float, float]] = ()  # [start, end) windows answering GPU_IS_LOST
     errors: Sequence[FakeError] = ()
     processes: Sequence[FakeProcess] = ()
+    glitches: Sequence[tuple[float, float, int]] = ()  # [from, until) seconds: the counter answers this mJ
 
     def watts_at(self, t: float) -> float:
         watts = self.power[0][1]
@@ -143,6 +156,7 @@ class Scenario:
     init_error: int = 0
     reloads: Sequence[float] = ()  # driver reloads: every counter restarts from 0 at these times
     errors: Sequence[FakeError] = ()  # library-wide rules (nvmlDeviceGetCount_v2, ...)
+    hangs: Sequence[tuple[str, Path]] = ()  # (NVML function, file): the call blocks while the file exists
 
     def text(self) -> str:
         if len(self.gpus) > 8:
@@ -152,6 +166,7 @@ class Scenario:
         lines = [f"driver_version {self.driver_version}", f"init_error {self.init_error}", clock]
         lines += [f"reload {_us(t)}" for t in self.reloads]
         lines += [e.line() for e in self.errors]
+        lines += [f"hang {function} {path}" for function, path in self.hangs]
         for i, gpu in enumerate(self.gpus):
             lines += [
                 f"gpu {i}",
@@ -163,6 +178,9 @@ class Scenario:
             ]
             if gpu.uuid:
                 lines.append(f"uuid {gpu.uuid}")
+            if gpu.power_limit_max_watts is not None:
+                lines.append(f"power_limit_max_mw {round(gpu.power_limit_max_watts * 1000)}")
+            lines += [f"energy_glitch {_us(a)} {_us(b)} {mj}" for a, b, mj in gpu.glitches]
             lines += [f"power {_us(t)} {round(w * 1000)}" for t, w in gpu.power]
             lines += [f"lost {_us(a)} {_us(b)}" for a, b in gpu.lost]
             errors = list(gpu.errors)

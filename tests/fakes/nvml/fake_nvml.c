@@ -11,13 +11,24 @@
  * integral of that trace (integer nJ, reported in mJ, rounded down), restarting from 0 at each driver
  * reload. tests/fakes/nvml/__init__.py writes scenarios and computes the same integral in Python.
  *
+ * The real counter (nvmlDeviceGetTotalEnergyConsumption, Volta and newer) is in mJ since the driver
+ * was last loaded (NVML API reference, "Device Queries"), so it restarts at each driver load, and a
+ * month after load it holds ~10^9 mJ per GPU. Drivers have been seen to return a value a few mJ
+ * below the previous one, 0, or garbage near 2^64 for one read (Zeus, ml-energy/zeus issues on
+ * NVML energy; NVIDIA forum threads on nvmlDeviceGetTotalEnergyConsumption): `energy_glitch`
+ * answers such a value in a time window. A driver call can also hang for seconds (a GPU falling off
+ * the bus, a busy driver): `hang` blocks a call while a file exists.
+ * nvmlDeviceGetPowerManagementLimitConstraints answers the settable range of the limit (min, max mW).
+ *
  * Scenario lines (times in microseconds, power in milliwatts); "gpu <i>" starts a GPU's block:
  *   driver_version <text>        nvml_version <text>          init_error <code>
  *   clock manual <us> | clock monotonic <epoch_ns>           reload <us>
  *   error <function> <code> [<from_us> <until_us>]   (outside a block: every call of that name;
  *                                function "*" matches every call, nvmlInitWithFlags included)
+ *   hang <function> <path>       the call blocks while <path> exists, after creating <path>.entered
  *   gpu <index>
- *     name <text>  uuid <text>  power_limit_mw <n>  energy_offset_mj <n>  util <gpu%> <mem%>
+ *     name <text>  uuid <text>  power_limit_mw <n>  power_limit_max_mw <n>  energy_offset_mj <n>
+ *     util <gpu%> <mem%>  energy_glitch <from_us> <until_us> <mJ> (the counter answers <mJ> then)
  *     mig <-1|0|1> (1: no utilisation, as on real MIG GPUs)  power <from_us> <mW> (repeat, ascending)  lost <from_us> <until_us>
  *     error <function|field:ID> <code> [<from_us> <until_us>]
  *     process <pid> <sm%> <mem%> <used_bytes> <gpu_instance> <compute_instance>
@@ -55,10 +66,15 @@ enum {
 typedef struct { int64_t from, until; } window_t;
 typedef struct { char fn[64]; int code; int always; window_t w; } err_rule_t;
 typedef struct { unsigned pid, sm, mem, gi, ci; unsigned long long used; } proc_t;
+typedef struct { window_t w; unsigned long long mj; } glitch_t;
+typedef struct { char fn[64]; char path[256]; } hang_t;
+#define MAX_HANGS 4
 
 typedef struct {
     char name[TEXT], uuid[TEXT];
-    unsigned power_limit_mw, util_gpu, util_mem;
+    unsigned power_limit_mw, power_limit_max_mw, util_gpu, util_mem;
+    int nglitches;
+    glitch_t glitches[MAX_WINDOWS];
     unsigned long long energy_offset_mj;
     int mig;
     int nsteps;
@@ -82,6 +98,8 @@ typedef struct {
     int64_t reloads[MAX_RELOADS];
     int nerrors;
     err_rule_t errors[MAX_ERRORS];
+    int nhangs;
+    hang_t hangs[MAX_HANGS];
     int ngpus;
     gpu_t gpus[MAX_GPUS];
 } scenario_t;
@@ -161,6 +179,9 @@ static void parse(FILE *f) {
             if (sc.manual) sc.manual_us = a; else sc.epoch_ns = a;
         } else if (!strcmp(key, "reload") && sc.nreloads < MAX_RELOADS) {
             sc.reloads[sc.nreloads++] = atoll(rest);
+        } else if (!strcmp(key, "hang") && sc.nhangs < MAX_HANGS) {
+            hang_t *h = &sc.hangs[sc.nhangs++];
+            if (sscanf(rest, "%63s %255s", h->fn, h->path) != 2) sc.nhangs--;
         } else if (!strcmp(key, "gpu")) {
             int i = atoi(rest);
             if (i < 0 || i >= MAX_GPUS) { g = NULL; continue; }
@@ -178,6 +199,13 @@ static void parse(FILE *f) {
         } else if (!strcmp(key, "name")) copy_text(g->name, rest);
         else if (!strcmp(key, "uuid")) copy_text(g->uuid, rest);
         else if (!strcmp(key, "power_limit_mw")) g->power_limit_mw = (unsigned)atoll(rest);
+        else if (!strcmp(key, "power_limit_max_mw")) g->power_limit_max_mw = (unsigned)atoll(rest);
+        else if (!strcmp(key, "energy_glitch") && g->nglitches < MAX_WINDOWS) {
+            glitch_t *e = &g->glitches[g->nglitches++];
+            sscanf(rest, "%lld %lld %llu", &a, &b, &e->mj);
+            e->w.from = a;
+            e->w.until = b;
+        }
         else if (!strcmp(key, "energy_offset_mj")) g->energy_offset_mj = strtoull(rest, NULL, 10);
         else if (!strcmp(key, "util")) sscanf(rest, "%u %u", &g->util_gpu, &g->util_mem);
         else if (!strcmp(key, "mig")) g->mig = atoi(rest);
@@ -403,6 +431,25 @@ nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int len
     LOCKED(do_uuid(device, uuid, length));
 }
 
+/* A hung driver call: block (outside the lock, as a real call blocks its caller only) while the file
+ * named by a matching `hang` rule exists, after creating <path>.entered so a test knows it hangs. */
+static void maybe_hang(const char *fn) {
+    char path[256] = "";
+    pthread_mutex_lock(&lock);
+    refresh();
+    for (int i = 0; i < sc.nhangs; i++)
+        if (!strcmp(sc.hangs[i].fn, fn)) { memcpy(path, sc.hangs[i].path, sizeof path); break; }
+    pthread_mutex_unlock(&lock);
+    struct stat st;
+    if (!path[0] || stat(path, &st) != 0) return;
+    char entered[300];
+    snprintf(entered, sizeof entered, "%s.entered", path);
+    FILE *f = fopen(entered, "w");
+    if (f) fclose(f);
+    struct timespec pause = {0, 2000000};
+    while (stat(path, &st) == 0) nanosleep(&pause, NULL);
+}
+
 static nvmlReturn_t do_limit(const char *fn, nvmlDevice_t device, unsigned int *limit) {
     DEV_ENTER(fn);
     *limit = g->power_limit_mw;
@@ -417,6 +464,19 @@ nvmlReturn_t nvmlDeviceGetPowerManagementLimit(nvmlDevice_t device, unsigned int
     LOCKED(do_limit("nvmlDeviceGetPowerManagementLimit", device, limit));
 }
 
+static nvmlReturn_t do_constraints(nvmlDevice_t device, unsigned int *min, unsigned int *max) {
+    DEV_ENTER("nvmlDeviceGetPowerManagementLimitConstraints");
+    if (!min || !max) return NVML_ERROR_INVALID_ARGUMENT;
+    *max = g->power_limit_max_mw ? g->power_limit_max_mw : g->power_limit_mw;
+    *min = *max / 2;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetPowerManagementLimitConstraints(nvmlDevice_t device, unsigned int *minLimit,
+                                                          unsigned int *maxLimit) {
+    LOCKED(do_constraints(device, minLimit, maxLimit));
+}
+
 static nvmlReturn_t do_power(nvmlDevice_t device, unsigned int *power) {
     DEV_ENTER("nvmlDeviceGetPowerUsage");
     *power = power_at(g, now_us());
@@ -427,11 +487,15 @@ nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power) {
 
 static nvmlReturn_t do_energy(nvmlDevice_t device, unsigned long long *energy) {
     DEV_ENTER("nvmlDeviceGetTotalEnergyConsumption");
-    *energy = energy_mj(g, now_us());
+    int64_t t = now_us();
+    *energy = energy_mj(g, t);
+    for (int i = 0; i < g->nglitches; i++)
+        if (in_window(g->glitches[i].w, t)) *energy = g->glitches[i].mj;
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device, unsigned long long *energy) {
+    maybe_hang("nvmlDeviceGetTotalEnergyConsumption");
     LOCKED(do_energy(device, energy));
 }
 
