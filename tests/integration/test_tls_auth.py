@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from tests.support.exporter import REPO, ExporterProcess, free_port
+from tests.support.exporter import REPO, ExporterProcess, free_port, start_exporter
+from tests.support.promtext import parse
 from tests.support.tls import CA, Issued
 
 PASSWORD = "correct horse"
@@ -187,3 +189,86 @@ def test_only_small_get_and_head_requests_on_known_paths(tmp_path: Path) -> None
                                  b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert two.count(b"HTTP/1.1 200") == 2
         assert request(port, None)[0] == 200
+
+
+# --- hostile clients and a secured grid pod (issue 16) -----------------------------------------------
+
+
+def test_healthz_is_outside_the_rate_limit(tmp_path: Path) -> None:
+    """Before: with rate_limit set, an unauthenticated flood made 20 of 20 kubelet probes get 429."""
+    config = "rate_limit:\n  interval: 1h\n  burst: 3\n"
+    with exporter(tmp_path, config, None) as exp:
+        flood = [request(exp.port, None)[0] for _ in range(20)]
+        assert flood.count(429) >= 16
+        assert [request(exp.port, None, "/healthz")[0] for _ in range(20)] == [200] * 20
+
+
+def test_a_wrong_password_flood_does_not_hold_up_a_good_credential(tmp_path: Path) -> None:
+    """100 connections with wrong passwords from one client (127.0.0.2), all sent before the real
+    scraper (127.0.0.1) asks with a good, not yet cached credential. At bcrypt cost 12 the flood is
+    tens of seconds of bcrypt work, two at a time; past the failure budget it gets 429 without any,
+    so the good credential is answered within the client's (and Prometheus's default scrape) 10 s."""
+    slow_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=12)).decode()
+    config = f"basic_auth_users:\n  prometheus: {slow_hash}\n"
+    with exporter(tmp_path, config, None) as exp:
+        sent = threading.Semaphore(0)
+        statuses: list[int] = []
+
+        def attacker() -> None:
+            with socket.create_connection(("127.0.0.1", exp.port), timeout=60, source_address=("127.0.0.2", 0)) as s:
+                wrong = auth(password="guess")["Authorization"]
+                s.sendall(f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {wrong}\r\n\r\n".encode())
+                sent.release()
+                answer = s.recv(64)
+            statuses.append(int(answer.split()[1]) if answer else 0)
+
+        threads = [threading.Thread(target=attacker, daemon=True) for _ in range(100)]
+        for t in threads:
+            t.start()
+        for _ in threads:
+            assert sent.acquire(timeout=30)
+        assert request(exp.port, None, headers=auth())[0] == 200  # http.client timeout: 10 s
+        for t in threads:
+            t.join(timeout=60)
+    assert len(statuses) == 100 and set(statuses) <= {401, 429}
+    assert statuses.count(429) >= 80  # refused without bcrypt: only the budget's few were checked
+
+
+def grid_pod_config(server: Issued) -> str:
+    return (f"tls_server_config:\n  cert_file: {server.cert}\n  key_file: {server.key}\n"
+            f"basic_auth_users:\n  node: {HASH}\n")
+
+
+def test_a_node_reads_a_grid_pod_behind_tls_and_basic_auth(tmp_path: Path, pki: tuple[CA, Issued]) -> None:
+    """The grid pod secured like any exporter (a real exporter process with a web config); the node's
+    peer provider trusts the pod's CA and logs in, so securing the pod does not break the nodes."""
+    ca, server = pki
+    password = tmp_path / "peer-password"
+    password.write_text(PASSWORD + "\n")
+    with exporter(tmp_path, grid_pod_config(server), client_context(ca)) as grid:
+        peer = [f"--grid.peer.url=https://127.0.0.1:{grid.port}", "--grid.provider=peer", "--grid.zone=DE",
+                "--grid.refresh-interval=1s", "--no-meter.nvml", f"--path.sysfs={tmp_path}"]
+        secured = [f"--grid.peer.ca-file={ca.path}", "--grid.peer.username=node",
+                   f"--grid.peer.password-file={password}"]
+        with start_exporter([*peer, *secured]) as node:
+            text = node.wait_until(lambda t: 'footprint_grid_provider_up{provider="peer"} 1.0' in t and t)
+            series = parse(text)
+            assert series[(INTENSITY, frozenset({"provider": "peer", "signal": "average", "grid_zone": "user"}.items()))
+                          ] == 300.0
+            assert PASSWORD not in node.log()
+        (tmp_path / "other").mkdir()
+        other_ca = CA(tmp_path / "other", "not-the-grid-pods")
+        wrong = tmp_path / "wrong-password"
+        wrong.write_text("wrong\n")
+        for flags, reason in [([f"--grid.peer.ca-file={other_ca.path}", *secured[1:]], "connection"),
+                              ([*secured[:2], f"--grid.peer.password-file={wrong}"], "auth")]:
+            with start_exporter([*peer, *flags]) as node:
+                node.wait_until(lambda t, r=reason: peer_errors(t, r))
+
+
+INTENSITY = "footprint_grid_carbon_intensity_grams_per_kilowatt_hour"
+
+
+def peer_errors(text: str, reason: str) -> bool:
+    key = ("footprint_grid_fetch_errors_total", frozenset({"provider": "peer", "reason": reason}.items()))
+    return parse(text).get(key, 0.0) >= 1

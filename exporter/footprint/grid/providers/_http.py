@@ -43,6 +43,9 @@ class Http:
         self.timeout = timeout
         self.clock = clock
         self.dropped = new_dropped()  # values this provider's answers held that failed validation
+        # A CA bundle path, passed with each request: requests lets REQUESTS_CA_BUNDLE override a
+        # session's own `verify` (psf/requests#3829), so setting it on the session is not enough.
+        self.verify: bool | str = True
 
     def get_json(
         self,
@@ -58,7 +61,7 @@ class Http:
         try:
             with self.session.get(
                 url, params=params, headers=headers, auth=auth, timeout=self.timeout, allow_redirects=False,
-                stream=True,
+                stream=True, verify=self.verify,
             ) as resp:
                 body = b""
                 for chunk in resp.iter_content(65536):
@@ -67,6 +70,9 @@ class Http:
                         break
         except requests.Timeout:
             raise ProviderError("timeout", f"{self.name}: no answer from {where} within {self.timeout:g}s") from None
+        except requests.exceptions.SSLError:
+            raise ProviderError("connection", f"{self.name}: TLS with {where} failed (certificate not trusted? "
+                                "check the CA file)") from None
         except requests.ConnectionError:
             raise ProviderError("connection", f"{self.name}: cannot connect to {where}") from None
         except requests.RequestException as exc:

@@ -37,7 +37,7 @@ def build(http: Http, url: str, settings: Settings) -> PeerProvider:
             raise ConfigError(f"grid.peer.ca-file: file not found: {ca_file}") from None
         except (OSError, ssl.SSLError, ValueError):
             raise ConfigError(f"grid.peer.ca-file: {ca_file} holds no usable PEM certificate") from None
-        http.session.verify = ca_file  # only this CA: the grid pod's certificate is the cluster's own
+        http.verify = ca_file  # only this CA: the grid pod's certificate is the cluster's own
     user, password_file = settings.grid_peer_username, settings.grid_peer_password_file
     auth = None
     if user or password_file:
@@ -140,5 +140,5 @@ class PeerProvider:
     def describe(self) -> str:
         origin = f", upstream {self.origin}" if self.origin else ""
         auth = f", basic auth as {self._auth[0]}" if self._auth else ""
-        ca = f", CA {self.http.session.verify}" if isinstance(self.http.session.verify, str) else ""
+        ca = f", CA {self.http.verify}" if isinstance(self.http.verify, str) else ""
         return f"peer: {self.url}{origin}{auth}{ca}"
