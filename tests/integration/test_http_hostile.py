@@ -10,7 +10,6 @@ import gzip
 import socket
 import urllib.request
 from contextlib import ExitStack
-from pathlib import Path
 
 import requests
 
