@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import bcrypt
@@ -251,7 +252,7 @@ def test_a_node_reads_a_grid_pod_behind_tls_and_basic_auth(tmp_path: Path, pki: 
         secured = [f"--grid.peer.ca-file={ca.path}", "--grid.peer.username=node",
                    f"--grid.peer.password-file={password}"]
         with start_exporter([*peer, *secured]) as node:
-            text = node.wait_until(lambda t: 'footprint_grid_provider_up{provider="peer"} 1.0' in t and t)
+            text: str = node.wait_until(lambda t: t if 'footprint_grid_provider_up{provider="peer"} 1.0' in t else None)
             series = parse(text)
             assert series[(INTENSITY, frozenset({"provider": "peer", "signal": "average", "grid_zone": "user"}.items()))
                           ] == 300.0
@@ -263,7 +264,7 @@ def test_a_node_reads_a_grid_pod_behind_tls_and_basic_auth(tmp_path: Path, pki: 
         for flags, reason in [([f"--grid.peer.ca-file={other_ca.path}", *secured[1:]], "connection"),
                               ([*secured[:2], f"--grid.peer.password-file={wrong}"], "auth")]:
             with start_exporter([*peer, *flags]) as node:
-                node.wait_until(lambda t, r=reason: peer_errors(t, r))
+                assert node.wait_until(partial(peer_errors, reason=reason))
 
 
 INTENSITY = "footprint_grid_carbon_intensity_grams_per_kilowatt_hour"
