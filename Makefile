@@ -4,8 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 TOOLS := .tools
 ARGS ?=
+# One version for the package, the image and the chart (scripts/sync_chart.py copies it into Chart.yaml).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+# The chart's default image (helm/footprint/values.yaml image.registry/image.repository).
+IMAGE ?= ghcr.io/footprint-exporter/footprint-exporter
+BASE_IMAGE ?=
+DIST ?= dist
+HELM ?= $(shell command -v helm 2>/dev/null || echo $(TOOLS)/bin/helm)
 
-.PHONY: run test lint venv tools bench docs clean
+.PHONY: run test lint venv tools bench docs clean chart image
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +43,18 @@ docs: venv
 	$(BIN)/python scripts/gen_dashboards.py
 	$(BIN)/python scripts/sync_chart.py
 	$(BIN)/python scripts/gen_docs.py
+
+## chart: the Helm chart as $(DIST)/footprint-$(VERSION).tgz, after checking its generated parts (make docs)
+chart:
+	$(BIN)/python scripts/sync_chart.py --check
+	$(HELM) lint --strict helm/footprint
+	$(HELM) package helm/footprint --destination $(DIST)
+
+## image: the container image $(IMAGE):$(VERSION) (needs a docker engine); then `docker push $(IMAGE):$(VERSION)`
+image:
+	docker build -t $(IMAGE):$(VERSION) --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null) --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+	  $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) .
 
 bench: venv tools
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python bench/run.py

@@ -58,10 +58,12 @@ app.kubernetes.io/part-of: footprint
 {{- end -}}
 {{- end -}}
 
+{{/* <registry>/<repository>@<digest> or :<tag>; global.imageRegistry (parent charts) wins over image.registry. */}}
 {{- define "footprint.image" -}}
 {{- $repo := .Values.image.repository -}}
-{{- if .Values.image.registry -}}
-{{- $repo = printf "%s/%s" .Values.image.registry .Values.image.repository -}}
+{{- $registry := (.Values.global).imageRegistry | default .Values.image.registry -}}
+{{- if $registry -}}
+{{- $repo = printf "%s/%s" $registry .Values.image.repository -}}
 {{- end -}}
 {{- if .Values.image.digest -}}
 {{- printf "%s@%s" $repo .Values.image.digest -}}
@@ -70,9 +72,36 @@ app.kubernetes.io/part-of: footprint
 {{- end -}}
 {{- end -}}
 
-{{/* The grid Service URL the node pods read through the peer provider. */}}
+{{/* The grid Service URL the node pods read through the peer provider (https when web.tls). */}}
 {{- define "footprint.gridUrl" -}}
-{{- printf "http://%s.%s.svc:%d" (include "footprint.gridName" .) .Release.Namespace (int .Values.service.port) -}}
+{{- printf "%s://%s.%s.svc:%d" (include "footprint.scheme" .) (include "footprint.gridName" .) .Release.Namespace (int .Values.service.port) -}}
+{{- end -}}
+
+{{- define "footprint.scheme" -}}
+{{- if .Values.web.tls }}https{{ else }}http{{ end -}}
+{{- end -}}
+
+{{/* Where web.existingSecret is mounted in both pods. */}}
+{{- define "footprint.webDir" -}}/etc/footprint/web{{- end -}}
+
+{{/* Is the cluster's monitoring.coreos.com/v1 API there, or are the operator objects rendered anyway? Fails
+     when monitors or rules are asked for but could not be rendered, instead of dropping them silently. */}}
+{{- define "footprint.monitoringApi" -}}
+{{- $wanted := or .Values.serviceMonitor.enabled .Values.prometheusRule.enabled -}}
+{{- if and $wanted (not .Values.serviceMonitor.forceRender) (not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) -}}
+{{- fail "serviceMonitor.enabled/prometheusRule.enabled: the cluster does not serve monitoring.coreos.com/v1 (Prometheus Operator CRDs); install them, or for helm template / GitOps pass --api-versions monitoring.coreos.com/v1 or set serviceMonitor.forceRender=true" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels of every Prometheus Operator object: the chart's, `release` for kube-prometheus-stack, extra ones. */}}
+{{- define "footprint.operatorLabels" -}}
+{{ include "footprint.labels" (dict "ctx" .ctx "component" .component) }}
+{{- with .ctx.Values.serviceMonitor.release }}
+release: {{ . | quote }}
+{{- end }}
+{{- with .extra }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* Name of the Secret with the grid API keys; empty when there is none. */}}
@@ -92,6 +121,9 @@ app.kubernetes.io/part-of: footprint
 {{/* Flags both workloads share: listening, logging and grid settings that the static fallback uses too. */}}
 {{- define "footprint.commonArgs" -}}
 - --web.listen-address=:{{ .Values.service.port }}
+{{- if .Values.web.existingSecret }}
+- --web.config.file={{ include "footprint.webDir" . }}/{{ .Values.web.configKey }}
+{{- end }}
 - --log.level={{ .Values.log.level }}
 - --log.format={{ .Values.log.format }}
 {{- with .Values.grid.zone }}
@@ -134,12 +166,14 @@ capabilities:
     - ALL
 {{- end -}}
 
-{{/* Probes on /healthz. */}}
+{{/* Probes on /healthz, which the exporter answers without credentials (server.PUBLIC_PATHS), over TLS
+     when the web config serves it (the kubelet does not verify the certificate). */}}
 {{- define "footprint.probes" -}}
 livenessProbe:
   httpGet:
     path: /healthz
     port: http-metrics
+    scheme: {{ include "footprint.scheme" . | upper }}
   periodSeconds: 30
   timeoutSeconds: 5
   failureThreshold: 3
@@ -147,6 +181,25 @@ readinessProbe:
   httpGet:
     path: /healthz
     port: http-metrics
+    scheme: {{ include "footprint.scheme" . | upper }}
   periodSeconds: 10
   timeoutSeconds: 5
+{{- end -}}
+
+{{/* The web config Secret as a volume and its mount (both pods); empty without web.existingSecret. */}}
+{{- define "footprint.webVolume" -}}
+{{- with .Values.web.existingSecret }}
+- name: web-config
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+{{- end }}
+{{- end -}}
+
+{{- define "footprint.webMount" -}}
+{{- if .Values.web.existingSecret }}
+- name: web-config
+  mountPath: {{ include "footprint.webDir" . }}
+  readOnly: true
+{{- end }}
 {{- end -}}
