@@ -22,8 +22,10 @@ The rules (energy is conserved: what no container gets is exported as unattribut
   never waits on the network.
 
 Faults degrade, never crash: API server down keeps the last pod list (new pods stay unattributed);
-pod-resources down makes every GPU "not in pod-resources" (process split); a cgroup vanishing
-mid-read loses that container's last window to unattributed. Node totals never depend on any of it.
+pod-resources down makes every GPU "not in pod-resources" (process split); a malformed pod or
+pod-resources entry is skipped and counted, the rest of the list used; a cgroup vanishing mid-read
+loses that container's last window to unattributed; an unreadable or implausible cpu.stat follows
+cputime.py's rules (carried over, or refused and counted). Node totals never depend on any of it.
 """
 
 from __future__ import annotations
