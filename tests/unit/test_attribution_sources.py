@@ -9,7 +9,7 @@ from urllib.error import HTTPError
 
 import pytest
 from footprint.attribution import cgroups
-from footprint.attribution.apiserver import ApiServerClient, Skip, parse_pod
+from footprint.attribution.apiserver import ApiServerClient, Skip, parse_pod, parse_pods
 from footprint.attribution.podresources import (
     ContainerDevices,
     ContainerResources,
@@ -104,8 +104,8 @@ def test_lists_this_nodes_pods_with_token_field_selector_and_pages(tmp_path: Pat
     pods = [make_pod(f"p{i}", node="node-1") for i in range(7)] + [make_pod("elsewhere", node="node-2")]
     with running_apiserver("s3cret", pods) as api:
         client = ApiServerClient(api.url, "node-1", str(token), "", page_size=3)
-        got = client.list_pods()
-        assert sorted(p["metadata"]["name"] for p in got) == [f"p{i}" for i in range(7)]
+        got, skipped = parse_pods(client.list_pods(), LABEL)
+        assert sorted(p.name for p in got) == [f"p{i}" for i in range(7)] and not skipped
         assert len(api.requests) == 3 and all("fieldSelector=spec.nodeName%3Dnode-1" in r for r in api.requests)
         token.write_text("rotated")  # projected tokens rotate: re-read on every list
         with pytest.raises(HTTPError) as err:
