@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -22,16 +23,15 @@ from tests.support.exporter import REPO, start_exporter
 FAST = ["--sample.interval=50ms", "--no-meter.rapl"]
 
 # The child: loads the fake NVML (real pynvml), puts itself on GPU 0 with `sm` % SM utilisation by
-# rewriting the scenario (the fake re-reads it), moves the fake's clock if asked, burns CPU, exits `code`.
+# rewriting the scenario (the fake re-reads it; same clock epoch), burns CPU, exits `code`.
 CHILD = """
 import os, sys, time
 import pynvml
 from tests.fakes.nvml import FakeGpu, FakeProcess, Scenario
 pynvml.nvmlInit()
 sm, code, burn = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-clock = os.environ.get("CHILD_FAKE_TIME")
 Scenario(gpus=[FakeGpu(power=[(0.0, 300.0)], processes=[FakeProcess(os.getpid(), sm)])],
-         time=float(clock) if clock else None, epoch=float(os.environ.get("CHILD_FAKE_EPOCH", "0"))
+         time=None, epoch=float(os.environ["CHILD_FAKE_EPOCH"])
          ).write(__import__("pathlib").Path(os.environ["FAKE_NVML_SCENARIO"]))
 t = time.process_time()
 while time.process_time() - t < burn:
@@ -65,36 +65,38 @@ def env_for(scenario: Path | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
-def measure(args: list[str], command: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def measure(args: Sequence[str], command: Sequence[str], env: dict[str, str],
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "footprint", "measure", *args, "--", *command],
                           env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 def test_the_runs_gpu_energy_is_its_share_of_the_counter_delta_and_the_rest_is_apart(tmp_path: Path) -> None:
     scenario = tmp_path / "scenario"
-    truth = Scenario(gpus=[FakeGpu(power=[(0.0, 300.0)])], time=0.0)
-    truth.write(scenario)
+    epoch = time.monotonic()
+    Scenario(gpus=[FakeGpu(power=[(0.0, 300.0)])], time=None, epoch=epoch).write(scenario)
     child = tmp_path / "child.py"
     child.write_text(CHILD)
     out = tmp_path / "runs.csv"
-    # One attribution window (the whole run): the fake's process sample at the end holds for all of it.
+    # One attribution window (the whole run): NVML's process sample at its end (40 % SM) holds for all of it.
     proc = measure([*FAST, "--attribution.interval=1h", f"--output={out}", "--name=gpu-run", "--tag=model=bert",
                     "--pue=1.5"], [sys.executable, str(child), "40", "3", "0.3"],
-                   env_for(scenario, CHILD_FAKE_TIME="10"))
+                   env_for(scenario, CHILD_FAKE_EPOCH=repr(epoch)))
     assert proc.returncode == 3, proc.stderr
     (row,) = runlog.read_rows(out)
-    delta_j = (truth.energy_mj(0, 10.0) - truth.energy_mj(0, 0.0)) / 1000.0  # the fake's counter moved 0 -> 10 s
     gpu = row["devices"]["gpu/0"]
-    assert gpu["joules"] == pytest.approx(delta_j, rel=1e-12) and delta_j == 3000.0
-    assert gpu["run_joules"] == pytest.approx(0.4 * delta_j, rel=1e-9)
-    assert row["gpu_joules"] == pytest.approx(0.4 * delta_j, rel=1e-9)
+    # The fake's counter is the exact integral of 300 W; the run saw its delta from the first sample to the last.
+    assert gpu["source"] == "nvml" and abs(gpu["joules"] - 300.0 * row["duration_seconds"]) <= 300.0 * 0.05
+    assert gpu["run_joules"] == pytest.approx(0.4 * gpu["joules"], rel=1e-9)
+    assert row["gpu_joules"] == pytest.approx(0.4 * gpu["joules"], rel=1e-9)
     # CPU by the tree's CPU time: the child burnt 0.3 s of it, so the run has some and not all.
-    cpu = row["devices"]["cpu/0"]
+    (cpu,) = [d for name, d in row["devices"].items() if name.startswith("cpu/")]
     assert 0 < row["cpu_joules"] < cpu["joules"]
+    assert row["cpu_joules"] == pytest.approx(cpu["run_joules"])
     # Rest of machine apart, never folded in: run + rest == machine, joules and grams.
     assert row["energy_joules"] == pytest.approx(row["gpu_joules"] + row["cpu_joules"] + row["dram_joules"])
     assert row["energy_joules"] + row["rest_of_machine_energy_joules"] == pytest.approx(row["machine_energy_joules"])
-    assert row["rest_of_machine_energy_joules"] >= 0.6 * delta_j
+    assert row["rest_of_machine_energy_joules"] >= 0.6 * gpu["joules"]
     assert row["emissions_grams"] + row["rest_of_machine_emissions_grams"] == pytest.approx(
         row["machine_emissions_grams"])
     # Grams = joules x PUE x intensity (the static world figure by default), interval by interval.
