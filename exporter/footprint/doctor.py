@@ -11,6 +11,7 @@ from typing import TextIO
 
 from footprint import __version__, config
 from footprint.app import build_attributor
+from footprint.checkpoint import describe_last_gap
 from footprint.config import ConfigError, Settings
 from footprint.embodied import EmbodiedModel
 from footprint.meters.base import MeterError
@@ -64,11 +65,17 @@ def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
             say(f"  zone from this node: region {settings.grid_region_label} ({settings.origin('grid.region')})"
                 f" -> zone {feed.zone or 'none (region not in the static table)'}")
         i = feed.accounting_intensity()
-        say(f"  intensity in use: {i.value:g} gCO2e/kWh ({i.signal}, provider {i.provider}, zone {i.zone or 'world'})")
+        say(f"  intensity in use: {i.value:g} gCO2e/kWh ({i.signal}, {i.basis} basis, provider {i.provider},"
+            f" zone {i.zone or 'world'})")
     except ConfigError as exc:
         print(f"footprint-exporter: {exc}", file=sys.stderr)
         return 2
     say(f"  PUE: {settings.pue:g} ({settings.origin('pue')})")
+
+    say()
+    say("Restarts")
+    for line in describe_last_gap(settings):
+        say(f"  {line}")
 
     say()
     say("Attribution")

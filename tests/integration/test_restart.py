@@ -245,8 +245,12 @@ def test_the_gap_waits_for_the_configured_provider_first_answer(tmp_path: Path) 
                 log = exp.log()
         finally:
             peer.hold.set()
+        doctor = subprocess.run([sys.executable, "-m", "footprint", "doctor", *run], capture_output=True, text=True,
+                                timeout=60, env={"PYTHONPATH": str(REPO / "exporter")})
     assert "charged the gap's emissions at the intensity the grid chain gives after its first answer" in log
     assert "intensity_g_per_kwh=50.0 provider=peer signal=average" in log
+    assert "restart gaps: last one 100 J charged" in doctor.stdout
+    assert "at 50 g/kWh (average, provider peer, basis unknown)" in doctor.stdout
 
 
 def test_marginal_accounting_is_its_own_counter_and_never_takes_an_average(tmp_path: Path) -> None:

@@ -587,7 +587,8 @@ class GridFeed:
             skew = f"; {s.skew} value(s) published in our future (clock skew)" if s.skew else ""
             lines.append(f"grid: {s.provider.describe()}; basis {s.provider.basis}; {state}"
                          f"{'; ' + values if values else ''}{skew}")
-        lines.append(f"grid: last resort {self._last_resort.describe()}; basis {self._last_resort.basis}")
+        if all(s.provider is not self._last_resort for s in self._slots):
+            lines.append(f"grid: last resort {self._last_resort.describe()}; basis {self._last_resort.basis}")
         bases = {s.provider.basis for s in self._slots} | {self._last_resort.basis}
         if len(bases - {"unknown"}) > 1:
             lines.append("grid: WARNING: the chain mixes emission-factor bases (lifecycle and direct): totals "
