@@ -90,11 +90,11 @@ def test_eight_mi300x_report_the_accumulator_exactly(rig: Rig) -> None:
         previous = t
     r = readings["3"]
     assert (r.source, r.hardware_counter, r.counter_epoch, r.wrap_joules) == ("amdsmi", True, "6.10.5", None)
-    assert r.max_watts == pytest.approx(675 * 1.1)
-    assert dict(r.info) == {
+    assert r.max_watts == pytest.approx(675 * 1.5)  # the cap x GPU_MARGIN, as the NVML meter
+    assert dict(r.info) == {  # static facts only: the cap can change at runtime, so it is a gauge
         "index": "3", "vendor": "amd", "model": "AMD Instinct MI300X",
         "uuid": "5fff74a1-0000-1000-8003-000000000000", "serial": "0x6D8F1A2B00000003",
-        "pci_bus_id": "0000:6c:00.0", "driver_version": "6.10.5", "power_limit_watts": "675",
+        "pci_bus_id": "0000:6c:00.0", "driver_version": "6.10.5",
         "compute_partition": "SPX", "memory_partition": "NPS1", "partitions": "1",
     }
     assert dict(r.gauges) == {"utilization_ratio": 0.3, "power_limit_watts": 675.0}
@@ -212,6 +212,31 @@ def test_registry_uses_amdsmi_or_hwmon_never_both(rig: Rig, tmp_path: Path, monk
     assert off.meters == [] and "amdsmi: disabled (--no-meter.amdsmi)" in off.notes
 
 
+def test_counter_max_watts_overrides_the_cap(rig: Rig) -> None:
+    rig.set(gpus=[FakeGpu()], time=0.0)
+    rig.settings = dataclasses.replace(rig.settings, counter_max_watts=("gpu=2000",))
+    meter = rig.meter()
+    assert meter.read()[0].max_watts == 2000.0
+    assert "counter ceiling 2000 W" in meter.describe()[1]
+
+
+def test_next_to_nvidia_gpus_amd_devices_are_named_apart(rig: Rig, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fakes import nvml
+
+    nvml.preload()
+    monkeypatch.setenv(nvml.SCENARIO_ENV, str(tmp_path / "nvml-scenario"))
+    nvml.Scenario(gpus=[nvml.FakeGpu(), nvml.FakeGpu()]).write(tmp_path / "nvml-scenario")
+    rig.set(gpus=[FakeGpu(), FakeGpu()], time=0.0)
+    found = detect(dataclasses.replace(rig.settings, meter_rapl=False, meter_estimate=False))
+    try:
+        devices = {m.name: sorted(r.device for r in m.read()) for m in found.meters}
+    finally:
+        for m in found.meters:
+            m.close()
+    assert devices == {"nvml": ["0", "1"], "amdsmi": ["amd0", "amd1"]}  # one ledger key each
+
+
 # --- hwmon fallback ----------------------------------------------------------------------------------
 
 def hwmon_meter(root: Path, clock: list[float]) -> AmdHwmonMeter:
@@ -234,8 +259,9 @@ def test_hwmon_integrates_socket_power_per_pci_gpu(tmp_path: Path) -> None:
     assert readings["1"].energy_joules == pytest.approx((250 + 350) / 2 * 2)  # trapezoid
     r = readings["1"]
     assert (r.source, r.hardware_counter, r.power_watts) == ("hwmon_power", False, 350.0)
-    assert r.max_watts == pytest.approx(750 * 1.1)
+    assert r.max_watts == pytest.approx(750 * 1.5)
     assert (r.info["compute_partition"], r.info["model"], r.info["vendor"]) == ("CPX", "AMD Instinct MI300X", "amd")
+    assert allocation_keys(r.info) == () and allocation_keys(readings["0"].info) == ("0000:0c:00.0",)
     assert "partition mode CPX/NPS4" in meter.describe()[2]
 
 

@@ -39,6 +39,7 @@ from types import ModuleType
 from typing import Any
 
 from footprint.config import Settings
+from footprint.ledger import parse_max_watts
 from footprint.meters.base import MeterError, MeterUnavailable, PowerIntegrator, Reading
 
 log = logging.getLogger("footprint.meters.amdsmi")
@@ -55,7 +56,7 @@ LIBRARY_WIDE = {FAIL_LOAD_MODULE, INIT_ERROR, NOT_INIT, DRIVER_NOT_LOADED, NO_DR
 NO_GPU_HERE = {DRIVER_NOT_LOADED, NO_DRV, FAIL_LOAD_MODULE}
 
 MAX_WATTS = 5000.0  # above any accelerator package (MI300X 750 W, MI355X 1400 W): more is a glitch
-CAP_MARGIN = 1.1  # a package may briefly exceed its cap; the ledger's ceiling is cap x this
+GPU_MARGIN = 1.5  # the ledger's ceiling: the highest cap the board allows x this (as the NVML meter)
 NA = 0xFFFF  # amdsmi's "not available" in power fields (the bindings turn it into "N/A")
 
 
@@ -103,6 +104,7 @@ class _Gpu:
     """One physical GPU: its partitions' handles (primary first) and what was learned at set-up."""
 
     index: int
+    device: str  # "0", "1"... by PCI address; "amd0"... on a node whose NVIDIA GPUs use the plain numbers
     bdf: str  # PCI address of the package (function 0): what amd.com/gpu device ids name
     handles: list[Any]
     model: str = ""
@@ -111,6 +113,7 @@ class _Gpu:
     compute_partition: str = ""
     memory_partition: str = ""
     cap_watts: float | None = None
+    max_cap_watts: float | None = None
     mode: str = ""  # counter | power
     info: dict[str, str] = field(default_factory=dict)
     ready: bool = False
@@ -118,10 +121,6 @@ class _Gpu:
     retry_at: float = 0.0
     last_counter: tuple[int, float] | None = None  # (timestamp ns, joules)
     gfx_ns: dict[tuple[int, int], int] = field(default_factory=dict)  # (partition, pid) -> GFX busy ns
-
-    @property
-    def device(self) -> str:
-        return str(self.index)
 
 
 _ENERGY_FROM = {
@@ -131,7 +130,12 @@ _ENERGY_FROM = {
 
 
 class AmdSmiMeter:
-    """Every physical AMD GPU amdsmi sees, one Reading each (device = its order by PCI address).
+    """Every physical AMD GPU amdsmi sees, one Reading each (device = its order by PCI address, after
+    `device_prefix`: "amd" where NVIDIA GPUs are read too, so device ids never collide).
+
+    Each reading carries the package's power ceiling (`max_watts`) for the ledger's plausibility rule:
+    the highest cap the board allows (current or maximum settable) x GPU_MARGIN, or
+    --counter.max-watts=gpu=W.
 
     For attribution, `process_shares()` says which processes used each GPU during the last interval:
     device -> pid -> share (0-1, at most 1 per device). Each partition is 1/N of the package; within
@@ -147,9 +151,12 @@ class AmdSmiMeter:
         *,
         clock: Callable[[], float] = time.monotonic,
         retry_interval: float | None = None,
+        device_prefix: str = "",
     ) -> None:
         self.smi = load_bindings(settings.path_rocm)
         self._clock = clock
+        self._prefix = device_prefix
+        self._override = parse_max_watts(settings.counter_max_watts).get("gpu")
         self._retry = retry_interval if retry_interval is not None else max(1.0, 5 * settings.sample_interval)
         self._lock = threading.RLock()
         self._initialised = False
@@ -213,7 +220,7 @@ class AmdSmiMeter:
                 partition = int(function) if function.isdigit() else 0
             packages.setdefault(package, []).append((partition, handle))
         return [
-            _Gpu(i, f"{package}.0", [h for _, h in sorted(members, key=lambda m: m[0])])
+            _Gpu(i, f"{self._prefix}{i}", f"{package}.0", [h for _, h in sorted(members, key=lambda m: m[0])])
             for i, (package, members) in enumerate(sorted(packages.items()))
         ]
 
@@ -251,20 +258,21 @@ class AmdSmiMeter:
         gpu.memory_partition = str(self._optional("amdsmi_get_gpu_memory_partition", h) or "")
         cap = self._optional("amdsmi_get_power_cap_info", h) or {}
         cap_uw = _number(cap.get("power_cap"), 1.0, MAX_WATTS * 1e6)
+        max_uw = _number(cap.get("max_power_cap"), 1.0, MAX_WATTS * 1e6)
         gpu.cap_watts = None if cap_uw is None else cap_uw / 1e6
+        gpu.max_cap_watts = None if max_uw is None else max_uw / 1e6
         gpu.mode = "counter" if self._optional("amdsmi_get_energy_count", h) is not None else "power"
         if gpu.mode == "power":
             self._socket_power(gpu)  # raises: no way to measure this GPU
             self._integrators.setdefault(gpu.uuid or gpu.bdf, PowerIntegrator())
         gpu.info = {
-            "index": gpu.device,
+            "index": str(gpu.index),
             "vendor": "amd",
             "model": gpu.model,
             "uuid": gpu.uuid,
             "serial": gpu.serial,
             "pci_bus_id": gpu.bdf,
             "driver_version": version,
-            "power_limit_watts": "" if gpu.cap_watts is None else f"{gpu.cap_watts:g}",
             "compute_partition": gpu.compute_partition,
             "memory_partition": gpu.memory_partition,
             "partitions": str(len(gpu.handles)),
@@ -347,10 +355,18 @@ class AmdSmiMeter:
             power_watts=power,
             hardware_counter=hardware,
             counter_epoch=epoch,
-            max_watts=None if gpu.cap_watts is None else gpu.cap_watts * CAP_MARGIN,
+            max_watts=self.ceiling(gpu),
             info=gpu.info,
             gauges=gauges,
         )
+
+    def ceiling(self, gpu: _Gpu) -> float | None:
+        """--counter.max-watts=gpu=W, else the highest cap the board allows x GPU_MARGIN (None: unknown,
+        the ledger's default applies)."""
+        if self._override is not None:
+            return self._override
+        caps = [w for w in (gpu.cap_watts, gpu.max_cap_watts) if w is not None]
+        return max(caps) * GPU_MARGIN if caps else None
 
     def _ensure_initialised(self, now: float) -> None:
         if self._initialised:
@@ -454,13 +470,15 @@ class AmdSmiMeter:
             lines = [f"amdsmi: {len(self._gpus)} AMD GPU(s), {sum(len(g.handles) for g in self._gpus)} logical"]
             for gpu in self._gpus:
                 if gpu.down:
-                    lines.append(f"amdsmi: gpu {gpu.index} ({gpu.bdf}): DOWN: {gpu.down}")
+                    lines.append(f"amdsmi: gpu {gpu.device} ({gpu.bdf}): DOWN: {gpu.down}")
                     continue
-                limit = "unknown" if gpu.cap_watts is None else f"{gpu.cap_watts:g} W"
+                ceiling = self.ceiling(gpu)
+                limit = ("unknown" if gpu.cap_watts is None else f"{gpu.cap_watts:g} W") + (
+                    ", counter ceiling " + ("the default" if ceiling is None else f"{ceiling:g} W"))
                 mode = f"{gpu.compute_partition or 'unknown'}/{gpu.memory_partition or 'unknown'}"
                 parts = (f", {len(gpu.handles)} partitions: energy for the whole GPU only"
                          if len(gpu.handles) > 1 else "")
-                lines.append(f"amdsmi: gpu {gpu.index} ({gpu.bdf}): {gpu.model} {gpu.uuid}, power cap {limit}, "
+                lines.append(f"amdsmi: gpu {gpu.device} ({gpu.bdf}): {gpu.model} {gpu.uuid}, power cap {limit}, "
                              f"partition mode {mode}{parts}; {_ENERGY_FROM[gpu.mode]}")
             return lines
 
@@ -494,10 +512,21 @@ class _HwmonGpu:
     device: str
     power_file: Path
     cap_watts: float | None
+    max_cap_watts: float | None
     info: Mapping[str, str]
 
 
-def discover_hwmon(sysfs: str) -> list[_HwmonGpu]:
+# Logical GPUs per package in each compute partition mode; CPX has one per XCC (8 on MI300X, 6 on MI300A).
+PARTITIONS = {"SPX": "1", "DPX": "2", "TPX": "3", "QPX": "4"}
+
+
+def _microwatts(path: Path) -> float | None:
+    with contextlib.suppress(OSError, ValueError):
+        return _number(int(_read(path)) / 1e6, 1.0, MAX_WATTS)
+    return None
+
+
+def discover_hwmon(sysfs: str, device_prefix: str = "") -> list[_HwmonGpu]:
     """amdgpu's PCI devices under <sysfs>/class/drm/card*/device with a hwmon power file, by PCI address.
 
     Partitions (amdgpu_xcp platform devices) have no hwmon of their own, and several cards may point at
@@ -528,20 +557,18 @@ def discover_hwmon(sysfs: str) -> list[_HwmonGpu]:
             power = next((hwmon / n for n in ("power1_average", "power1_input") if (hwmon / n).exists()), None)
             if power is None:
                 continue
-            cap = None
-            with contextlib.suppress(OSError, ValueError):
-                cap = _number(int(_read(hwmon / "power1_cap")) / 1e6, 1.0, MAX_WATTS)
-
-            index = str(len(gpus))
-            gpus.append(_HwmonGpu(index, power, cap, {
-                "index": index,
+            index = len(gpus)
+            compute = _fact(device, "current_compute_partition")
+            gpus.append(_HwmonGpu(f"{device_prefix}{index}", power, _microwatts(hwmon / "power1_cap"),
+                                  _microwatts(hwmon / "power1_cap_max"), {
+                "index": str(index),
                 "vendor": "amd",
                 "model": _fact(device, "product_name") or f"AMD GPU {_fact(device, 'device')}".strip(),
                 "serial": _fact(device, "serial_number") or _fact(device, "unique_id"),
                 "pci_bus_id": address,
-                "power_limit_watts": "" if cap is None else f"{cap:g}",
-                "compute_partition": _fact(device, "current_compute_partition"),
+                "compute_partition": compute,
                 "memory_partition": _fact(device, "current_memory_partition"),
+                "partitions": PARTITIONS.get(compute.upper(), "") if compute else "1",
             }))
             break
     return gpus
@@ -552,10 +579,12 @@ class AmdHwmonMeter:
 
     name = "amdgpu_hwmon"
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic,
+                 device_prefix: str = "") -> None:
         self.sysfs = settings.path_sysfs
         self._clock = clock
-        self.gpus = discover_hwmon(self.sysfs)
+        self._override = parse_max_watts(settings.counter_max_watts).get("gpu")
+        self.gpus = discover_hwmon(self.sysfs, device_prefix)
         if not self.gpus:
             raise MeterUnavailable(f"no amdgpu hwmon power file under {self.sysfs}/class/drm")
         self._integrators = {g.device: PowerIntegrator() for g in self.gpus}
@@ -583,13 +612,20 @@ class AmdHwmonMeter:
                 energy_joules=integrator.add(now, watts),
                 power_watts=watts,
                 hardware_counter=False,
-                max_watts=None if gpu.cap_watts is None else gpu.cap_watts * CAP_MARGIN,
+                max_watts=self.ceiling(gpu),
                 info=gpu.info,
                 gauges={} if gpu.cap_watts is None else {"power_limit_watts": gpu.cap_watts},
             ))
         if not readings:
             raise MeterError(f"no amdgpu hwmon power file could be read ({len(self.gpus)} down)")
         return readings
+
+    def ceiling(self, gpu: _HwmonGpu) -> float | None:
+        """As AmdSmiMeter.ceiling: the override, else the highest cap x GPU_MARGIN, else the default."""
+        if self._override is not None:
+            return self._override
+        caps = [w for w in (gpu.cap_watts, gpu.max_cap_watts) if w is not None]
+        return max(caps) * GPU_MARGIN if caps else None
 
     def _fail(self, gpu: _HwmonGpu, integrator: PowerIntegrator, reason: str) -> None:
         if gpu.device not in self._down:

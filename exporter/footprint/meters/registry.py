@@ -53,12 +53,14 @@ def detect(settings: Settings) -> Detection:
     if settings.meter_amdsmi:
         from footprint.meters.amdsmi import AmdHwmonMeter, AmdSmiMeter
 
+        # NVIDIA GPUs are devices "0", "1"...: AMD ones on the same node become "amd0"... (never the same key)
+        prefix = "amd" if any(m.name == "nvml" for m in found.meters) else ""
         try:
-            found.meters.append(AmdSmiMeter(settings))
+            found.meters.append(AmdSmiMeter(settings, device_prefix=prefix))
         except MeterUnavailable as exc:
             found.notes.append(f"amdsmi: not used: {exc}")
             try:  # only where amdsmi is not available, so no AMD GPU is read twice
-                found.meters.append(AmdHwmonMeter(settings))
+                found.meters.append(AmdHwmonMeter(settings, device_prefix=prefix))
             except MeterUnavailable as hwmon_exc:
                 found.notes.append(f"amdgpu_hwmon: not used: {hwmon_exc}")
     else:
