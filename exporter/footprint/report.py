@@ -36,13 +36,17 @@ from footprint.accountant import JOULES_PER_KWH
 from footprint.config import ConfigError, parse_duration
 
 USAGE = """usage: footprint-exporter report --prometheus=URL [--since=30d] [--until=now]
-                                 [--by=namespace|workload|node|pod] [--job=REGEX] [--output=FILE.csv|.json]
+                                 [--by=namespace|workload|node|pod] [--job=REGEX] [--match='cluster="prod"']
+                                 [--output=FILE.csv|.json]
 See docs/report.md."""
 
 BY = ("namespace", "workload", "node", "pod")
 UNATTRIBUTED = "(unattributed)"
 INTENSITY = "footprint_grid_accounting_intensity_grams_per_kilowatt_hour"
 MAX_STEPS = 1000  # points per series of the range queries (Prometheus allows 11,000)
+
+
+Points = list[tuple[float, float]]  # (Unix seconds, value) of one series of a range query
 
 
 class ReportError(Exception):
@@ -131,8 +135,7 @@ class Prometheus:
                 out.append((dict(s.get("metric", {})), value))
         return out
 
-    def range(self, expr: str, start: float, end: float, step: float) -> list[tuple[dict[str, str], list[tuple[float,
-                                                                                                               float]]]]:
+    def range(self, expr: str, start: float, end: float, step: float) -> list[tuple[dict[str, str], Points]]:
         data = self._api("query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
                                          "step": f"{step:.3f}"})
         out = []
@@ -165,13 +168,16 @@ def _key(by: str, labels: Mapping[str, str]) -> str:
     return labels.get(by, "")
 
 
-def collect(prom: Prometheus, since: float, until: float, by: str, job: str = "footprint.*") -> Report:
-    """Every figure of the report, from instant queries at `until` over [since, until] and range queries."""
+def collect(prom: Prometheus, since: float, until: float, by: str, job: str = "footprint.*", match: str = "") -> Report:
+    """Every figure of the report, from instant queries at `until` over [since, until] and range queries.
+
+    `match`: more label matchers for every series, the inference server's included (`cluster="prod"`).
+    """
     window = until - since
     if window <= 0:
         raise ConfigError("since: must be before --until")
     w = f"{round(window * 1000)}ms"
-    sel = f'job=~"{job}"'
+    sel = f'job=~"{job}"' + (f",{match}" if match else "")
     steps = max(min(MAX_STEPS, math.floor(window)), 1)  # steps of 1 s or more that tile the window exactly
     step = window / steps
     report = Report(since, until, by, step)
@@ -220,7 +226,7 @@ def collect(prom: Prometheus, since: float, until: float, by: str, job: str = "f
         for labels, joules in energy:
             allocate(rows.setdefault(_key(by, labels), Row(_key(by, labels))), _node(labels), max(joules, 0.0),
                      max(grams.get(_series(labels), 0.0), 0.0))
-        _tokens(prom, rows, by, energy, grams, w, until)
+        _tokens(prom, rows, by, energy, grams, f"vllm:generation_tokens_total{{{match}}}[{w}]", until)
         idle_j = per_instance(inc("footprint_unattributed_energy_joules_total"))
         idle_g = per_instance(inc("footprint_unattributed_emissions_grams_total"))
         if idle_j:
@@ -240,10 +246,10 @@ def _series(labels: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def _tokens(prom: Prometheus, rows: dict[str, Row], by: str, energy: list[tuple[dict[str, str], float]],
-            grams: Mapping[tuple[str, ...], float], w: str, until: float) -> None:
+            grams: Mapping[tuple[str, ...], float], selector: str, until: float) -> None:
     """Energy and grams per 1,000 generated tokens, over the pods that generated any (vLLM's counter)."""
     tokens = {(labels.get("namespace", ""), labels.get("pod", "")): v for labels, v in
-              prom.instant(f"sum by (namespace, pod) (increase(vllm:generation_tokens_total[{w}]))", until) if v > 0}
+              prom.instant(f"sum by (namespace, pod) (increase({selector}))", until) if v > 0}
     if not tokens:
         return
     per_row: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])  # joules, grams, tokens
@@ -442,7 +448,7 @@ def parse_time(text: str, now: float, key: str) -> float:
 
 def parse_args(argv: Sequence[str], now: float) -> dict[str, Any]:
     opts: dict[str, str] = {"since": "30d", "until": "now", "by": "namespace", "job": "footprint.*", "output": "",
-                            "prometheus": "", "timeout": "30s"}
+                            "prometheus": "", "timeout": "30s", "match": ""}
     args = list(argv)
     i = 0
     while i < len(args):
@@ -471,7 +477,7 @@ def parse_args(argv: Sequence[str], now: float) -> dict[str, Any]:
     except ValueError as exc:
         raise ConfigError(f"timeout: {exc}") from None
     return {"prometheus": opts["prometheus"], "since": since, "until": until, "by": opts["by"], "job": opts["job"],
-            "output": opts["output"], "timeout": timeout}
+            "match": opts["match"], "output": opts["output"], "timeout": timeout}
 
 
 def main(argv: Sequence[str]) -> int:
@@ -485,7 +491,7 @@ def main(argv: Sequence[str]) -> int:
         return 2
     try:
         report = collect(Prometheus(opts["prometheus"], opts["timeout"]), opts["since"], opts["until"], opts["by"],
-                         opts["job"])
+                         opts["job"], opts["match"])
     except ReportError as exc:
         print(f"footprint-exporter: {exc}", file=sys.stderr)
         return 1

@@ -220,10 +220,16 @@ class Tracker:
         if output:
             runlog.check(output)
         self.mlflow = mlflow_wanted(mlflow)
-        if self.mlflow and mlflow is True:
+        if self.mlflow:
             from footprint import mlflow_log
 
-            mlflow_log.require()
+            try:
+                mlflow_log.require()
+            except ConfigError:
+                if mlflow is True:
+                    raise
+                log.warning("MLFLOW_TRACKING_URI is set but mlflow is not installed: the run is not logged there")
+                self.mlflow = False
         self.tree = ProcessTree(root, reaped_by_us)
         self.ledger = Ledger()
         self.accountant = Accountant(self.settings)

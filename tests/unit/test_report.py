@@ -87,6 +87,12 @@ def test_times(text: str, expected: float) -> None:
     assert parse_time(text, NOW, "since") == expected
 
 
+@given(st.integers(0, 10**8), st.sampled_from(["s", "m", "h", "d"]))
+def test_a_duration_counts_back_from_now(amount: int, unit: str) -> None:
+    seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    assert parse_time(f"{amount}{unit}", NOW, "since") == NOW - seconds
+
+
 def test_since_counts_back_from_until_and_bad_options_name_their_key() -> None:
     opts = parse_args(["--prometheus=http://127.0.0.1:9090", "--since=1d", "--until=2026-11-02T00:00:00Z"], NOW)
     assert (opts["since"], opts["until"]) == (1_793_491_200.0, 1_793_577_600.0)
