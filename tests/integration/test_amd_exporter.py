@@ -8,7 +8,9 @@ energy the exporter must show is known exactly whatever its own sampling times a
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +22,7 @@ from tests.fakes.amdsmi.hwmon import AmdgpuTree
 from tests.fakes.cgroupfs import CgroupTree, FakeProcfs, container_id
 from tests.fakes.kube_apiserver import FakeApiServer, make_pod
 from tests.fakes.podresources_server import FakeContainer, FakePodResources, FakePodResourcesServer
-from tests.support.exporter import ExporterProcess, start_exporter
+from tests.support.exporter import REPO, ExporterProcess, start_exporter
 from tests.support.promtext import Series, parse, pick, value
 
 ARGS = ["--sample.interval=100ms", "--no-meter.rapl", "--no-meter.nvml"]
@@ -207,3 +209,18 @@ def test_a_pod_holding_amd_gpu_gets_its_gpu_energy(tmp_path: Path) -> None:
     gpu1_total = grew(lambda s: attributed(s, INFER) + unattributed(s, "1"))
     assert infer == pytest.approx(0.375 * gpu1_total, rel=0.05)
     assert grew(lambda s: unattributed(s, "2")) > 0
+
+
+def test_doctor_says_which_partition_mode_it_saw(tmp_path: Path) -> None:
+    path = tmp_path / "scenario"
+    gpus = mi300x_node()
+    gpus[0].partitions, gpus[0].compute, gpus[0].memory = 8, "CPX", "NPS4"
+    Scenario(gpus=gpus, time=1.0).write(path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOOTPRINT_")} | fake_env(path)
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "footprint-exporter"), "doctor", "--no-meter.nvml",
+                           "--no-meter.rapl", f"--path.rocm={build_fake_amdsmi()}", f"--path.sysfs={tmp_path}"],
+                          env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "amdsmi: 8 AMD GPU(s), 15 logical" in proc.stdout
+    assert "partition mode CPX/NPS4, 8 partitions: energy for the whole GPU only" in proc.stdout
+    assert "gpu 1 (0000:2c:00.0): AMD Instinct MI300X" in proc.stdout and "partition mode SPX/NPS1" in proc.stdout
