@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from footprint import numbers
 from footprint.meters.base import Reading
 
 log = logging.getLogger("footprint.ledger")
@@ -42,6 +44,17 @@ SLACK_SECONDS = 0.01
 ACCEPTED = ("ok", "wrap", "reset")
 REJECTED = ("non_finite", "out_of_range", "backwards", "jump", "implausible_wrap", "ambiguous_wrap",
             "implausible_reset")
+
+
+def parse_max_watts(entries: Sequence[str]) -> dict[str, float]:
+    """`--counter.max-watts` entries (component=watts) as a map; ValueError names the bad entry."""
+    ceilings = {}
+    for entry in entries:
+        component, sep, watts = entry.partition("=")
+        if not sep or not component.strip():
+            raise ValueError(f"{entry!r} is not component=watts (e.g. gpu=1500)")
+        ceilings[component.strip().lower()] = numbers.bounded(watts, 1.0, 1e6)
+    return ceilings
 
 
 def ceiling_watts(r: Reading) -> float:
@@ -147,7 +160,8 @@ class CounterTracker:
     continues from the suspect, the counter really moved (VM migration, a reset we could not prove)
     and the baseline moves there, losing only the rejected interval. A reset without an epoch change
     (a smaller, plausible value: 0 once looks just like one) is charged only when the next reading
-    confirms it, so a dip the counter comes back from costs nothing.
+    confirms it, so a dip the counter comes back from costs nothing. The suspect is confirmed only by a
+    reading that moved on from it: the same value read twice (a stuck glitch) proves nothing.
     """
 
     def __init__(self) -> None:
@@ -173,6 +187,9 @@ class CounterTracker:
             if suspect is not None and suspect.reset_joules is not None:
                 return Judged(v.joules, self._reject(r, suspect.reason, prev.raw, suspect.raw, suspect.at - prev.at))
             return Judged(v.joules)
+        if suspect is not None and suspect.epoch == r.counter_epoch and r.energy_joules == suspect.raw:
+            self._suspects[r.key] = suspect  # the same value again: wait until the counter moves
+            return Judged(0.0)
         if suspect is not None and suspect.epoch == r.counter_epoch:
             w = judge_delta(suspect.raw, r.energy_joules, now - suspect.at, ceiling, r.wrap_joules, False)
             if w.joules is not None and w.kind != "reset":  # it continues from the suspect: take it

@@ -195,3 +195,10 @@ def test_a_sample_with_one_bad_amount_adds_nothing() -> None:
         ledger.add("device", ("0",), 2.0, 1.0)
         ledger.add("node", (), 2.0, 1.0)
     assert not tx.dropped and ledger.totals == {"node": {(): 7.0}, "device": {("0",): 2.0}}
+
+
+def test_a_glitch_read_twice_is_still_a_glitch() -> None:
+    """The same bad value on two reads (the driver answers it for a while) is not the counter moving there."""
+    for glitch, reason in ((0.0, "backwards"), (1.8e16, "jump"), (4999.0, "backwards")):
+        stream = [(0.0, gpu(5000.0)), (0.1, gpu(glitch)), (0.2, gpu(glitch)), (0.3, gpu(5030.0))]
+        assert run(CounterTracker(), stream) == (30.0, [reason])
