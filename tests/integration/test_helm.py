@@ -426,7 +426,7 @@ def test_rbac_grants_exactly_what_the_code_calls() -> None:
     """list pods (GET /api/v1/pods?fieldSelector=spec.nodeName=..., attribution/apiserver.py) and get
     nodes (the own Node's region label and providerID); no watch, no get on pods."""
     source = (REPO / "exporter" / "footprint" / "attribution" / "apiserver.py").read_text()
-    assert "/api/v1/pods?" in source and "fieldSelector" in source
+    assert "/api/v1/pods?" in source and "fieldSelector" in source and "/api/v1/nodes/" in source
     docs = render()
     (role,) = by_kind(docs, "ClusterRole")
     assert role["rules"] == [
