@@ -16,8 +16,8 @@ import pytest
 from footprint.attribution.podresources import allocation_keys
 from footprint.config import Settings
 from footprint.ledger import CounterTracker
-from footprint.meters.amdsmi import AmdHwmonMeter, AmdSmiMeter, AmdSmiNotInstalled, discover_hwmon
-from footprint.meters.base import MeterError, Reading
+from footprint.meters.amdsmi import APU_SKIPPED, AmdHwmonMeter, AmdSmiMeter, AmdSmiNotInstalled, discover_hwmon
+from footprint.meters.base import MeterUnavailable, Reading
 from footprint.meters.registry import detect
 from hypothesis import given
 from hypothesis import strategies as st
@@ -246,11 +246,13 @@ def hwmon_meter(root: Path, clock: list[float]) -> AmdHwmonMeter:
 def test_hwmon_integrates_socket_power_per_pci_gpu(tmp_path: Path) -> None:
     tree = AmdgpuTree(tmp_path)
     tree.add_gpu("0000:2c:00.0", microwatts=250_000_000, partitions=8, compute="CPX", memory="NPS4")
-    tree.add_gpu("0000:0c:00.0", microwatts=400_500_000, power_file="power1_input", cap_uw=None)
+    tree.add_gpu("0000:0c:00.0", microwatts=400_500_000, power_file="power1_input")
     tree.add_gpu("0000:4c:00.0", vendor="0x10de")  # not AMD: never read
+    tree.add_gpu("0000:0e:00.0", cap_uw=None, product="AMD Radeon Graphics")  # an APU: socket power, CPU included
     clock = [0.0]
     meter = hwmon_meter(tmp_path, clock)
     assert [g.info["pci_bus_id"] for g in meter.gpus] == ["0000:0c:00.0", "0000:2c:00.0"]  # once each, by address
+    assert "amdgpu_hwmon: 0000:0e:00.0: no power1_cap: an APU" in meter.describe()[-1]
     meter.read()
     clock[0] = 2.0
     tree.set_power("0000:2c:00.0", "350000000\n")
@@ -263,6 +265,7 @@ def test_hwmon_integrates_socket_power_per_pci_gpu(tmp_path: Path) -> None:
     assert (r.info["compute_partition"], r.info["model"], r.info["vendor"]) == ("CPX", "AMD Instinct MI300X", "amd")
     assert allocation_keys(r.info) == () and allocation_keys(readings["0"].info) == ("0000:0c:00.0",)
     assert "partition mode CPX/NPS4" in meter.describe()[2]
+    assert readings["0"].info["partitions"] == "1" and readings["1"].info["partitions"] == ""  # CPX: per XCC
 
 
 @given(st.one_of(st.text(max_size=20), st.integers(-10**13, 10**13).map(str)))
@@ -291,7 +294,9 @@ def test_hwmon_never_trusts_a_power_file(text: str) -> None:
 
 
 def test_hwmon_without_any_amd_gpu_is_no_data_here(tmp_path: Path) -> None:
-    AmdgpuTree(tmp_path).add_gpu("0000:0c:00.0", vendor="0x10de")
-    assert discover_hwmon(str(tmp_path)) == []
-    with pytest.raises(MeterError):
+    tree = AmdgpuTree(tmp_path)
+    tree.add_gpu("0000:0c:00.0", vendor="0x10de")
+    tree.add_gpu("0000:0e:00.0", cap_uw=None)  # only an APU: RAPL already counts its socket
+    assert discover_hwmon(str(tmp_path)) == ([], {"0000:0e:00.0": APU_SKIPPED})
+    with pytest.raises(MeterUnavailable, match=r"0000:0e:00\.0: no power1_cap"):
         hwmon_meter(tmp_path, [0.0])

@@ -526,11 +526,19 @@ def _microwatts(path: Path) -> float | None:
     return None
 
 
-def discover_hwmon(sysfs: str, device_prefix: str = "") -> list[_HwmonGpu]:
-    """amdgpu's PCI devices under <sysfs>/class/drm/card*/device with a hwmon power file, by PCI address.
+APU_SKIPPED = ("no power1_cap: an APU (its socket power includes the CPU cores RAPL counts) or a "
+               "pre-GCN GPU; not read")
+
+
+def discover_hwmon(sysfs: str, device_prefix: str = "") -> tuple[list[_HwmonGpu], dict[str, str]]:
+    """amdgpu's PCI devices under <sysfs>/class/drm/card*/device with a hwmon power file, by PCI address,
+    and the ones left out (PCI address -> why).
 
     Partitions (amdgpu_xcp platform devices) have no hwmon of their own, and several cards may point at
-    one PCI device: each PCI device is listed once.
+    one PCI device: each PCI device is listed once. On an APU (a Ryzen with integrated graphics) the
+    power file is the whole socket, CPU included, which RAPL already counts; amdgpu hides power1_cap on
+    APUs (amdgpu_pm.c hwmon_attributes_visible: "not implemented yet for APUs other than GC 10.3.1
+    (vangogh) and 9.4.3"), so a device without it is left out rather than counted twice.
     """
     root = Path(sysfs) / "class" / "drm"
     found: dict[str, Path] = {}
@@ -547,6 +555,7 @@ def discover_hwmon(sysfs: str, device_prefix: str = "") -> list[_HwmonGpu]:
                 continue
             found.setdefault(address, device)
     gpus: list[_HwmonGpu] = []
+    skipped: dict[str, str] = {}
     for address in sorted(found):
         device = found[address]
         for hwmon in sorted((device / "hwmon").glob("hwmon*")):
@@ -557,6 +566,9 @@ def discover_hwmon(sysfs: str, device_prefix: str = "") -> list[_HwmonGpu]:
             power = next((hwmon / n for n in ("power1_average", "power1_input") if (hwmon / n).exists()), None)
             if power is None:
                 continue
+            if not (hwmon / "power1_cap").exists():
+                skipped[address] = APU_SKIPPED
+                break
             index = len(gpus)
             compute = _fact(device, "current_compute_partition")
             gpus.append(_HwmonGpu(f"{device_prefix}{index}", power, _microwatts(hwmon / "power1_cap"),
@@ -571,7 +583,7 @@ def discover_hwmon(sysfs: str, device_prefix: str = "") -> list[_HwmonGpu]:
                 "partitions": PARTITIONS.get(compute.upper(), "") if compute else "1",
             }))
             break
-    return gpus
+    return gpus, skipped
 
 
 class AmdHwmonMeter:
@@ -584,9 +596,10 @@ class AmdHwmonMeter:
         self.sysfs = settings.path_sysfs
         self._clock = clock
         self._override = parse_max_watts(settings.counter_max_watts).get("gpu")
-        self.gpus = discover_hwmon(self.sysfs, device_prefix)
+        self.gpus, self.skipped = discover_hwmon(self.sysfs, device_prefix)
         if not self.gpus:
-            raise MeterUnavailable(f"no amdgpu hwmon power file under {self.sysfs}/class/drm")
+            why = "".join(f"; {address}: {reason}" for address, reason in self.skipped.items())
+            raise MeterUnavailable(f"no amdgpu hwmon power file under {self.sysfs}/class/drm{why}")
         self._integrators = {g.device: PowerIntegrator() for g in self.gpus}
         self._down: dict[str, str] = {}
 
@@ -642,6 +655,7 @@ class AmdHwmonMeter:
             mode = f"{gpu.info['compute_partition'] or 'unknown'}/{gpu.info['memory_partition'] or 'unknown'}"
             lines.append(f"amdgpu_hwmon: gpu {gpu.device} ({gpu.info['pci_bus_id']}): {gpu.info['model']}, "
                          f"partition mode {mode}; energy integrated from {gpu.power_file}")
+        lines += [f"amdgpu_hwmon: {address}: {reason}" for address, reason in self.skipped.items()]
         return lines
 
     def close(self) -> None:

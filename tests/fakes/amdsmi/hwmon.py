@@ -7,6 +7,10 @@ ROCm k8s-device-plugin's internal/pkg/amdgpu walk of the same tree):
   /sys/class/drm also holds connectors (card0-DP-1) and render nodes (renderD128): not GPUs.
 - <device>/hwmon/hwmon<M>/ has name "amdgpu", power1_average (average socket power, µW) on most
   ASICs, power1_input (instantaneous, µW) on newer ones, power1_cap (µW).
+- On APUs (Ryzen with integrated graphics) the power files are the whole socket, CPU included
+  ("On APUs this includes the CPU"), and amdgpu hides power1_cap* there (amdgpu_pm.c
+  hwmon_attributes_visible: "not implemented yet for APUs other than GC 10.3.1 (vangogh) and 9.4.3"):
+  `cap_uw=None` lays out such a device.
 - MI300X compute partitions beyond the first are amdgpu_xcp platform devices with a card of their
   own but no hwmon; the PCI device has current_compute_partition / current_memory_partition.
 """
