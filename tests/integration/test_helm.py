@@ -1010,3 +1010,20 @@ def test_make_chart_packages_the_chart_and_make_image_builds_what_the_chart_pull
     assert build.rstrip().endswith(" .")
     readme = (REPO / "README.md").read_text()
     assert f"make image && docker push {image} " in readme  # what the README says to push is what the chart pulls
+
+
+def test_sync_chart_writes_the_project_version_into_chart_and_dockerfile() -> None:
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import sync_chart
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    chart = "apiVersion: v2\nversion: 0.1.0\nappVersion: \"0.1.0\"\nkubeVersion: \">=1.25.0-0\"\n"
+    dockerfile = "FROM x\nARG VERSION=0.1.0\nARG REVISION=\"\"\n"
+    assert sync_chart.project_version('[project]\nname = "x"\nversion = "1.2.3rc1"\n') == "1.2.3rc1"
+    new_chart, new_dockerfile = sync_chart.versioned(chart, dockerfile, "1.2.3rc1")
+    assert yaml.safe_load(new_chart) == {"apiVersion": "v2", "version": "1.2.3rc1", "appVersion": "1.2.3rc1",
+                                         "kubeVersion": ">=1.25.0-0"}
+    assert new_dockerfile == "FROM x\nARG VERSION=1.2.3rc1\nARG REVISION=\"\"\n"
+    with pytest.raises(sync_chart.ChartSyncError, match="Dockerfile: expected one line"):
+        sync_chart.versioned(chart, "FROM x\n", "1.0.0")
