@@ -38,6 +38,7 @@ from typing import Any
 
 import bcrypt
 
+from footprint import numbers
 from footprint.config import ConfigError, load_yaml, parse_duration
 
 TLS_VERSIONS = {
@@ -320,13 +321,17 @@ def _rate_limit(data: dict[str, Any], path: str) -> RateLimit | None:
     _unknown(data, {"interval", "burst"}, path, "rate_limit.")
     if not data:
         return None
+    raw_interval = data.get("interval", "0")
     try:
-        interval = parse_duration(str(data.get("interval", "0")))
+        if isinstance(raw_interval, (bool, dict, list)):
+            raise ValueError(f"expected a duration, got {type(raw_interval).__name__}")
+        interval = numbers.bounded(parse_duration(str(raw_interval)), 0, 86400.0)
     except ValueError as exc:
         raise _err(path, "rate_limit.interval", str(exc)) from None
-    burst = data.get("burst", 0)
-    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 0:
-        raise _err(path, "rate_limit.burst", "expected a whole number >= 0")
+    try:
+        burst = int(numbers.bounded(data.get("burst", 0), 0, 1_000_000, integer=True))
+    except numbers.NumberError as exc:
+        raise _err(path, "rate_limit.burst", f"expected a whole number 0-1000000: {exc}") from None
     if interval <= 0:
         return None  # the toolkit's "0 disables the limiter"
     if burst == 0:

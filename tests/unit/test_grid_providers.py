@@ -355,3 +355,17 @@ def test_peer_ca_file_that_is_not_a_certificate(tmp_path: Path) -> None:
     with pytest.raises(config.ConfigError, match=r"^grid\.peer\.ca-file: .* no usable PEM"):
         GridFeed(config.load(["--grid.provider=peer", "--grid.peer.url=https://grid:10180",
                               f"--grid.peer.ca-file={ca}"], env={}))
+
+
+@pytest.mark.parametrize(("row", "words"), [
+    (b"lab,XX-LAB,nan,2025,meter\n", "not a number"), (b"lab,XX-LAB,inf,2025,meter\n", "not a number"),
+    (b"lab,XX-LAB," + b"9" * 400 + b",2025,meter\n", "not a number"), (b"lab,XX-LAB,3001,2025,m\n", "outside"),
+    (b"lab,XX-LAB,\xff\xfe,2025,meter\n", "not UTF-8"), (b"lab,XX-LAB,4\x002,2025,meter\n", "not a number"),
+    (b"lab,XX-LAB,42,2025," + b"m" * 200_000 + b"\n", "not a CSV table"),  # past csv's field size limit
+])
+def test_static_table_numbers_follow_the_same_rule(tmp_path: Path, row: bytes, words: str) -> None:
+    table = tmp_path / "regions.csv"
+    table.write_bytes(b"region,zone,value,year,source\n" + row)
+    with pytest.raises(config.ConfigError) as err:
+        GridFeed(config.load([f"--grid.static.file={table}", "--grid.region=lab"], env={}))
+    assert str(err.value).startswith("grid.static.file: ") and words in str(err.value)

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from footprint.grid.base import IntensityReading
+from footprint import numbers
+from footprint.grid.base import MAX_PLAUSIBLE_INTENSITY, IntensityReading
 
 log = logging.getLogger("footprint.grid")
 
@@ -45,16 +46,18 @@ def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
             ]
     except OSError as exc:
         raise TableError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise TableError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise TableError(f"{path} is not a CSV table: {exc}") from None
 
 
 def _value(path: Path, line: int, text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise TableError(f"{path}:{line}: value {text!r} is not a number") from None
-    if not 0.0 <= value <= 3000.0:
-        raise TableError(f"{path}:{line}: value {text!r} is outside 0-3000 g/kWh")
-    return value
+        return numbers.bounded(text, 0.0, MAX_PLAUSIBLE_INTENSITY)
+    except numbers.NumberError as exc:
+        what = "is outside 0-3000 g/kWh" if exc.reason == "out_of_range" else "is not a number"
+        raise TableError(f"{path}:{line}: value {text[:40]!r} {what}") from None
 
 
 class Tables:
