@@ -83,6 +83,10 @@ def test_report_by_namespace_is_the_counters_increase_with_the_restart_and_fallb
                     [sys.executable, "-m", "footprint", "report", f"--prometheus={prom.url}", f"--since={since:.3f}",
                      f"--until={until:.3f}", "--by=node", f"--output={csv_out}"],
                     capture_output=True, text=True, timeout=60, cwd=REPO)
+                by_workload = subprocess.run(
+                    [sys.executable, "-m", "footprint", "report", f"--prometheus={prom.url}", f"--since={since:.3f}",
+                     f"--until={until:.3f}", "--by=workload", f"--output={tmp_path / 'workload.json'}"],
+                    capture_output=True, text=True, timeout=60, cwd=REPO)
                 node_energy = samples(prom, "footprint_node_energy_joules_total[10m]", until)
         finally:
             cleanup()
@@ -126,6 +130,10 @@ def test_report_by_namespace_is_the_counters_increase_with_the_restart_and_fallb
     text = proc.stdout
     assert "| static |" in text and "| electricitymaps |" in text and "scrapes failed" in text
     assert "Methodology: docs/methodology.md of footprint 0.1.0" in text
+    assert by_workload.returncode == 0, by_workload.stderr
+    workloads = {r["key"]: r for r in json.loads((tmp_path / "workload.json").read_text())["rows"]}
+    assert workloads["training"]["energy_joules"] == pytest.approx(want_j[TRAINING[0]], rel=1e-6)
+    assert workloads["inference"]["energy_joules"] == pytest.approx(want_j[INFERENCE[0]], rel=1e-6)
     assert by_node.returncode == 0, by_node.stderr
     lines = csv_out.read_text().splitlines()
     assert lines[0].startswith("node,energy_joules,") and lines[1].startswith("node-1,")
