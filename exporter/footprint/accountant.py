@@ -95,9 +95,9 @@ class Pending:
 class AttributionWindow:
     """Device energy and emissions drawn since the last attribution pass (devices in the node total).
 
-    Process-local: a clean stop attributes it (one last pass); after kill -9 it is lost to
-    attribution (the device totals keep it). Mutated only under the ledger lock, so a scrape that
-    renders under that lock sees it consistent with the counters.
+    A clean stop attributes it (one last pass); each checkpoint keeps it, and after a kill -9 the
+    restart makes it unattributed (who used it cannot be known any more). Mutated only under the
+    ledger lock, so a scrape that renders under that lock sees it consistent with the counters.
     """
 
     devices: dict[tuple[str, str], Pending] = field(default_factory=dict)

@@ -59,6 +59,7 @@ class Exporter:
         extra: list[Callable[[], Iterable[Metric]]] = [self.grid.collect, self.checkpoint.collect]
         if self.attributor is not None:
             extra.append(self.attributor.collect)
+        self.checkpoint.pending = self.sampler.pending  # kept in each checkpoint: a kill -9 leaves it unattributed
         self.exposition = Exposition(FootprintCollector(self.sampler, settings.pue, extra),
                                      settings.web_enable_created_series)
         self.server = Server(

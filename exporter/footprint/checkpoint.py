@@ -24,6 +24,9 @@ Restart gaps, the rules (docs/reliability.md has the faults they answer):
   The gap is unattributed (nobody knows who used it) and counted again in
   footprint_checkpoint_restored_gap_joules_total so users can see it.
 - Measured gaps not charged yet are in the checkpoint (`gaps`), so a kill -9 while waiting loses none.
+- Energy pending attribution (`--attribution.interval`) is in the checkpoint too (`pending`): after a
+  kill -9 it cannot be split any more (who ran then is gone with the process), so the restart adds it
+  to the unattributed counters, and workload + unattributed == device holds again.
 - Estimated or integrated energy (hardware_counter=False) is process-local: nothing is invented.
 
 Identity: a checkpoint belongs to this machine when the kernel's boot id is the same (a new container
@@ -62,7 +65,13 @@ from typing import Any, Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from footprint import __version__
-from footprint.accountant import Accountant
+from footprint.accountant import (
+    PENDING_EMISSIONS,
+    PENDING_ENERGY,
+    UNATTRIBUTED_EMISSIONS,
+    UNATTRIBUTED_ENERGY,
+    Accountant,
+)
 from footprint.config import ConfigError, Settings
 from footprint.grid.base import IntensityReading
 from footprint.ledger import Labels, Ledger, ceiling_watts, judge_delta
@@ -135,6 +144,7 @@ class Snapshot:
     counters: dict[Key, SavedCounter]
     gaps: tuple[PendingGap, ...] = ()
     last_gap: dict[str, Any] | None = None
+    pending: dict[Key, tuple[float, float]] | None = None  # attribution window: joules, grams
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,7 @@ class Checkpoint:
     counters: dict[Key, SavedCounter]
     gaps: tuple[PendingGap, ...] = ()
     last_gap: dict[str, Any] | None = None
+    pending: dict[Key, tuple[float, float]] | None = None
 
 
 def read_boot_id(procfs: str) -> str:
@@ -240,6 +251,10 @@ def encode(snapshot: Snapshot, identity: Mapping[str, str], boot_id: str, writte
          "joules": g.joules}
         for g in snapshot.gaps
     ]
+    pending = [
+        {"component": c, "device": d, "joules": j, "grams": g}
+        for (c, d), (j, g) in sorted((snapshot.pending or {}).items()) if j > 0 or g > 0
+    ]
     body = json.dumps(
         {
             "exporter_version": __version__,
@@ -251,6 +266,7 @@ def encode(snapshot: Snapshot, identity: Mapping[str, str], boot_id: str, writte
             "counters": counters,
             "gaps": gaps,
             "last_gap": snapshot.last_gap,
+            "pending": pending,
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -323,6 +339,16 @@ def _gaps(raw: Any) -> tuple[PendingGap, ...]:
     return tuple(gaps)
 
 
+def _pending(raw: Any) -> dict[Key, tuple[float, float]]:
+    pending = {}
+    for item in raw:
+        joules, grams = _number(item["joules"], "pending joules"), _number(item["grams"], "pending grams")
+        if joules < 0 or grams < 0:
+            raise ValueError("pending: negative amount")
+        pending[(_text(item["component"], "component"), _text(item["device"], "device"))] = (joules, grams)
+    return pending
+
+
 def _checked(raw: Any, version: int) -> Checkpoint:
     if not isinstance(raw, dict):
         raise ValueError("body is not an object")
@@ -354,6 +380,7 @@ def _checked(raw: Any, version: int) -> Checkpoint:
         counters=_counters(raw["counters"], version, written_at, boot_seconds),
         gaps=_gaps(raw["gaps"]) if version >= 2 else (),
         last_gap=last_gap,
+        pending=_pending(raw.get("pending") or []) if version >= 2 else None,
     )
 
 
@@ -469,6 +496,8 @@ class Checkpointer:
         self._write_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._lock_fd: int | None = None
+        # The sampler's pending attribution window (gauge name -> device -> amount), read under the ledger lock.
+        self.pending: Callable[[], Mapping[str, Mapping[Labels, float]]] = dict
         if self.path is not None:
             self._lock()
 
@@ -529,6 +558,12 @@ class Checkpointer:
                 skipped += 1  # renamed or relabelled since that version: not ours to expose any more
                 continue
             self.ledger.add(metric, labels, value, created)
+        unattributed = 0.0
+        if self.attribution:  # who drew the pending window is gone with the old process: nobody, now
+            for key, (joules, grams) in (checkpoint.pending or {}).items():
+                self.ledger.add(UNATTRIBUTED_ENERGY, key, joules, checkpoint.written_at)
+                self.ledger.add(UNATTRIBUTED_EMISSIONS, key, grams, checkpoint.written_at)
+                unattributed += joules
         self.restored = checkpoint
         self.last_gap = checkpoint.last_gap
         rebooted = bool(checkpoint.boot_id and self.boot_id and checkpoint.boot_id != self.boot_id)
@@ -540,7 +575,8 @@ class Checkpointer:
             "restored the checkpoint",
             extra={"file": str(self.path), "series": len(checkpoint.series) - skipped, "skipped": skipped,
                    "age_seconds": round(self.wall() - checkpoint.written_at, 3), "matched_by": matched,
-                   "written_by": checkpoint.exporter_version, "counters_waiting": len(checkpoint.counters)},
+                   "written_by": checkpoint.exporter_version, "counters_waiting": len(checkpoint.counters),
+                   "pending_attribution_now_unattributed_joules": round(unattributed, 6)},
         )
 
     def _since(self, boot_seconds: float | None, wall: float | None, boot_id: str) -> float | None:
@@ -671,7 +707,13 @@ class Checkpointer:
                 self._counters(),
                 tuple(self._restart.gaps) if self._restart else (),
                 self.last_gap,
+                self._pending(),
             )
+
+    def _pending(self) -> dict[Key, tuple[float, float]]:
+        gauges = self.pending()
+        joules, grams = gauges.get(PENDING_ENERGY, {}), gauges.get(PENDING_EMISSIONS, {})
+        return {(k[0], k[1]): (j, grams.get(k, 0.0)) for k, j in joules.items() if len(k) == 2}
 
     def _counters(self) -> dict[Key, SavedCounter]:
         """Tracker baselines with when they were read, plus the saved counters still waiting."""

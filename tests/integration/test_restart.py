@@ -316,6 +316,38 @@ def test_a_new_container_on_the_same_machine_continues(tmp_path: Path) -> None:
         assert "matched_by=boot_id" in exp.log()
 
 
+def test_kill_9_with_energy_pending_attribution_leaves_it_unattributed_not_lost(tmp_path: Path) -> None:
+    """The attribution window (--attribution.interval) is in each checkpoint: after a kill -9 nobody can
+    be given it any more (the processes of that window are gone with the old exporter's view), so it
+    becomes unattributed, and workload + unattributed == device holds again. It used to be lost."""
+    tree = RaplTree(tmp_path / "sys", packages=1, dram=True)
+    state = tmp_path / "state.json"
+    run = args(tmp_path, "--no-meter.nvml", "--attribution.processes", "--attribution.interval=1h")
+    pending = "footprint_attribution_pending_energy_joules"
+    with start_exporter(run) as exp:
+        tree.advance("intel-rapl:0", 40_000_000)
+        wait_for(exp, "cpu", "package-0", 40.0)
+        wait_for(exp, "cpu", "package-0", 40.0, name=pending)
+
+        def saved() -> bool:
+            try:
+                return decode(state.read_bytes()).pending == {("cpu", "package-0"): (40.0, 40.0 * 400.0 / 3.6e6)}
+            except (OSError, ValueError):
+                return False
+
+        deadline = time.monotonic() + 10
+        while not saved():
+            assert time.monotonic() < deadline, "the pending window never reached the checkpoint"
+            time.sleep(0.05)
+        kill_9(exp)
+    with start_exporter(run) as exp:
+        s = wait_for(exp, "cpu", "package-0", 40.0, name="footprint_unattributed_energy_joules_total")
+        assert joules(s, "cpu", "package-0") == 40.0
+        assert value(s, "footprint_unattributed_emissions_grams_total", component="cpu", device="package-0") == (
+            pytest.approx(40.0 * 400.0 / 3.6e6, rel=1e-12))
+        assert value(s, pending, component="cpu", device="package-0") == 0.0
+
+
 def test_a_second_exporter_on_the_same_state_file_exits_2(tmp_path: Path) -> None:
     RaplTree(tmp_path / "sys", packages=1, dram=False)
     run = args(tmp_path, "--no-meter.nvml")

@@ -93,8 +93,10 @@ def test_round_trip_is_exact() -> None:
     ledger.add(acct.NODE_ENERGY, (), 1e15 / 3, 1700000001.5)
     saved = {("gpu", "0"): SavedCounter(123456.789, "550.54.15", "GPU-aaaa", 54.25, 1700000001.75)}
     gaps = (PendingGap("cpu", "package-0", "rapl", True, 12.5),)
-    snap = Snapshot(1, ledger.totals, ledger.created, saved, gaps, {"joules": 1.0})
+    pending = {("gpu", "0"): (3.5, 0.25)}
+    snap = Snapshot(1, ledger.totals, ledger.created, saved, gaps, {"joules": 1.0}, pending)
     cp = decode(encode(snap, IDENTITY, "boot", 1700000002.0, 55.5))
+    assert cp.pending == pending
     assert sorted(cp.series) == sorted([
         (acct.ENERGY, ("gpu", "0", "nvml"), 0.1 + 0.2, 1700000000.123456),
         (acct.NODE_ENERGY, (), 1e15 / 3, 1700000001.5),
@@ -110,9 +112,9 @@ def _with_body(body: bytes, version: int = 2) -> bytes:
 
 
 def test_a_format_1_file_still_restores_with_its_write_time_as_the_read_time() -> None:
-    body = ('{"boot_id":"b","boottime":40.0,"counters":[["gpu","0",100.0,"550.54.15"]],"exporter_version":"0.1.0",'
-            '"identity":{"hostname":"h","machine_id":"m","node_name":""},'
-            '"series":[["footprint_node_energy_joules_total",[],3.0,1.0]],"written_at":2.0}').encode()
+    body = (b'{"boot_id":"b","boottime":40.0,"counters":[["gpu","0",100.0,"550.54.15"]],"exporter_version":"0.1.0",'
+            b'"identity":{"hostname":"h","machine_id":"m","node_name":""},'
+            b'"series":[["footprint_node_energy_joules_total",[],3.0,1.0]],"written_at":2.0}')
     cp = decode(_with_body(body, 1))
     assert cp.counters == {("gpu", "0"): SavedCounter(100.0, "550.54.15", "", 40.0, 2.0)}
     assert cp.gaps == () and cp.series == [(acct.NODE_ENERGY, (), 3.0, 1.0)]
