@@ -22,6 +22,8 @@ from tests.fakes.workloads import INFERENCE, TRAINING, start_fake_cluster
 from tests.support.exporter import REPO, free_port, start_exporter
 from tests.support.prometheus import start_prometheus, static_job
 
+pytestmark = pytest.mark.slow
+
 TOKEN = "em-token-report-5c1d"
 ACC = "footprint_grid_accounting_intensity_grams_per_kilowatt_hour"
 
