@@ -269,7 +269,6 @@ class Handler(BaseHTTPRequestHandler):
         self.rfile = _BoundedReader(self.rfile)  # type: ignore[assignment]
         self.slot = self.server.current_slot()
         self.client = webconfig.client_network(str(self.client_address[0]))
-        self._encoding, self._size = "identity", "-"
 
     def handle_one_request(self) -> None:
         """One request: strict bounded head, only GET/HEAD, rate limit, auth, then the route."""
@@ -296,6 +295,7 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.command, self.request_version, self.requestline = "", "HTTP/1.1", ""
         self._encoding, self._size = "identity", "-"
+        self.headers = http.client.HTTPMessage()  # none yet: an error logged now names no User-Agent
         lines: list[bytes] = []
         try:
             line = reader.readline(MAX_REQUEST_LINE + 1)
@@ -321,7 +321,6 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error(exc.status, None, str(exc))
             return None
         self.command, self.path, self.request_version = head.method, head.target, head.version
-        self.headers = http.client.HTTPMessage()
         for name, value in head.fields:
             self.headers[name] = value
         # A body is never read: after one, the connection closes, so it is never parsed as a request.
@@ -395,7 +394,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """The access log line (debug level): the request line escaped as http.server escapes it."""
-        agent = self.headers.get("User-Agent", "") if getattr(self, "headers", None) is not None else ""
+        agent = self.headers.get("User-Agent", "")
         log.debug('http "%s" %s %s', escape_log(self.requestline), code, self._size, extra={
             "client": escape_log(str(self.client_address[0])), "encoding": self._encoding,
             "user_agent": escape_log(agent[:200]),
