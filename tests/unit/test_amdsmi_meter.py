@@ -16,7 +16,14 @@ import pytest
 from footprint.attribution.podresources import allocation_keys
 from footprint.config import Settings
 from footprint.ledger import CounterTracker
-from footprint.meters.amdsmi import APU_SKIPPED, AmdHwmonMeter, AmdSmiMeter, AmdSmiNotInstalled, discover_hwmon
+from footprint.meters.amdsmi import (
+    APU_SKIPPED,
+    AmdHwmonMeter,
+    AmdSmiMeter,
+    AmdSmiNotInstalled,
+    discover_hwmon,
+    partition_shares,
+)
 from footprint.meters.base import MeterUnavailable, Reading
 from footprint.meters.registry import detect
 from hypothesis import given
@@ -300,3 +307,39 @@ def test_hwmon_without_any_amd_gpu_is_no_data_here(tmp_path: Path) -> None:
     assert discover_hwmon(str(tmp_path)) == ([], {"0000:0e:00.0": APU_SKIPPED})
     with pytest.raises(MeterUnavailable, match=r"0000:0e:00\.0: no power1_cap"):
         hwmon_meter(tmp_path, [0.0])
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True),
+       st.dictionaries(st.integers(1, 2**22), st.one_of(st.none(), st.floats(0, 2.0**64), st.just(float("nan"))),
+                       max_size=8),
+       st.integers(1, 8))
+def test_partition_shares_never_hand_out_more_than_the_partition(busy: float, added: dict[int, float | None],
+                                                                 partitions: int) -> None:
+    shares = partition_shares(busy, added, partitions)
+    assert set(shares) <= set(added)
+    assert all(s >= 0 for s in shares.values())
+    bound = (min(max(busy, 0.0), 1.0) if busy == busy and abs(busy) != float("inf") else 0.0) / partitions
+    assert sum(shares.values()) <= bound + 1e-12
+    grew = {pid: w for pid, w in added.items() if w is not None and w == w and w > 0}
+    if grew:  # split by engine time added: proportional among the processes that added any
+        assert set(shares) == set(grew)
+        ref = max(grew, key=lambda pid: grew[pid])
+        for pid, w in grew.items():
+            assert shares[pid] == pytest.approx(shares[ref] * w / grew[ref], rel=1e-9, abs=1e-300)
+        assert sum(shares.values()) == pytest.approx(bound, rel=1e-9)  # the whole busy part is handed out
+    elif added:  # nobody added engine time: equal split
+        assert len(set(shares.values())) <= 1 and set(shares) == set(added)
+
+
+@given(st.dictionaries(st.sampled_from(["uuid", "vendor", "partitions", "pci_bus_id", "model"]),
+                       st.one_of(st.just(""), st.just("amd"), st.just("1"), st.just("8"), st.text(max_size=12))))
+def test_allocation_keys_name_a_whole_gpu_only(info: dict[str, str]) -> None:
+    keys = allocation_keys(info)
+    assert all(keys)  # never an empty id: it would match pods that hold nothing
+    if info.get("uuid"):
+        assert keys[0] == info["uuid"]
+    pci = info.get("pci_bus_id", "").lower()
+    if info.get("vendor") == "amd" and info.get("partitions", "1") == "1" and pci:
+        assert pci in keys
+    elif pci and pci != info.get("uuid"):  # a partition's PCI address, or not AMD: never the whole GPU
+        assert pci not in keys

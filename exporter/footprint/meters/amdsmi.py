@@ -99,6 +99,24 @@ def _number(value: Any, low: float, high: float) -> float | None:
     return number if math.isfinite(number) and low <= number <= high else None
 
 
+def partition_shares(busy: float, added: Mapping[int, float | None], partitions: int) -> dict[int, float]:
+    """The processes of one partition: pid -> share of the package's energy.
+
+    The partition is 1/`partitions` of the package, busy `busy` (0-1) of the interval; that part is
+    split by the GFX engine time each process added (ns; None: no baseline yet, it gets nothing), or
+    equally where none added any (first sight, or engine time not reported). Never more than the
+    partition: the shares sum to at most busy / partitions.
+    """
+    busy = min(max(busy, 0.0), 1.0) if math.isfinite(busy) else 0.0
+    weights = {pid: w for pid, w in added.items() if w is not None and math.isfinite(w) and w > 0}
+    if not weights:
+        weights = dict.fromkeys(added, 1.0)
+    total = sum(weights.values())
+    if not weights or not math.isfinite(total) or partitions < 1:
+        return {}
+    return {pid: busy * w / total / partitions for pid, w in weights.items()}
+
+
 @dataclass
 class _Gpu:
     """One physical GPU: its partitions' handles (primary first) and what was learned at set-up."""
@@ -438,7 +456,7 @@ class AmdSmiMeter:
                 primary = self._optional("amdsmi_get_gpu_activity", gpu.handles[0]) or {}
                 package_busy = _number(primary.get("gfx_activity"), 0.0, 100.0)
             fraction = (busy if busy is not None else package_busy if package_busy is not None else 100.0) / 100.0
-            weights: dict[int, float] = {}
+            added: dict[int, float | None] = {}
             for p in processes:
                 pid = _number(p.get("pid"), 1, 2**32)
                 gfx = _number((p.get("engine_usage") or {}).get("gfx"), 0.0, 2.0**64)
@@ -448,14 +466,12 @@ class AmdSmiMeter:
                 before = gpu.gfx_ns.get(key)
                 if gfx is not None:
                     seen[key] = int(gfx)
-                weights[int(pid)] = weights.get(int(pid), 0.0) + (
-                    max(gfx - before, 0.0) if gfx is not None and before is not None else 0.0)
-            total = sum(weights.values())
-            if total <= 0:
-                weights = dict.fromkeys(weights, 1.0)  # no baseline yet, or no engine time: equal split
-                total = float(len(weights))
-            for pid, weight in weights.items():
-                shares[pid] = shares.get(pid, 0.0) + fraction * weight / total / len(gpu.handles)
+                if gfx is not None and before is not None:
+                    added[int(pid)] = (added.get(int(pid)) or 0.0) + max(gfx - before, 0.0)
+                else:
+                    added.setdefault(int(pid), None)
+            for pid, share in partition_shares(fraction, added, len(gpu.handles)).items():
+                shares[pid] = shares.get(pid, 0.0) + share
         gpu.gfx_ns = seen
         return shares
 
