@@ -4,7 +4,8 @@ Every option is declared once in `Settings` (its dotted key, type, default and h
 `--<key>`, the environment variable `FOOTPRINT_<KEY>` (dots and dashes become underscores), and the YAML
 file may nest (`grid: {zone: DE}`) or use dotted keys (`grid.zone: DE`). Booleans also take
 `--no-<key>`. Any bad input raises `ConfigError` with one line that names the key; the CLI turns it
-into exit status 2.
+into exit status 2. Unknown FOOTPRINT_* variables are errors too, except the service-link variables
+the kubelet injects for Services named footprint-* (see `is_service_link`).
 """
 
 from __future__ import annotations
@@ -123,8 +124,16 @@ class Settings:
         "web.listen-address", "str", ":10180", "address to serve /metrics on", check=parse_listen_address
     )
     web_config_file: str = opt("web.config.file", "str", "", "exporter-toolkit web config (TLS, basic auth)")
+    web_history_step: float = opt(
+        "web.history-step", "duration", 15.0, "one point of the live page's power charts (240 points: 1 hour at "
+        "15s; never finer than sample.interval)", minimum=0.01, maximum=3600.0
+    )
     web_enable_created_series: bool = opt(
         "web.enable-created-series", "bool", False, "also expose each counter's _created series (both formats)"
+    )
+    web_history_step: float = opt(
+        "web.history-step", "duration", 15.0, "one point of the live page's power charts (240 points: 1 hour at "
+        "15s; never finer than sample.interval)", minimum=0.01, maximum=3600.0
     )
     # Host paths (node_exporter style, so tests run on fixture trees)
     path_sysfs: str = opt("path.sysfs", "str", "/sys", "sysfs mount point")
@@ -281,6 +290,12 @@ class Settings:
     state_checkpoint_interval: float = opt(
         "state.checkpoint-interval", "duration", 30.0, "time between checkpoints", minimum=1.0, maximum=86400.0
     )
+    state_gap_wait: float = opt(
+        "state.gap-wait", "duration", 300.0,
+        "after a restart, how long saved counters wait for their device's first read, and the gap's charge "
+        "for the grid chain's first answer; then they are dropped (counted) or charged at the value in use",
+        minimum=0.0, maximum=86400.0,
+    )
     # Embodied, water, cost
     embodied_lifetime: float = opt(
         "embodied.lifetime", "duration", 4 * 31557600.0, "expected hardware lifetime for amortisation",
@@ -293,12 +308,6 @@ class Settings:
     embodied_cpu_kgco2e: float | None = opt(
         "embodied.cpu-kgco2e", "float", None, "manufacturing kgCO2e per CPU package", optional=True, minimum=0.0,
         maximum=1_000_000.0,
-    )
-    state_gap_wait: float = opt(
-        "state.gap-wait", "duration", 300.0,
-        "after a restart, how long saved counters wait for their device's first read, and the gap's charge "
-        "for the grid chain's first answer; then they are dropped (counted) or charged at the value in use",
-        minimum=0.0, maximum=86400.0,
     )
     embodied_server_kgco2e: float | None = opt(
         "embodied.server-kgco2e", "float", None, "manufacturing kgCO2e of the rest of the server", optional=True,
@@ -395,8 +404,6 @@ def _convert(key: str, o: Option, raw: Any) -> Any:
             else:
                 raise ValueError(f"expected true or false, got {raw!r}")
         elif o.kind in ("int", "float"):
-            if isinstance(raw, float) and o.kind == "int" and not raw.is_integer():
-                raise ValueError(f"expected an integer, got {raw!r}")
             number = numbers.bounded(raw, o.minimum, o.maximum, integer=o.kind == "int")
             value = int(number) if o.kind == "int" else number
         elif o.kind == "duration":
