@@ -131,10 +131,6 @@ class Settings:
     web_enable_created_series: bool = opt(
         "web.enable-created-series", "bool", False, "also expose each counter's _created series (both formats)"
     )
-    web_history_step: float = opt(
-        "web.history-step", "duration", 15.0, "one point of the live page's power charts (240 points: 1 hour at "
-        "15s; never finer than sample.interval)", minimum=0.01, maximum=3600.0
-    )
     # Host paths (node_exporter style, so tests run on fixture trees)
     path_sysfs: str = opt("path.sysfs", "str", "/sys", "sysfs mount point")
     path_procfs: str = opt("path.procfs", "str", "/proc", "procfs mount point")
