@@ -199,3 +199,24 @@ def test_neso_chain_to_world_never_none(clock: Clock) -> None:
         assert value(feed, "footprint_grid_carbon_intensity_grams_per_kilowatt_hour",
                      grid_zone="GB", provider="static", signal="average") == 238.0
         assert value(feed, "footprint_grid_fallback_active") == 1
+
+
+def test_each_provider_declares_its_basis_and_a_mixed_chain_warns(
+    clock: Clock, em: ElectricityMapsFake, wt: WattTimeFake, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="footprint.grid"):
+        feed = full_feed(clock, em, wt, tmp_path)
+    assert "grid: the chain mixes emission-factor bases (electricitymaps lifecycle, watttime direct, static " \
+        "lifecycle)" in caplog.text
+    feed.refresh_due()
+    payload = feed.api_payload()
+    assert [(c["provider"], c["basis"]) for c in payload["chain"]] == [
+        ("electricitymaps", "lifecycle"), ("watttime", "direct"), ("static", "lifecycle")]
+    assert payload["accounting"]["basis"] == "lifecycle" and payload["marginal"]["basis"] == "direct"
+    assert any("basis direct" in line for line in feed.describe())
+
+
+def test_one_basis_in_the_chain_gives_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="footprint.grid"):
+        make_feed(Clock(), "--grid.provider=static", "--grid.zone=DE")
+    assert "mixes emission-factor bases" not in caplog.text
