@@ -11,7 +11,8 @@ Energy and gCO2e per 1,000 tokens come from pods that also export vllm:generatio
 
 Provenance and gaps: the share of scrapes per accounting-intensity provider (count_over_time), the node
 energy charged while the static table was in use (per step of a range query), scrape misses
-(count_over_time(up) - sum_over_time(up)), periods with failed or missing scrapes (min_over_time(up) per
+(count_over_time(up) - sum_over_time(up)), successful scrapes without footprint_build_info (something
+else answered on the exporter's address), periods with failed or missing scrapes (min_over_time(up) per
 step, or no `up` at all) and counter resets (resets(), a restart without --state.file), and the
 footprint_build_info versions whose methodology (docs/methodology.md) produced the counters.
 """
@@ -96,6 +97,7 @@ class Report:
     providers: list[ProviderShare] = field(default_factory=list)
     static_energy_joules: float = 0.0  # node energy charged at the static table's intensity
     scrapes: dict[str, tuple[int, int]] = field(default_factory=dict)  # instance -> (attempted, failed)
+    without_build_info: dict[str, int] = field(default_factory=dict)  # successful scrapes not of an exporter
     gaps: list[Gap] = field(default_factory=list)
     resets: dict[str, int] = field(default_factory=dict)  # instance -> counter resets
     versions: list[str] = field(default_factory=list)
@@ -296,6 +298,10 @@ def _provenance(prom: Prometheus, report: Report, sel: str, w: str, node_energy:
     attempted = {_node(lbl): v for lbl, v in prom.instant(f"count_over_time(up{{{sel}}}[{w}])", until)}
     ok = {_node(lbl): v for lbl, v in prom.instant(f"sum_over_time(up{{{sel}}}[{w}])", until)}
     report.scrapes = {node: (round(n), round(n - ok.get(node, 0.0))) for node, n in sorted(attempted.items())}
+    info = {_node(lbl): v for lbl, v in prom.instant(
+        f"sum by (instance, node) (count_over_time(footprint_build_info{{{sel}}}[{w}]))", until)}
+    report.without_build_info = {node: round(n - info.get(node, 0.0)) for node, n in sorted(ok.items())
+                                 if n - info.get(node, 0.0) >= 1}
     report.resets = {_node(lbl): round(v) for lbl, v in
                      prom.instant(f"resets(footprint_node_energy_joules_total{{{sel}}}[{w}])", until) if v > 0}
     up = prom.range(f"min_over_time(up{{{sel}}}[{s}])", since + step, until, step)
@@ -391,13 +397,15 @@ def render_markdown(report: Report) -> str:
     lines += ["", "## Gaps in the data", ""]
     for node, (attempted, failed) in report.scrapes.items():
         lines.append(f"- {node}: {failed} of {attempted} scrapes failed")
+    for node, n in report.without_build_info.items():
+        lines.append(f"- {node}: {n} successful scrapes without footprint_build_info (not the exporter answering)")
     for node, n in report.resets.items():
         lines.append(f"- {node}: counters reset {n} time(s) (an exporter restart without --state.file); "
                      "increase() counts from zero after each")
     for gap in report.gaps:
         lines.append(f"- {gap.instance}: {gap.kind} from {_iso(gap.start)} to {_iso(gap.end)} "
                      f"({gap.end - gap.start:,.0f} s)")
-    if not (report.gaps or report.resets or any(f for _, f in report.scrapes.values())):
+    if not (report.gaps or report.resets or report.without_build_info or any(f for _, f in report.scrapes.values())):
         lines.append("None: every scrape in the window succeeded.")
     versions = ", ".join(report.versions) or "unknown"
     lines += ["", f"Methodology: docs/methodology.md of footprint {versions} (footprint_build_info in the window).", ""]

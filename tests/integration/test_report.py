@@ -128,6 +128,7 @@ def test_report_by_namespace_is_the_counters_increase_with_the_restart_and_fallb
     (attempted, failed), = report["scrapes"].values()
     assert failed >= 1 and attempted > failed
     assert report["resets"] == {}  # --state.file: the restart did not reset the counters
+    assert report["without_build_info"] == {}
     assert report["versions"] == ["0.1.0"]
     text = proc.stdout
     assert "| static |" in text and "| electricitymaps |" in text and "scrapes failed" in text

@@ -47,6 +47,7 @@ def fixed_report() -> Report:
         static_energy_joules=21.75 * kwh,
         scrapes={"gpu-node-1": (172_800, 412), "gpu-node-2": (172_800, 0)},
         gaps=[Gap("gpu-node-1", start + 10 * 86400, start + 10 * 86400 + 5184.0, "scrapes failed")],
+        without_build_info={"gpu-node-2": 3},
         resets={"gpu-node-2": 1},
         versions=["0.1.0"],
     )
@@ -57,6 +58,12 @@ def test_golden_markdown() -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text(), "report Markdown changed; rerun with UPDATE_GOLDEN=1 if intended"
+
+
+def test_the_docs_show_the_golden_report() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "report.md").read_text()
+    indented = "".join(f"    {line}" if line.strip() else line for line in GOLDEN.read_text().splitlines(True))
+    assert indented in docs, "docs/report.md's worked example differs from tests/golden/report_by_namespace.md"
 
 
 def test_csv_and_json_outputs_hold_every_row_and_the_total(tmp_path: Path) -> None:
