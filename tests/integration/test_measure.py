@@ -101,7 +101,8 @@ def test_the_runs_gpu_energy_is_its_share_of_the_counter_delta_and_the_rest_is_a
         row["machine_emissions_grams"])
     # Grams = joules x PUE x intensity (the static world figure by default), interval by interval.
     assert row["intensity_providers"] == "static" and row["intensity_changed"] is False
-    assert row["emissions_grams"] == pytest.approx(row["energy_joules"] * 1.5 * row["intensity_grams_per_kwh"] / 3.6e6)
+    assert row["intensity_min_grams_per_kwh"] == row["intensity_max_grams_per_kwh"] == 475.0  # IEA 2019 world
+    assert row["emissions_grams"] == pytest.approx(row["energy_joules"] * 1.5 * 475.0 / 3.6e6)
     assert row["facility_energy_joules"] == pytest.approx(1.5 * row["energy_joules"])
     assert (row["run_id"], row["tags"], row["exit_code"], row["source"]) == ("gpu-run", {"model": "bert"}, 3,
                                                                            "in-process")
@@ -241,7 +242,9 @@ def test_the_tracking_api_in_a_plain_script(tmp_path: Path) -> None:
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["cpu"] > 0 and got["energy"] >= got["cpu"]
     assert got["energy"] + got["rest"] == pytest.approx(got["machine"])
-    assert got["grams"] == pytest.approx(got["energy"] * got["intensity"] / 3.6e6)
+    static_de = got["row"]["intensity_min_grams_per_kwh"]
+    assert static_de == got["row"]["intensity_max_grams_per_kwh"] != 475.0  # the zone's figure, not the world's
+    assert got["grams"] == pytest.approx(got["energy"] * static_de / 3.6e6)
     (row,) = runlog.read_rows(out)
     assert row == got["row"] and row["run_id"] == "script-1" and row["exit_code"] is None
     assert row["tags"] == {"step": "eval"} and row["intensity_providers"] == "static"
