@@ -24,7 +24,7 @@ from footprint.meters.amdsmi import (
     discover_hwmon,
     partition_shares,
 )
-from footprint.meters.base import MeterUnavailable, Reading
+from footprint.meters.base import MeterError, MeterUnavailable, Reading
 from footprint.meters.registry import detect
 from hypothesis import given
 from hypothesis import strategies as st
@@ -176,6 +176,30 @@ def test_a_driver_reload_restarts_the_counter_as_a_new_epoch(rig: Rig) -> None:
     r = meter.read()[0]
     assert r.counter_epoch == "6.12.12" and r.energy_joules == sc.joules(0, 2.0) < 200
     assert tracker.delta(r, 2.0) == pytest.approx(0.5 * 300, rel=1e-4)  # energy since the reload only
+
+
+def test_a_driver_unload_is_retried_and_the_gpus_enumerated_again(rig: Rig) -> None:
+    sc = rig.set(gpus=[FakeGpu(), FakeGpu(partitions=2, compute="DPX")], unloaded=[(1.0, 6.0)], reloads=[6.0],
+                 time=0.0)
+    meter = rig.meter()
+    tracker = CounterTracker()
+    for r in meter.read():
+        tracker.delta(r, 0.0)
+    rig.at(1.5)  # every GPU fails: the handles are stale, amdsmi is shut down
+    with pytest.raises(MeterError, match="no AMD GPU could be read"):
+        meter.read()
+    assert sorted(meter.down_devices()) == ["0", "1"]
+    rig.at(4.0)  # past the retry: amdsmi_init answers DRIVER_NOT_LOADED, still a runtime fault
+    with pytest.raises(MeterError, match="amdsmi_init"):
+        meter.read()
+    assert meter.describe()[0].startswith("amdsmi: not working: amdsmi_init")
+    rig.at(7.0)  # loaded again at 6.0: initialised, enumerated, counters since the load
+    readings = by_device(meter.read())
+    assert sorted(readings) == ["0", "1"] and meter.down_devices() == {}
+    assert readings["1"].info["partitions"] == "2"
+    for device, r in readings.items():
+        assert r.energy_joules == sc.joules(int(device), 7.0)
+        assert tracker.delta(r, 7.0) == pytest.approx(sc.joules(int(device), 7.0))  # a reset: since the load
 
 
 def test_process_shares_split_busy_time_by_engine_time(rig: Rig) -> None:

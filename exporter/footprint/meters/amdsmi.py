@@ -415,7 +415,10 @@ class AmdSmiMeter:
                         raise self._lose_library(now, exc) from exc
                     self._mark_down(gpu, now, exc)
             if not readings and self._gpus:
-                raise AmdSmiError("read", -1, f"no AMD GPU could be read ({len(self._gpus)} down)")
+                error = AmdSmiError("read", -1, f"no AMD GPU could be read ({len(self._gpus)} down)")
+                # Every GPU failing at once is the driver going away (unload, reset): its handles are
+                # stale, so shut down and enumerate again at the next retry, not just read them again.
+                raise self._lose_library(now, error, now + self._retry)
             return readings
 
     def down_devices(self) -> Mapping[str, str]:

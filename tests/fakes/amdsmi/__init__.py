@@ -130,6 +130,7 @@ class Scenario:
     driver_version: str = "6.10.5"
     init_error: int = 0
     reloads: Sequence[float] = ()
+    unloaded: Sequence[tuple[float, float]] = ()  # driver unloaded in [start, end): GPUs fail, init too
 
     def text(self) -> str:
         if len(self.gpus) > 8:
@@ -138,6 +139,7 @@ class Scenario:
             f"clock monotonic {round(self.epoch * 1e9)}")
         lines = [f"driver_version {self.driver_version}", f"init_error {self.init_error}", clock]
         lines += [f"reload {_us(t)}" for t in self.reloads]
+        lines += [f"unloaded {_us(a)} {_us(b)}" for a, b in self.unloaded]
         for i, gpu in enumerate(self.gpus):
             lines += [
                 f"gpu {i}",

@@ -19,6 +19,10 @@
  *   primary partition only, N/A on the others (ROCm/rocm-systems#8491, the amd-smi output in
  *   k8s-gpu-dra-driver#20). `secondary same` makes the secondaries answer the package's energy and
  *   power too: the harder case, where summing partitions would count the package several times.
+ * - amdsmi_init answers AMDSMI_STATUS_DRIVER_NOT_LOADED when the amdgpu module is not live
+ *   (src/amd_smi/amd_smi_system.cc populate_amd_gpu_devices), and every call before a successful
+ *   init answers AMDSMI_STATUS_NOT_INIT (AMDSMI_CHECK_INIT). A library initialised before the driver
+ *   was unloaded keeps its handles, whose reads then fail (`unloaded`: FILE_ERROR on every GPU).
  * - A GPU that fell off the bus fails its sysfs reads; rocm_smi reports failed reads as file errors,
  *   so per-GPU calls answer AMDSMI_STATUS_FILE_ERROR in a `lost` window (the exact code a real lost
  *   GPU gives is not documented).
@@ -34,6 +38,7 @@
  * Scenario lines (times in µs, power in mW); "gpu <i>" starts a physical GPU's block:
  *   init_error <code>   driver_version <text>   clock manual <us> | clock monotonic <epoch_ns>
  *   reload <us>   (driver reload: every counter restarts from 0)
+ *   unloaded <from_us> <until_us>   (driver unloaded: per-GPU calls answer FILE_ERROR, init DRIVER_NOT_LOADED)
  *   gpu <i>
  *     name <text>  serial <hex>  uuid <text>  bus <n>  cap_uw <n>  activity <pct>
  *     counter <0|1>  offset_ticks <n>  partitions <n>  compute <text>  memory <text>
@@ -86,10 +91,11 @@ typedef struct {
 } gpu_t;
 
 typedef struct {
-    int loaded, init_error, manual, ngpus, nreloads;
+    int loaded, init_error, manual, ngpus, nreloads, nunloaded;
     char driver_version[TEXT];
     int64_t manual_us, epoch_ns;
     int64_t reloads[MAX_RELOADS];
+    window_t unloaded[MAX_WINDOWS];
     gpu_t gpus[MAX_GPUS];
 } scenario_t;
 
@@ -155,6 +161,10 @@ static void parse(FILE *f) {
             if (sc.manual) sc.manual_us = a; else sc.epoch_ns = a;
         } else if (!strcmp(key, "reload") && sc.nreloads < MAX_RELOADS) {
             sc.reloads[sc.nreloads++] = atoll(rest);
+        } else if (!strcmp(key, "unloaded") && sc.nunloaded < MAX_WINDOWS) {
+            sscanf(rest, "%lld %lld", &a, &b);
+            sc.unloaded[sc.nunloaded].from = a;
+            sc.unloaded[sc.nunloaded++].until = b;
         } else if (!strcmp(key, "gpu")) {
             int i = atoi(rest);
             if (i < 0 || i >= MAX_GPUS) { g = NULL; continue; }
@@ -260,6 +270,14 @@ static uint64_t energy_ticks(const gpu_t *g, int64_t t) {
 
 /* ---- entry checks ------------------------------------------------------------------------- */
 
+static int unloaded_now(void) {
+    int64_t t = now_us();
+    for (int i = 0; i < sc.nunloaded; i++)
+        if (t >= sc.unloaded[i].from && t < sc.unloaded[i].until) return 1;
+    return 0;
+}
+
+/* A library-wide entry: initialised (AMDSMI_CHECK_INIT in amd_smi.cc answers NOT_INIT otherwise). */
 static amdsmi_status_t enter(void) {
     refresh();
     return sc.loaded && initialised ? AMDSMI_STATUS_SUCCESS : AMDSMI_STATUS_NOT_INIT;
@@ -275,6 +293,7 @@ static amdsmi_status_t enter_dev(void *h, gpu_t **g, unsigned *part) {
     *g = &sc.gpus[l->gpu];
     *part = l->part;
     int64_t t = now_us();
+    if (unloaded_now()) return AMDSMI_STATUS_FILE_ERROR;  /* the device's sysfs files are gone */
     for (int i = 0; i < (*g)->nlost; i++)
         if (t >= (*g)->lost[i].from && t < (*g)->lost[i].until) return AMDSMI_STATUS_FILE_ERROR;
     return AMDSMI_STATUS_SUCCESS;
@@ -301,7 +320,7 @@ static int package_answers(const gpu_t *g, unsigned part) { return part == 0 || 
 
 static amdsmi_status_t do_init(void) {
     refresh();
-    if (!sc.loaded) return AMDSMI_STATUS_DRIVER_NOT_LOADED;
+    if (!sc.loaded || unloaded_now()) return AMDSMI_STATUS_DRIVER_NOT_LOADED;
     if (sc.init_error) return (amdsmi_status_t)sc.init_error;
     initialised = 1;
     for (unsigned i = 0; i < MAX_GPUS; i++) {
