@@ -662,12 +662,12 @@ class Checkpointer:
             energy.append((r, gap.joules if gap else 0.0))
         for g in gaps.values():  # measured before a restart, the device not read this sample
             energy.append((Reading(g.component, g.device, g.source, 0.0, in_node_total=g.in_node_total), g.joules))
-        recovered = 0.0
-        for g in restart.gaps:
-            self.ledger.add(GAP_JOULES, g.key, g.joules, wall)
-            recovered += g.joules
-        self.accountant.account(self.ledger, energy, restart.seconds or 0.0, intensity, wall,
-                                [] if self.attribution else None)
+        recovered = sum(g.joules for g in restart.gaps)
+        with self.ledger.transaction():  # the whole gap or nothing, like a sample
+            for g in restart.gaps:
+                self.ledger.add(GAP_JOULES, g.key, g.joules, wall)
+            self.accountant.account(self.ledger, energy, restart.seconds or 0.0, intensity, wall,
+                                    [] if self.attribution else None)
         waited = round(now - restart.started, 3)
         basis = intensity.basis or "unknown"
         self.last_gap = {"at": wall, "joules": recovered, "intensity_g_per_kwh": intensity.value,
