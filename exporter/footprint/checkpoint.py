@@ -464,7 +464,11 @@ class _Restart:
 
 
 class Checkpointer:
-    """Owns the state file: restore at start, snapshots from the sampler, writes from its own thread."""
+    """Owns the state file: restore at start, snapshots from the sampler, writes from its own thread.
+
+    `grid` gives the restart gap its intensity; without one (tests of the file alone) totals are
+    restored and no gap is charged.
+    """
 
     def __init__(self, settings: Settings, ledger: Ledger, accountant: Accountant, attribution: bool,
                  grid: GapGrid | None = None, wall: Callable[[], float] = time.time) -> None:
