@@ -11,6 +11,7 @@ import socket
 import urllib.request
 from contextlib import ExitStack
 
+import pytest
 import requests
 
 from tests.support.exporter import free_port, start_exporter
@@ -114,6 +115,7 @@ def test_metrics_are_gzipped_for_clients_that_accept_it() -> None:
         assert head.headers["Content-Encoding"] == "gzip" and head.content == b""
 
 
+@pytest.mark.slow
 def test_prometheus_scrapes_gzip() -> None:
     """Prometheus asks for gzip on every scrape (its scrape loop sets Accept-Encoding: gzip unless
     enable_compression is false); the access log says what it got."""
