@@ -1,13 +1,17 @@
 """A run's figures as MLflow metrics and tags (optional: `pip install 'footprint-exporter[mlflow]'`).
 
-They go on the active MLflow run; when none is active, a run named after the Footprint run is started
-and ended here. The tracking store is MLflow's own choice (MLFLOW_TRACKING_URI, a local file store or
-a sqlite file work without a server).
+They go on the active MLflow run (this process's, or the one MLFLOW_RUN_ID names, whose name and status
+are left alone); when there is none, a run named after the Footprint run is started and ended here.
+The tracking store is MLflow's own choice (MLFLOW_TRACKING_URI; a local file store or a sqlite file
+work without a server).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from footprint.config import ConfigError
 
@@ -55,16 +59,22 @@ def tags(run: Run) -> dict[str, str]:
     }
 
 
-def log_run(run: Run) -> None:
+def log_run(run: Run, env: Mapping[str, str] = os.environ) -> None:
+    """On the active run of this process; else on the run MLFLOW_RUN_ID names (as `mlflow run` sets it for
+    the commands it starts), left as it was (name, status); else on a new run named after ours."""
     import mlflow
+    from mlflow.entities import Metric, RunTag
 
-    active: Any = mlflow.active_run()
-    started = active is None
-    if started:
-        mlflow.start_run(run_name=run.run_id)
-    try:
+    if mlflow.active_run() is not None:
         mlflow.log_metrics(metrics(run))
         mlflow.set_tags(tags(run))
-    finally:
-        if started:
-            mlflow.end_run()
+        return
+    run_id = env.get("MLFLOW_RUN_ID")
+    if run_id:
+        now = int(time.time() * 1000)
+        mlflow.MlflowClient().log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics(run).items()],
+                                        tags=[RunTag(k, v) for k, v in tags(run).items()])
+        return
+    with mlflow.start_run(run_name=run.run_id):
+        mlflow.log_metrics(metrics(run))
+        mlflow.set_tags(tags(run))

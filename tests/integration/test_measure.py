@@ -218,6 +218,24 @@ def test_mlflow_gets_the_metrics_and_tags_on_the_run(tmp_path: Path) -> None:
     assert run.data.tags["footprint.intensity_providers"] == "static"
 
 
+def test_mlflow_logs_onto_the_run_that_mlflow_run_id_names_and_leaves_it_running(tmp_path: Path) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    store = f"file:{tmp_path / 'mlruns'}"
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    try:
+        client = mlflow.MlflowClient(tracking_uri=store)
+        parent = client.create_run("0", run_name="train-7")  # as `mlflow run` starts one for its command
+        env = env_for(MLFLOW_TRACKING_URI=store, MLFLOW_ALLOW_FILE_STORE="true", MLFLOW_RUN_ID=parent.info.run_id)
+        proc = measure([*FAST, "--no-meter.nvml", "--tag=step=eval"], [sys.executable, "-c", "pass"], env)
+        assert proc.returncode == 0, proc.stderr
+        run = client.get_run(parent.info.run_id)
+        assert len(client.search_runs(experiment_ids=["0"])) == 1
+    finally:
+        del os.environ["MLFLOW_ALLOW_FILE_STORE"]
+    assert (run.info.run_name, run.info.status) == ("train-7", "RUNNING")
+    assert run.data.metrics["footprint_energy_joules"] > 0 and run.data.tags["step"] == "eval"
+
+
 TRACKED = """
 import json, sys
 import footprint
