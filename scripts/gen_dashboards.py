@@ -563,14 +563,15 @@ def nodes() -> dict[str, Any]:
                      f"(instance_process_group:footprint_process_group_power_watts:sum{{{NODE}}})",
                      "{{instance}} {{process_group}}")], "watt", w=24, stack=True),
         row("Devices and meters"),
-        table("Devices", "Every metered device with its model, identifiers, driver, power limit and measurement "
-              "source; the value is its power now.",
+        table("Devices", "Every metered device with its vendor, model, identifiers, driver, power limit, AMD "
+              "partition mode and measurement source; the value is its power now.",
               f"footprint_power_watts{{{dev}}} * on (cluster, job, instance, component, device) "
-              f"group_left (model, uuid, index, driver_version, power_limit_watts) footprint_device_info{{{NODE}}}",
+              f"group_left (vendor, model, uuid, index, driver_version, power_limit_watts, compute_partition) "
+              f"footprint_device_info{{{NODE}}}",
               "watt", "Power", hide=("Time", "__name__")),
         piechart("Devices by measurement source", "How each device's energy is measured: hardware counters "
-                 "(nvml, rapl) or an estimate.", f"count by (source) (footprint_power_watts{{{dev}}})", "short",
-                 "{{source}}", w=6),
+                 "(nvml, amdsmi, rapl), integrated power (*_power) or an estimate.",
+                 f"count by (source) (footprint_power_watts{{{dev}}})", "short", "{{source}}", w=6),
         timeline("Meters up", "Whether each meter's last read succeeded.",
                  f"footprint_meter_up{{{NODE}}}", "{{instance}} {{meter}}", w=9),
         timeline("Devices up", "Whether each device could be read in the last sample.",
