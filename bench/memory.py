@@ -8,14 +8,19 @@ other benchmarks run, so the whole run stays short.
 
 Start-up: from spawning `python -m footprint` to the first /metrics answer that has every GPU and
 both RAPL packages (polled every 10 ms), over several starts; with and without attribution.
+
+Live page: RSS with the page's power history empty and full (history_full), and what its JSON weighs.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import statistics
+import sys
 import threading
 import time
+import tracemalloc
 
 import common
 import pods as k8s
@@ -129,3 +134,74 @@ def startup(quick: bool) -> dict[str, object]:
 
 def soak_seconds(quick: bool) -> float:
     return 150.0 if quick else 600.0
+
+
+HISTORY_STEP = "50ms"  # with 20 Hz sampling the 240-point ring fills in 12 s instead of an hour
+
+
+def ring_bytes(series: int) -> int:
+    """Python heap the history takes once full, measured here with tracemalloc (the same class)."""
+    from footprint.history import POINTS, PowerHistory, Totals
+
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    h = PowerHistory(1.0)
+    keys = [("gpu", str(i), "nvml") for i in range(series)]
+    for t in range(POINTS + 5):
+        h.record(float(t), 100.0, dict.fromkeys(keys, 50.0), Totals(float(t), 0.0, 0.0))
+    size = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    return size
+
+
+def history_full(quick: bool) -> dict[str, object]:
+    """The exporter (8 GPUs + RAPL) sampling at 20 Hz with a 50 ms history step, while a page is open:
+    `/`, /api/v1/summary and /api/v1/history fetched every 0.5 s. RSS when the history has its first
+    points, when the ring is full, and after as long again (full mode: three times): no growth past it."""
+    with common.fixture() as fx:
+        port = common.free_port()
+        base = f"http://127.0.0.1:{port}"
+        flags = ["--sample.interval=50ms", f"--web.history-step={HISTORY_STEP}"]
+        with Proc(common.exporter_cmd(port, fx, *flags), common.exporter_env(fx), "history") as proc:
+            common.wait_for(proc, functools.partial(ready, f"{base}/metrics"), 60, "valid scrape")
+
+            def page_load() -> dict[str, bytes]:
+                return {path: common.http_get(base + path) for path in ("/", "/api/v1/summary", "/api/v1/history")}
+
+            def held() -> int:
+                return len(json.loads(page_load()["/api/v1/history"])["node"])
+
+            common.wait_for(proc, lambda: held() >= 2, 30, "history points", poll=0.5)
+            rss_empty = common.rss_mib(proc.pid)
+            started = time.monotonic()
+            while (points := held()) < 240:
+                time.sleep(0.5)
+            filled = time.monotonic() - started
+            rss_full = common.rss_mib(proc.pid)
+            bodies = page_load()
+            after = filled if quick else 3 * filled
+            until = time.monotonic() + after
+            while time.monotonic() < until:
+                page_load()
+                time.sleep(0.5)
+            rss_end = common.rss_mib(proc.pid)
+            series = len(json.loads(bodies["/api/v1/history"])["devices"]) + 1  # devices + the node
+    return {
+        "points": points,
+        "series": series,
+        "seconds_to_fill": round(filled, 1),
+        "rss_mib_history_empty": round(rss_empty, 2),
+        "rss_mib_history_full": round(rss_full, 2),
+        "seconds_after_full": round(after, 1),
+        "rss_mib_end": round(rss_end, 2),
+        "ring_bytes_per_series": round(ring_bytes(series) / series),
+        "bytes": {path: len(body) for path, body in bodies.items()},
+    }
+
+
+if __name__ == "__main__":
+    # python bench/memory.py --history [--quick]: only the live page's memory, into bench/results/history.json
+    if "--history" in sys.argv:
+        quick = "--quick" in sys.argv
+        out = common.CACHE / "results" if quick else common.RESULTS
+        print(common.write_result(out, "history", "quick" if quick else "full", history_full(quick)).read_text())

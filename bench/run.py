@@ -95,6 +95,8 @@ def main() -> int:
             raise
         if soak is not None:
             figures = {"startup": memory.startup(args.quick)}
+            common.log("memory: the live page's history, filled")
+            common.write_result(out, "history", mode, memory.history_full(args.quick))
             common.log("memory: waiting for the soak to end")
             figures["soak"] = soak.result()
             common.write_result(out, "memory", mode, figures)

@@ -9,15 +9,19 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client.core import Metric
 
+from footprint import page
 from footprint.accountant import PROCESS_GROUP_ENERGY, WORKLOAD_ENERGY, Accountant
+from footprint.api import LiveView
 from footprint.attribution.base import Attributor
 from footprint.checkpoint import Checkpointer
 from footprint.config import Settings
 from footprint.grid.feed import GridFeed
+from footprint.history import PowerHistory
 from footprint.ledger import Ledger
 from footprint.meters.base import Meter
 from footprint.meters.registry import detect
 from footprint.metrics import Exposition, FootprintCollector
+from footprint.runs import RecentRuns
 from footprint.sampler import Sampler
 from footprint.server import Routes, Server
 
@@ -62,9 +66,13 @@ class Exporter:
         self.checkpoint.pending = self.sampler.pending  # kept in each checkpoint: a kill -9 leaves it unattributed
         self.exposition = Exposition(FootprintCollector(self.sampler, settings.pue, extra),
                                      settings.web_enable_created_series)
+        history = PowerHistory(max(settings.web_history_step, settings.sample_interval))
+        self.live = LiveView(self.sampler, self.ledger, history, self.grid.api_payload, settings.pue,
+                             self.attributor is not None, RecentRuns(settings.web_runs_file))
         self.server = Server(
             settings.web_listen_address,
-            Routes(self.exposition, self.grid.api_payload, lambda: self.sampler.state.samples > 0),
+            Routes(self.exposition, self.grid.api_payload, lambda: self.sampler.state.samples > 0,
+                   page.pages(self.live)),
             settings.web_config_file,
         )
         self._done = threading.Event()

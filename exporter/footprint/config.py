@@ -128,6 +128,7 @@ class Settings:
         "web.history-step", "duration", 15.0, "one point of the live page's power charts (240 points: 1 hour at "
         "15s; never finer than sample.interval)", minimum=0.01, maximum=3600.0
     )
+    web_runs_file: str = opt("web.runs-file", "str", "", "run file of `measure --output` to list on the live page")
     web_enable_created_series: bool = opt(
         "web.enable-created-series", "bool", False, "also expose each counter's _created series (both formats)"
     )

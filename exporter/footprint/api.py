@@ -1,0 +1,277 @@
+"""/api/v1/summary and /api/v1/history: what the live page shows, as JSON (docs/api.md).
+
+`LiveView.sampled()` runs in the sampler thread after every sample (app.py's on_sample hook): it takes
+the sample's power and the ledger's node totals together, so every number in one summary belongs to
+the same sample, the one `/metrics` renders from. A request then only copies that snapshot and reads
+the grid feed's payload and the top workloads: no I/O. Sizes are bounded: MAX_DEVICES devices,
+TOP_WORKLOADS workloads, FORECAST_POINTS forecast hours, history.POINTS points a series.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from footprint import __version__
+from footprint.accountant import EMBODIED, NODE_EMISSIONS, NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY
+from footprint.history import MAX_SERIES, PowerHistory, SeriesKey, Totals
+from footprint.ledger import Ledger
+from footprint.runs import RecentRuns
+from footprint.sampler import Sampler, SampleState
+
+API_VERSION = 1
+MAX_DEVICES = MAX_SERIES
+TOP_WORKLOADS = 10
+FORECAST_POINTS = 48
+FORECAST_HOURS = 48
+
+# What a `source` says about the number: read from a hardware energy counter, hardware power
+# integrated over time by the exporter, or modelled (CPU utilisation x configured watts).
+PROVENANCE = {"nvml": "measured", "rapl": "measured", "nvml_power": "integrated", "estimate": "estimated"}
+_RANK = {"measured": 0, "integrated": 1, "estimated": 2}
+
+
+def provenance(source: str) -> str:
+    """Unknown sources count as estimated: never claim a measurement we cannot vouch for."""
+    return PROVENANCE.get(source, "estimated")
+
+
+def _num(value: float | None, digits: int | None = None) -> float | None:
+    """A finite number (times rounded to the millisecond), else None: NaN and inf are not JSON."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value) if digits is None else round(value, digits)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One sample as the page shows it (taken in the sampler thread)."""
+
+    number: int
+    at: float
+    node_watts: float | None  # None before the first interval (the first sample is a baseline)
+    devices: tuple[dict[str, Any], ...]  # at most MAX_DEVICES
+    devices_dropped: int
+    lifetime: Totals
+    lifetime_since: float | None
+    embodied_grams: float
+    started: Totals
+    today: Totals
+
+
+@dataclass
+class LiveView:
+    """Summary and history of this exporter, for the live page and its JSON API."""
+
+    sampler: Sampler
+    ledger: Ledger
+    history: PowerHistory
+    grid_payload: Callable[[], dict[str, Any]]
+    pue: float
+    attribution: bool
+    runs: RecentRuns = field(default_factory=lambda: RecentRuns(""))
+    started_at: float = field(default_factory=time.time)
+    wall: Callable[[], float] = time.time
+    _snapshot: Snapshot | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sampled(self) -> None:
+        """After each sample (sampler thread): record its power and totals, as one snapshot."""
+        state: SampleState = self.sampler.state
+        at = self.wall()
+        ledger = self.ledger
+        with ledger.lock:
+            totals = Totals(at, ledger.get(NODE_ENERGY), ledger.get(NODE_EMISSIONS))
+            since = ledger.created.get(NODE_ENERGY, {}).get(())
+            embodied = float(sum(ledger.series(EMBODIED).values()))
+        node_watts, devices = _power(state, self.sampler.known_devices())
+        self.history.record(at, node_watts, {_key(d): d["watts"] for d in devices if d["watts"] is not None},
+                            totals)
+        started, today = self.history.started, self.history.day_start
+        assert started is not None and today is not None  # set by the record above
+        snap = Snapshot(state.samples, at, node_watts, tuple(devices[:MAX_DEVICES]),
+                        max(0, len(devices) - MAX_DEVICES), totals, since, embodied, started, today)
+        with self._lock:
+            self._snapshot = snap
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            snap = self._snapshot
+        now = self.wall()
+        out: dict[str, Any] = {
+            "version": API_VERSION,
+            "generated_at": _num(now, 3),
+            "exporter": {"version": __version__, "started_at": _num(self.started_at, 3),
+                         "sample_interval_seconds": self.sampler.interval},
+            "sample": None,
+            "power": None,
+            "energy": None,
+            "embodied": None,
+            "pue": {"ratio": self.pue, "provenance": "configured"},
+            "grid": grid_summary(self.grid_payload(), now),
+            "workloads": self._workloads(),
+            "runs": self.runs.payload(),
+        }
+        if snap is None:
+            return out
+        out["sample"] = {"number": snap.number, "at": _num(snap.at, 3)}
+        provenances = {d["provenance"] for d in snap.devices if d["in_node_total"] and d["watts"] is not None}
+        out["power"] = {
+            "unit": "W",
+            "node_watts": _num(snap.node_watts),
+            "node_provenance": max(provenances, key=_RANK.__getitem__) if provenances else None,
+            "devices": [dict(d) for d in snap.devices],
+            "devices_dropped": snap.devices_dropped,
+        }
+
+        def since(base: Totals | None, at: float | None) -> dict[str, Any]:
+            energy = snap.lifetime.energy_joules - (base.energy_joules if base else 0.0)
+            grams = snap.lifetime.emissions_grams - (base.emissions_grams if base else 0.0)
+            return {"since": _num(at, 3), "energy_joules": _num(max(energy, 0.0)),
+                    "emissions_grams": _num(max(grams, 0.0))}
+
+        out["energy"] = {
+            "energy_unit": "J",
+            "emissions_unit": "gCO2e",
+            "emissions_provenance": "computed",  # energy x PUE x grid intensity of each interval
+            "lifetime": since(None, snap.lifetime_since),
+            "since_start": since(snap.started, snap.started.at),
+            "today": since(snap.today, snap.today.at),
+        }
+        operational = snap.lifetime.emissions_grams
+        total = operational + snap.embodied_grams
+        out["embodied"] = {
+            "unit": "gCO2e",
+            "provenance": "estimated",  # manufacturing figures amortised over the lifetime
+            "grams_total": _num(snap.embodied_grams),
+            "share": _num(snap.embodied_grams / total) if total > 0 else None,
+        }
+        return out
+
+    def history_payload(self) -> dict[str, Any]:
+        snap = self.history.snapshot()
+        devices: list[dict[str, Any]] = snap["devices"]
+        for d in devices:
+            d["provenance"] = provenance(d["source"])
+        return {"version": API_VERSION, "unit": "W", **snap, "devices": devices[:MAX_DEVICES],
+                "dropped_series": self.history.dropped_series}
+
+    def _workloads(self) -> dict[str, Any]:
+        if not self.attribution:
+            return {"enabled": False, "count": 0, "top": []}
+        energy: dict[tuple[str, ...], float] = {}
+        with self.ledger.lock:
+            for labels, joules in self.ledger.series(WORKLOAD_ENERGY).items():
+                energy[labels[:4]] = energy.get(labels[:4], 0.0) + joules
+            grams = dict(self.ledger.series(WORKLOAD_EMISSIONS))
+        top = heapq.nlargest(TOP_WORKLOADS, energy.items(), key=lambda kv: (kv[1], kv[0]))
+        return {
+            "enabled": True,
+            "count": len(energy),
+            "energy_unit": "J",
+            "emissions_unit": "gCO2e",
+            "top": [
+                {"namespace": k[0], "pod": k[1], "container": k[2], "workload": k[3],
+                 "energy_joules": _num(j), "emissions_grams": _num(grams.get(k, 0.0))}
+                for k, j in top
+            ],
+        }
+
+
+def _key(device: Mapping[str, Any]) -> SeriesKey:
+    return (device["component"], device["device"], device["source"])
+
+
+def _power(state: SampleState, known: Mapping[tuple[str, str], Any]) -> tuple[float | None, list[dict[str, Any]]]:
+    """Node power as /metrics has it (devices in the node total), and every device's line."""
+    in_total = {r.key for r in state.readings if r.in_node_total}
+    current = {r.key: r for r in state.readings}
+    # No interval yet (the first sample is a baseline): power unknown, not 0 W.
+    node = sum(w for (c, d, _), w in state.power.items() if (c, d) in in_total) if state.power else None
+    devices = []
+    seen = set()
+    for (component, device, source), watts in sorted(state.power.items()):
+        seen.add((component, device))
+        r = current.get((component, device))
+        devices.append({
+            "component": component, "device": device, "source": source, "provenance": provenance(source),
+            "model": r.info.get("model", "") if r else "", "up": (component, device) not in state.device_down,
+            "in_node_total": (component, device) in in_total, "watts": _num(watts),
+        })
+    for key in sorted(set(known) | set(state.device_down)):
+        if key in seen:
+            continue
+        r = known.get(key)
+        devices.append({
+            "component": key[0], "device": key[1], "source": r.source if r else "",
+            "provenance": provenance(r.source) if r else "estimated", "model": r.info.get("model", "") if r else "",
+            "up": key in current and key not in state.device_down,
+            "in_node_total": bool(r.in_node_total) if r else True, "watts": None,
+        })
+    return node, devices
+
+
+def grid_summary(payload: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The intensity in use, the chain's state and the forecast ahead, from /api/v1/grid's payload."""
+    acc = payload.get("accounting") or {}
+    marginal = payload.get("marginal")
+    chain = payload.get("chain") or []
+    forecast_provider, points = None, []
+    candidates = [acc] + [r for slot in chain for r in slot.get("readings", [])
+                          if r.get("signal") == acc.get("signal")]
+    for reading in candidates:
+        if reading.get("forecast"):
+            forecast_provider, points = reading.get("provider"), reading["forecast"]
+            break
+    ahead, greenest = forecast_ahead(points, now)
+    return {
+        "unit": "gCO2e/kWh",
+        "value": _num(acc.get("value")),
+        "provider": acc.get("provider"),
+        "signal": acc.get("signal"),
+        "zone": acc.get("zone"),
+        "estimated": bool(acc.get("estimated")),
+        "published_at": _num(acc.get("published_at"), 3),
+        "age_seconds": _num(acc.get("age_seconds"), 3),
+        "fallback_active": bool(payload.get("fallback_active")),
+        "marginal": None if not marginal else {
+            "value": _num(marginal.get("value")), "provider": marginal.get("provider"),
+            "age_seconds": _num(marginal.get("age_seconds"), 3),
+        },
+        "chain": [
+            {"provider": s.get("provider"), "signal": s.get("signal"), "up": bool(s.get("up")),
+             "last_error": s.get("last_error")}
+            for s in chain[:16]
+        ],
+        "forecast": {"provider": forecast_provider if ahead else None, "points": ahead, "greenest": greenest},
+    }
+
+
+Forecast = tuple[list[dict[str, float]], dict[str, float] | None]
+
+
+def forecast_ahead(points: Sequence[Mapping[str, Any]], now: float) -> Forecast:
+    """Points not over yet within FORECAST_HOURS (at most FORECAST_POINTS), and the lowest of them: the
+    greenest window, as footprint_grid_forecast_min_* has it (a point lasts until the next one starts)."""
+    clean = sorted(
+        (float(p["start"]), float(p["value"])) for p in points
+        if isinstance(p.get("start"), (int, float)) and isinstance(p.get("value"), (int, float))
+        and math.isfinite(p["start"]) and math.isfinite(p["value"])
+    )
+    ahead: list[dict[str, float]] = []
+    best: dict[str, float] | None = None
+    for i, (start, value) in enumerate(clean):
+        end = clean[i + 1][0] if i + 1 < len(clean) else start + 3600.0
+        if end <= now:
+            continue
+        if start // 3600 - now // 3600 >= FORECAST_HOURS or len(ahead) >= FORECAST_POINTS:
+            break
+        ahead.append({"start": start, "value": value})
+        if best is None or value < best["value"]:
+            best = {"start": start, "end": end, "value": value}
+    return ahead, best
