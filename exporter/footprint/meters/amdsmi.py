@@ -85,7 +85,7 @@ def load_bindings(rocm_path: str) -> ModuleType:
         with contextlib.redirect_stdout(io.StringIO()):
             import amdsmi
     except ImportError as exc:
-        raise AmdSmiNotInstalled("the amdsmi bindings are not installed (pip install 'footprint[amd]')") from exc
+        raise AmdSmiNotInstalled("the amdsmi bindings are not installed (footprint-exporter[amd])") from exc
     except (KeyError, OSError, AttributeError) as exc:  # the wrapper's lookup of the loaded library
         raise AmdSmiNotInstalled(f"libamd_smi.so not found (ROCm not installed here): {exc!r}") from exc
     return amdsmi
