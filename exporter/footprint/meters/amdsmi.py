@@ -6,7 +6,8 @@ timestamp in ns). Where it is missing, the meter integrates socket power (`amdsm
 whole watts) and says so with source="amdsmi_power". The accumulator restarts from 0 when the driver
 loads again: the driver version is the counter's epoch, and a reload without a new version shows as
 a smaller counter, which the ledger absorbs. A 64-bit accumulator of 15.3 µJ ticks does not wrap in
-practice (2.8e14 J), so a smaller value is a reset, never a wrap.
+practice (2.8e14 J), so a smaller value is a reset, never a wrap. The resolution is used as the
+library answers it (rocm_smi hard-codes 15.3; amdsmi.h's metrics comment says 15.259 µJ).
 
 Partitions: MI300X compute partitions (SPX/DPX/QPX/CPX) and memory partitions (NPS1/NPS4) show up as
 several logical GPUs of one package. amdsmi groups them by PCI domain:bus:device (its "socket"); the
