@@ -1,6 +1,6 @@
 """The run file of `measure --output` and `track(output=)`: one row per run, appended; columns stable.
 
-CSV when the name ends in .csv, else JSON Lines. The columns (documented in docs/measure.md) only ever
+CSV (RFC 4180) when the name ends in .csv, else JSON Lines. The columns (documented in docs/measure.md) only ever
 grow at the end; a CSV file with another header is refused rather than mixed. `read_rows` gives the
 rows back with their types (numbers, booleans, None for empty, `tags` and `devices` as dicts), whichever
 format the file is in, so other tools (the web page) can list runs.
@@ -80,7 +80,7 @@ def write_row(path: str | Path, row: Mapping[str, Any]) -> None:
     check(path)
     new = not path.exists() or path.stat().st_size == 0
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf)  # RFC 4180: CRLF rows, so a lone CR in a cell is quoted too
     if new:
         writer.writerow(COLUMNS)
     writer.writerow([_cell(c, row[c]) for c in COLUMNS])

@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 finite = st.floats(min_value=0, max_value=1e12, allow_nan=False)
-text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12)
+# Commands hold quotes, commas and newlines (a `python -c` script): the CSV must quote them.
+text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
 label = st.text(st.characters(whitelist_categories=("Ll", "Nd")), min_size=1, max_size=8)
 
 
