@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from footprint import runlog
 
+from tests.fakes.grid_servers import ElectricityMapsFake, serving
 from tests.fakes.nvml import SCENARIO_ENV, FakeGpu, Scenario, fake_env
 from tests.support.exporter import REPO, start_exporter
 
@@ -153,6 +154,43 @@ def test_signals_reach_the_command_and_its_exit_status_is_ours(tmp_path: Path, s
         assert mark.with_suffix(".got").read_text() == signal.Signals(sig).name
     (row,) = runlog.read_rows(out)
     assert row["exit_code"] == code  # the run is still measured and written
+
+
+def test_an_intensity_that_changes_during_the_run_is_said_so(tmp_path: Path) -> None:
+    token = tmp_path / "em-token"
+    token.write_text("em-token-measure\n")
+    go = tmp_path / "go"
+    out = tmp_path / "runs.jsonl"
+    em = ElectricityMapsFake("em-token-measure")
+    em.state.intensity = 200
+    with serving(em):
+        cmd = [sys.executable, "-m", "footprint", "measure", *FAST, "--no-meter.nvml", f"--output={out}",
+               "--grid.provider=electricitymaps", f"--grid.electricitymaps.url={em.url}/v3",
+               f"--grid.electricitymaps.token-file={token}", "--grid.zone=DE", "--grid.refresh-interval=1s", "--",
+               sys.executable, "-c", f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.02)"]
+        proc = subprocess.Popen(cmd, env=env_for(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=REPO)
+        try:
+            deadline = time.monotonic() + 30
+            # 200 is charged for a refresh interval at least: measure's own fetch before the baseline, the
+            # feed thread's first at once, then one a second later (its answer may already be the new value).
+            while em.count("/v3/carbon-intensity/latest") < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            em.state.intensity = 500  # the grid changes while the command runs
+            seen = em.count("/v3/carbon-intensity/latest")
+            while em.count("/v3/carbon-intensity/latest") < seen + 2 and time.monotonic() < deadline:
+                time.sleep(0.02)  # the next fetch after the change has been answered (and a sample taken)
+            go.write_text("")
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err
+    (row,) = runlog.read_rows(out)
+    assert row["intensity_changed"] is True and row["intensity_providers"] == "electricitymaps"
+    assert (row["intensity_min_grams_per_kwh"], row["intensity_max_grams_per_kwh"]) == (200.0, 500.0)
+    assert 200.0 < row["intensity_grams_per_kwh"] < 500.0
+    assert "changed during the run (200-500 gCO2e/kWh)" in err
 
 
 def test_bad_options_exit_2_with_one_line_naming_them(tmp_path: Path) -> None:
