@@ -29,13 +29,9 @@ See docs/measure.md."""
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
-# (what, grams of CO2e per unit, source) for the table's comparisons.
-EQUIVALENCES = (
-    ("km by an average passenger car", 400.0 / 1.609344,
-     "US EPA, EPA-420-F-23-014, 2023: 400 gCO2/mile"),
-    ("of one passenger's New York-San Francisco round trip by air", 1984 * 453.59237,
-     "Strubell et al. 2019, Table 1: 1,984 lbs CO2e"),
-)
+# The table's comparisons, each with its source.
+CAR_GRAMS_PER_KM = 400.0 / 1.609344  # US EPA, EPA-420-F-23-014 (2023): a typical passenger vehicle, 400 gCO2/mile
+FLIGHT_GRAMS = 1984 * 453.59237  # Strubell et al. 2019, Table 1: air travel, 1 passenger, NY<->SF, 1,984 lbs CO2e
 LED_WATTS = 10.0
 
 
@@ -103,12 +99,15 @@ def _g(grams: float) -> str:
 
 
 def equivalences(run: Run) -> list[str]:
-    out = [f"{run.emissions_grams / grams:.3g} {what} ({source})" for what, grams, source in EQUIVALENCES[:1]]
-    what, grams, source = EQUIVALENCES[1]
-    out.append(f"{100 * run.emissions_grams / grams:.3g} % {what} ({source})")
-    out.append(f"{run.energy_joules / LED_WATTS / 3600:.3g} hours of a {LED_WATTS:g} W LED bulb "
-               f"(the run's IT energy / {LED_WATTS:g} W)")
-    return out
+    grams = run.emissions_grams
+    return [
+        f"{grams / CAR_GRAMS_PER_KM:.3g} km by an average passenger car (US EPA, EPA-420-F-23-014, 2023: "
+        "400 gCO2/mile)",
+        f"{100 * grams / FLIGHT_GRAMS:.3g} % of one passenger's New York-San Francisco round trip by air "
+        "(Strubell et al. 2019, Table 1: 1,984 lbs CO2e)",
+        f"{run.energy_joules / LED_WATTS / 3600:.3g} hours of a {LED_WATTS:g} W LED bulb "
+        f"(the run's IT energy / {LED_WATTS:g} W)",
+    ]
 
 
 def render(run: Run) -> str:
