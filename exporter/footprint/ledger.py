@@ -247,6 +247,14 @@ class CounterTracker:
         self.states.pop(key, None)
         self._suspects.pop(key, None)
 
+    def mark(self) -> tuple[dict[tuple[str, str], CounterState], dict[tuple[str, str], _Suspect]]:
+        """The baselines as they are now, for `rollback` when a sample is dropped after judging."""
+        return dict(self.states), dict(self._suspects)
+
+    def rollback(self, mark: tuple[dict[tuple[str, str], CounterState], dict[tuple[str, str], _Suspect]]) -> None:
+        """Back to `mark`: the next sample charges the dropped one's energy too (judged over both)."""
+        self.states, self._suspects = dict(mark[0]), dict(mark[1])
+
 
 class Transaction:
     """The additions and removals of one sample, applied together on exit, or not at all."""

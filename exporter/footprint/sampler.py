@@ -138,12 +138,14 @@ class Sampler:
                 component = self._components.get((meter.name, device), DEFAULT_COMPONENT.get(meter.name, "cpu"))
                 device_down[(component, device)] = reason
 
+        mark = self.ledger.counters.mark()
         energy, rejected = self._judge(readings, read_at)
         for r in readings:
             self._known_devices[r.key] = r
         intensity = self.grid.accounting_intensity()
         with self.ledger.lock:
-            self._charge(energy, rejected, seconds, intensity, now_wall)
+            if not self._charge(energy, rejected, seconds, intensity, now_wall):
+                self.ledger.counters.rollback(mark)
         if self._attribution_due(now):
             self._attribute(now, now_wall)
         power = {}
@@ -169,9 +171,10 @@ class Sampler:
         return energy, rejected
 
     def _charge(self, energy: list[tuple[Reading, float]], rejected: Mapping[tuple[str, str], tuple[str, ...]],
-                seconds: float, intensity: IntensityReading, now_wall: float) -> None:
+                seconds: float, intensity: IntensityReading, now_wall: float) -> bool:
         """One sample into the ledger, all or nothing (under the ledger lock): rejected readings are
-        counted, the accepted deltas charged; if the ledger drops the sample, the window is restored."""
+        counted, the accepted deltas charged. False: the ledger dropped it; the window is restored (and
+        the caller rolls the counter baselines back, so the next sample charges this one's energy)."""
         saved = None if self.window is None else {k: (p.joules, p.grams) for k, p in self.window.devices.items()}
         with self.ledger.transaction() as tx:
             for (component, device), reasons in rejected.items():
@@ -183,6 +186,7 @@ class Sampler:
                 del self.window.devices[key]
             for key, (joules, grams) in saved.items():
                 self.window.devices[key].joules, self.window.devices[key].grams = joules, grams
+        return not tx.dropped
 
     def _attribution_due(self, now: float) -> bool:
         """The first sample opens the window (the attributor's baseline); then the first sample at

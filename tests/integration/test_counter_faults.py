@@ -231,3 +231,22 @@ def test_a_package_zone_that_appears_after_start_is_measured(tmp_path: Path) -> 
         tree.advance("intel-rapl:1", 55_000_000)
         s = wait_for(exp, lambda s: value(s, NODE) == 65.0)
         assert value(s, ENERGY, component="cpu", device="package-1") == 55.0
+
+
+def test_a_vanished_proc_stat_is_a_meter_down_line_not_a_traceback(tmp_path: Path) -> None:
+    """Issue 16: the estimate's /proc/stat disappears (a dying container, a bad mount): the meter goes
+    down with one line naming the file, no traceback, and the rest keeps serving."""
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    for name in ("stat", "meminfo", "cpuinfo"):
+        (proc / name).write_bytes(Path("/proc", name).read_bytes())
+    args = [INTERVAL, "--no-meter.nvml", "--no-meter.rapl", f"--path.procfs={proc}", f"--path.sysfs={tmp_path}"]
+    with start_exporter(args) as exp:
+        wait_for(exp, lambda s: value(s, "footprint_meter_up", meter="estimate") == 1.0)
+        (proc / "stat").unlink()
+        s = wait_for(exp, lambda s: value(s, "footprint_meter_up", meter="estimate") == 0.0)
+        assert value(s, "footprint_device_up", component="cpu", device="package-0") == 0.0
+        wait_samples(exp)
+        log = exp.log()
+    assert "Traceback" not in log
+    assert log.count("meter down") == 1 and f"cannot read CPU utilisation from {proc}/stat" in log

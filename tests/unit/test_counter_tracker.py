@@ -24,7 +24,7 @@ def rapl(joules: float) -> Reading:
 
 
 def run(tracker: CounterTracker, stream: list[tuple[float, Reading]]) -> tuple[float, list[str]]:
-    total, rejected = 0.0, []
+    total, rejected = 0.0, list[str]()
     for at, r in stream:
         judged = tracker.observe(r, at)
         total += judged.joules

@@ -11,6 +11,7 @@ from footprint.ledger import (
     budget_joules,
     ceiling_watts,
     judge_delta,
+    parse_max_watts,
 )
 from footprint.meters.base import Reading
 from hypothesis import assume, given
@@ -94,3 +95,20 @@ def test_ceiling_is_the_devices_own_bound_else_the_component_default() -> None:
     assert ceiling_watts(Reading("gpu", "0", "nvml", 0.0, max_watts=770.0)) == 770.0
     assert ceiling_watts(Reading("gpu", "0", "nvml", 0.0)) == DEFAULT_MAX_WATTS["gpu"]
     assert ceiling_watts(Reading("dram", "dram-0", "rapl", 0.0, max_watts=float("nan"))) == DEFAULT_MAX_WATTS["dram"]
+
+
+@given(entries=st.lists(st.text(max_size=20), max_size=4))
+def test_max_watts_entries_parse_or_are_refused_with_a_reason(entries: list[str]) -> None:
+    try:
+        ceilings = parse_max_watts(entries)
+    except ValueError as exc:
+        assert str(exc)
+        return
+    assert all(k and k == k.strip().lower() and 1.0 <= w <= 1e6 and math.isfinite(w) for k, w in ceilings.items())
+
+
+def test_max_watts_entries() -> None:
+    assert parse_max_watts(["gpu=1500", " CPU = 800 "]) == {"gpu": 1500.0, "cpu": 800.0}
+    for bad in ("gpu", "=5", "gpu=nan", "gpu=inf", "gpu=0", "gpu=1e7", "gpu=²"):
+        with pytest.raises(ValueError):
+            parse_max_watts([bad])

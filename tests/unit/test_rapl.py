@@ -10,7 +10,7 @@ from typing import Any
 import psutil
 import pytest
 from footprint import config
-from footprint.accountant import ENERGY, NODE_ENERGY, Accountant
+from footprint.accountant import ENERGY, NODE_ENERGY, Accountant, AttributionWindow
 from footprint.config import ConfigError
 from footprint.ledger import REJECTED_METRIC, Ledger
 from footprint.meters.base import MeterError, MeterUnavailable, Reading
@@ -215,3 +215,29 @@ def test_rapl_readings_carry_the_boot_epoch(tmp_path: Path) -> None:
     (boot / "boot_id").write_text("5c0ffee0-0000-4000-8000-000000000001\n")
     (r,) = Rig(tmp_path, tree).meter.read()
     assert isinstance(r, Reading) and r.counter_epoch == "5c0ffee0-0000-4000-8000-000000000001"
+
+
+def test_a_sample_the_ledger_refuses_leaves_totals_and_the_window_as_they_were(tmp_path: Path) -> None:
+    """A NaN reaching the ledger (here an intensity, which the grid layer never lets through) drops the
+    whole sample: no total moves, device and node stay equal, pending attribution is untouched, and the
+    counter baselines stay where they were, so the next sample charges the energy of both."""
+    tree = RaplTree(tmp_path / "sys", packages=1, dram=True)
+    rig = Rig(tmp_path, tree)
+    grid = FixedGrid(100.0)
+    rig.sampler.grid = grid
+    rig.sampler.window = window = AttributionWindow()
+    rig.step()
+    tree.advance("intel-rapl:0", 3_000_000)
+    rig.step()
+    before = {m: dict(s) for m, s in rig.ledger.totals.items()}
+    pending = {k: (p.joules, p.grams) for k, p in window.devices.items()}
+    grid.value = float("nan")
+    tree.advance("intel-rapl:0", 5_000_000)
+    rig.step()  # no exception
+    assert rig.ledger.totals == before
+    assert {k: (p.joules, p.grams) for k, p in window.devices.items()} == pending
+    grid.value = 100.0
+    tree.advance("intel-rapl:0", 1_000_000)
+    rig.step()
+    assert rig.energy("cpu", "package-0") == pytest.approx(9.0, rel=1e-12)  # the dropped 5 J come with it
+    assert rig.ledger.get(NODE_ENERGY) == pytest.approx(9.0, rel=1e-12)
