@@ -170,29 +170,35 @@ def main(argv: Sequence[str]) -> int:
     except (ConfigError, RunFileError) as exc:
         print(f"footprint-exporter: {exc}", file=sys.stderr)
         return 2
-    try:
-        tracker.start()
-    except OSError as exc:
-        print(f"footprint-exporter: from: cannot read {opts.source_url}/metrics: {exc}", file=sys.stderr)
-        return 2
-    try:
-        child = subprocess.Popen(opts.command)
-    except OSError as exc:
-        print(f"footprint-exporter: measure: cannot run {opts.command[0]!r}: {exc.strerror or exc}", file=sys.stderr)
-        with contextlib.suppress(Exception):
-            tracker.output, tracker.mlflow = None, False  # nothing ran: no row
-            tracker.stop()
-        return 126 if isinstance(exc, PermissionError) else 127
-    tracker.tree.root = child.pid
+    child: subprocess.Popen[bytes] | None = None
+    early: list[int] = []  # signals that came before the command started: it is not started then
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        if signum == signal.SIGINT and _foreground_is_ours():
-            return
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
+        if child is None:
+            early.append(signum)
+        elif not (signum == signal.SIGINT and _foreground_is_ours()):
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in FORWARDED}
     try:
+        try:
+            tracker.start()
+        except OSError as exc:  # --from: the exporter does not answer
+            print(f"footprint-exporter: from: cannot read {opts.source_url}/metrics: {exc}", file=sys.stderr)
+            return 2
+        try:
+            if not early:
+                child = subprocess.Popen(opts.command)
+        except OSError as exc:
+            print(f"footprint-exporter: measure: cannot run {opts.command[0]!r}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            _abandon(tracker)
+            return 126 if isinstance(exc, PermissionError) else 127
+        if child is None:
+            _abandon(tracker)
+            return 128 + early[0]
+        tracker.tree.root = child.pid
         rc = child.wait()
     finally:
         for s, handler in previous.items():
@@ -200,8 +206,15 @@ def main(argv: Sequence[str]) -> int:
     code = 128 - rc if rc < 0 else rc
     try:
         run = tracker.stop(code)
-    except OSError as exc:  # the exporter went away (--from), or the output file cannot be written
+    except (OSError, RunFileError) as exc:  # the exporter went away (--from), or the file cannot take the row
         print(f"footprint-exporter: measure: the run's figures are lost: {exc}", file=sys.stderr)
         return code
     sys.stderr.write(render(run))
     return code
+
+
+def _abandon(tracker: Tracker) -> None:
+    """Nothing ran: stop measuring, write no row."""
+    tracker.output, tracker.mlflow = None, False
+    with contextlib.suppress(Exception):
+        tracker.stop()

@@ -303,7 +303,10 @@ class Tracker:
         if self.mlflow:
             from footprint import mlflow_log
 
-            mlflow_log.log_run(run)
+            try:
+                mlflow_log.log_run(run)
+            except Exception as exc:  # the tracking server is down: the run's figures are still returned
+                log.warning("the run could not be logged to MLflow: %s", exc)
         return run
 
     def _settle_from_exporter(self) -> None:
