@@ -10,6 +10,7 @@ TOP_WORKLOADS workloads, FORECAST_POINTS forecast hours, history.POINTS points a
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import threading
 import time
@@ -23,6 +24,8 @@ from footprint.history import MAX_SERIES, PowerHistory, SeriesKey, Totals
 from footprint.ledger import Ledger
 from footprint.runs import RecentRuns
 from footprint.sampler import Sampler, SampleState
+
+log = logging.getLogger("footprint.api")
 
 API_VERSION = 1
 MAX_DEVICES = MAX_SERIES
@@ -81,7 +84,14 @@ class LiveView:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def sampled(self) -> None:
-        """After each sample (sampler thread): record its power and totals, as one snapshot."""
+        """After each sample (sampler thread): record its power and totals, as one snapshot. A bug here
+        must not stop sampling: it is logged and the page keeps its last snapshot."""
+        try:
+            self._record()
+        except Exception:
+            log.exception("live page: recording the sample failed")
+
+    def _record(self) -> None:
         state: SampleState = self.sampler.state
         at = self.wall()
         ledger = self.ledger

@@ -4,7 +4,8 @@ With JavaScript off the page is complete as served (numbers, tables and SVG char
 refresh reloads it every 30 s). With it on, page.js reads /api/v1/summary and /api/v1/history and
 redraws the same elements (same ids, same formats: `fmt` here and in page.js are twins, tested
 against each other in the browser test). No external resources: the CSS and JS are this package's
-files, served from memory; everything from outside (pod names, provider errors) is escaped.
+files, served from memory, linked by relative URLs (so the page also works under a proxy's path
+prefix); everything from outside (pod names, provider errors) is escaped.
 """
 
 from __future__ import annotations
@@ -233,18 +234,18 @@ def render(summary: Mapping[str, Any], history: Mapping[str, Any]) -> bytes:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
 <title>Footprint: this machine's power and emissions</title>
-<link rel="stylesheet" href="/static/page.css">
+<link rel="stylesheet" href="static/page.css">
 <link rel="icon" href="data:,">
 <noscript><meta http-equiv="refresh" content="30"></noscript>
-<script src="/static/page.js" defer></script>
+<script src="static/page.js" defer></script>
 </head>
 <body data-interval="{summary["exporter"]["sample_interval_seconds"]:g}" data-step="{step:g}">
 <header>
 <h1>Footprint</h1>
 <p id="status" role="status" aria-live="polite">{escape(status)}</p>
 <noscript><p>JavaScript is off: these numbers are from when the page was made; it reloads every 30 s.</p></noscript>
-<nav aria-label="Endpoints"><a href="/metrics">/metrics</a> <a href="/api/v1/summary">/api/v1/summary</a>
-<a href="/api/v1/history">/api/v1/history</a> <a href="/api/v1/grid">/api/v1/grid</a></nav>
+<nav aria-label="Endpoints"><a href="metrics">/metrics</a> <a href="api/v1/summary">/api/v1/summary</a>
+<a href="api/v1/history">/api/v1/history</a> <a href="api/v1/grid">/api/v1/grid</a></nav>
 </header>
 <main>
 <section aria-labelledby="h-power">

@@ -290,7 +290,8 @@
   }
 
   function tick() {
-    Promise.all([get("/api/v1/summary"), get("/api/v1/history")]).then(function (both) {
+    // Relative URLs: the page also works under a reverse proxy's path prefix.
+    Promise.all([get("api/v1/summary"), get("api/v1/history")]).then(function (both) {
       show(both[0]);
       showHistory(both[1]);
       body.dataset.live = "1";
