@@ -3,6 +3,7 @@ bounds, and the table. (The split itself is shown end to end, on real processes,
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,10 @@ def test_the_table_names_the_rest_of_the_machine_and_the_equivalences_sources() 
     assert "| gpu 0 (nvml)" in table and "rest of machine" in table
     assert "changed during the run (380-410 gCO2e/kWh)" in table and "electricitymaps, static DE" in table
     assert "1.61 km by an average passenger car (US EPA" in table and "Strubell et al. 2019" in table
+
+
+def test_the_documented_columns_are_the_run_files() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "measure.md").read_text()
+    documented = re.findall(r"^\| (\d+) \| `([a-z_]+)` \|", docs, flags=re.M)
+    assert [int(n) for n, _ in documented] == list(range(1, len(runlog.COLUMNS) + 1))
+    assert tuple(name for _, name in documented) == runlog.COLUMNS
