@@ -138,6 +138,21 @@ def memory_table(f: Doc) -> str:
     return table(("measure", "value"), rows)
 
 
+def history_table(doc: Doc) -> str:
+    """bench/memory.py --history: the live page's ring buffer full, on the machine and date it ran."""
+    f, m = doc["figures"], doc.get("machine", {})
+    sizes = ", ".join(f"{path} {size / 1024:.1f} KiB" for path, size in f["bytes"].items())
+    rows = [
+        (f"RSS, history empty -> full ({f['points']} points x {f['series']} series, 20 Hz, page open)",
+         f"{f['rss_mib_history_empty']:.1f} -> {f['rss_mib_history_full']:.1f} MiB, "
+         f"{f['rss_mib_end']:.1f} MiB {f['seconds_after_full']:.0f} s later"),
+        ("ring per series (tracemalloc)", f"{f['ring_bytes_per_series'] / 1024:.1f} KiB"),
+        ("answers with the history full", sizes),
+        ("run", f"{doc.get('date', '?')}, {m.get('cpu_model', '?')}, {doc.get('mode', '?')} mode"),
+    ]
+    return table(("measure", "value"), rows)
+
+
 def accuracy_table(f: Doc) -> str:
     rows = []
     for interval, v in f["intervals"].items():
@@ -166,7 +181,8 @@ def attribution_table(doc: Doc) -> str:
 
 def summary(docs: Mapping[str, Doc]) -> str:
     """The machine and the goals: what the top-level README shows."""
-    ours = [d for name, d in docs.items() if name != "attribution"]  # its machine block is shorter
+    # attribution: its machine block is shorter; history: says its own machine and date in its table
+    ours = [d for name, d in docs.items() if name not in ("attribution", "history")]
     any_doc = ours[0] if ours else None
     out = []
     if any_doc and "machine" in any_doc:
@@ -190,6 +206,8 @@ def render(docs: Mapping[str, Doc]) -> str:
         out += ["", "Scrape latency, one keep-alive client, p50 / p99:", "", scrape_table(docs["scrape"]["figures"])]
     if "memory" in docs:
         out += ["", "Memory and start-up:", "", memory_table(docs["memory"]["figures"])]
+    if "history" in docs:
+        out += ["", "Live page memory (bench/memory.py --history):", "", history_table(docs["history"])]
     if "accuracy" in docs:
         out += ["", "Accuracy, max |error| in % over the seeds (bursty trace, intensity changing every 5 min):", "",
                 accuracy_table(docs["accuracy"]["figures"])]
