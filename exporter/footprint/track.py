@@ -24,14 +24,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from footprint import __version__, config, runlog
+from footprint import __version__, config, exporter_counters, mlflow_log, runlog
 from footprint import accountant as acct
 from footprint.accountant import JOULES_PER_KWH, Accountant, AttributionWindow
 from footprint.attribution.tree import RUN, ProcessTree, TreeAttributor
 from footprint.config import ConfigError, Settings
 from footprint.grid.base import IntensityReading
+from footprint.grid.feed import GridFeed
 from footprint.ledger import Ledger
 from footprint.meters.base import Meter, MeterUnavailable, Reading
+from footprint.meters.registry import detect
+from footprint.sampler import Sampler
 
 log = logging.getLogger("footprint.track")
 
@@ -66,7 +69,7 @@ class IntensitySeen:
 class RecordingGrid:
     """The grid feed as the sampler sees it, remembering every value it hands out."""
 
-    def __init__(self, grid: Any) -> None:
+    def __init__(self, grid: GridFeed) -> None:
         self.grid = grid
         self.seen = IntensitySeen()
 
@@ -221,8 +224,6 @@ class Tracker:
             runlog.check(output)
         self.mlflow = mlflow_wanted(mlflow)
         if self.mlflow:
-            from footprint import mlflow_log
-
             try:
                 mlflow_log.require()
             except ConfigError:
@@ -234,23 +235,18 @@ class Tracker:
         self.ledger = Ledger()
         self.accountant = Accountant(self.settings)
         self._source_url = source_url.rstrip("/")
-        self._grid: Any = None
-        self._before: Any = None
+        self._grid: GridFeed | None = None
+        self._before = exporter_counters.Counters()
         self._started_mono = 0.0
         if self._source_url:
             self.run.source, self.run.source_url = "exporter", self._source_url
             self._meters = self._gpu_process_meters()
         else:
-            from footprint.grid.feed import GridFeed
-            from footprint.meters.registry import detect
-
             self._grid = GridFeed(self.settings)
             self._meters = detect(self.settings).meters
         self.attributor = TreeAttributor(self.tree, list(self._meters), self.settings.path_procfs)
-        self._sampler: Any = None
+        self._sampler: Sampler | None = None
         if self._grid is not None:
-            from footprint.sampler import Sampler
-
             recording = RecordingGrid(self._grid)
             self.run.intensity = recording.seen
             self._sampler = Sampler(
@@ -274,11 +270,10 @@ class Tracker:
         self.run.started_at = time.time()
         self._started_mono = time.monotonic()
         if self._source_url:
-            from footprint import exporter_counters
-
             self._before = exporter_counters.scrape(self._source_url, self.settings.grid_timeout)
             self.attributor.split([], 0.0)
             return
+        assert self._grid is not None and self._sampler is not None
         self._grid.refresh_due()  # the chain's first values, so the first sample is not charged at the fallback
         self._grid.start()
         self._sampler.sample()
@@ -291,6 +286,7 @@ class Tracker:
         if self._source_url:
             self._settle_from_exporter()
         else:
+            assert self._grid is not None and self._sampler is not None
             self._sampler.stop()
             self._grid.stop()
             for meter in self._meters:
@@ -301,8 +297,6 @@ class Tracker:
         if self.output:
             runlog.write_row(self.output, run.row())
         if self.mlflow:
-            from footprint import mlflow_log
-
             try:
                 mlflow_log.log_run(run)
             except Exception as exc:  # the tracking server is down: the run's figures are still returned
@@ -310,8 +304,6 @@ class Tracker:
         return run
 
     def _settle_from_exporter(self) -> None:
-        from footprint import exporter_counters
-
         after = exporter_counters.scrape(self._source_url, self.settings.grid_timeout)
         run = self.run
         run.ended_at = time.time()
