@@ -149,6 +149,7 @@ class _Suspect:
 class Judged:
     joules: float  # to charge for this reading (0 when nothing is)
     rejected: tuple[str, ...] = ()  # reasons, one per reading found to be a glitch now
+    seconds: float = 0.0  # the time `joules` were drawn in (longer than a sample after a glitch)
 
 
 class CounterTracker:
@@ -185,8 +186,9 @@ class CounterTracker:
             if restarted:
                 log.info("counter restarted", extra={"component": r.component, "device": r.device})
             if suspect is not None and suspect.reset_joules is not None:
-                return Judged(v.joules, self._reject(r, suspect.reason, prev.raw, suspect.raw, suspect.at - prev.at))
-            return Judged(v.joules)
+                return Judged(v.joules, self._reject(r, suspect.reason, prev.raw, suspect.raw, suspect.at - prev.at),
+                              now - prev.at)
+            return Judged(v.joules, (), now - prev.at)
         if suspect is not None and suspect.epoch == r.counter_epoch and r.energy_joules == suspect.raw:
             self._suspects[r.key] = suspect  # the same value again: wait until the counter moves
             return Judged(0.0)
@@ -196,8 +198,8 @@ class CounterTracker:
                 self._accept(r, now)
                 if suspect.reset_joules is not None:
                     log.info("counter reset", extra={"component": r.component, "device": r.device})
-                    return Judged(suspect.reset_joules + w.joules)
-                return Judged(w.joules)
+                    return Judged(suspect.reset_joules + w.joules, (), now - prev.at)
+                return Judged(w.joules, (), now - suspect.at)
         rejected: tuple[str, ...] = ()
         if suspect is not None and suspect.reset_joules is not None:  # an unconfirmed reset, replaced
             rejected = self._reject(r, suspect.reason, prev.raw, suspect.raw, suspect.at - prev.at)
@@ -229,7 +231,7 @@ class CounterTracker:
         if prev is None or prev.hardware or prev.epoch != r.counter_epoch:
             return Judged(0.0)
         delta = r.energy_joules - prev.raw
-        return Judged(delta if math.isfinite(delta) and delta > 0 else 0.0)
+        return Judged(delta if math.isfinite(delta) and delta > 0 else 0.0, (), now - (prev.at or now))
 
     def _reject(self, r: Reading, reason: str, prev: float, new: float, elapsed: float) -> tuple[str, ...]:
         key = (r.component, r.device, reason)

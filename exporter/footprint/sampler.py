@@ -48,7 +48,8 @@ class SampleState:
     device_down: dict[tuple[str, str], str] = field(default_factory=dict)  # (component, device) -> reason
     intensity: IntensityReading | None = None
     samples: int = 0
-    # Power over the last interval: the meter's own figure, else the counter delta / interval.
+    # Power over the last interval: a hardware counter's judged delta over the time it was drawn in
+    # (none for a rejected reading); the meter's own figure where it integrates power itself.
     power: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
 
@@ -139,7 +140,7 @@ class Sampler:
                 device_down[(component, device)] = reason
 
         mark = self.ledger.counters.mark()
-        energy, rejected = self._judge(readings, read_at)
+        energy, rejected, spans = self._judge(readings, read_at)
         for r in readings:
             self._known_devices[r.key] = r
         intensity = self.grid.accounting_intensity()
@@ -150,25 +151,28 @@ class Sampler:
             self._attribute(now, now_wall)
         power = {}
         for r, joules in energy:
-            if r.power_watts is not None:
+            span = spans.get(r.key) or seconds  # a delta charged after a glitch spans more than a sample
+            if r.power_watts is not None and not r.hardware_counter:
                 power[(r.component, r.device, r.source)] = r.power_watts
-            elif seconds > 0 and r.key not in rejected:  # a rejected reading says nothing about power
-                power[(r.component, r.device, r.source)] = joules / seconds
+            elif span > 0 and r.key not in rejected:  # a rejected reading says nothing about power
+                power[(r.component, r.device, r.source)] = joules / span
         self.state = SampleState(readings, meter_up, device_down, intensity, self.state.samples + 1, power)
         self.duration.observe(time.perf_counter() - started)
         self.on_sample()
 
     def _judge(self, readings: list[Reading], read_at: list[float]) -> tuple[
-            list[tuple[Reading, float]], dict[tuple[str, str], tuple[str, ...]]]:
+            list[tuple[Reading, float]], dict[tuple[str, str], tuple[str, ...]], dict[tuple[str, str], float]]:
         """Every reading's delta, judged against its device's ceiling over the real time since its
-        last read (a stalled sample is judged over the stall), before anything is charged."""
-        energy, rejected = [], {}
+        last read (a stalled sample is judged over the stall), before anything is charged. Also the
+        time each delta was drawn in, and the reasons of readings rejected now."""
+        energy, rejected, spans = [], {}, {}
         for r, at in zip(readings, read_at, strict=True):
             judged = self.ledger.counters.observe(r, at)
             energy.append((r, judged.joules))
+            spans[r.key] = judged.seconds
             if judged.rejected:
                 rejected[r.key] = judged.rejected
-        return energy, rejected
+        return energy, rejected, spans
 
     def _charge(self, energy: list[tuple[Reading, float]], rejected: Mapping[tuple[str, str], tuple[str, ...]],
                 seconds: float, intensity: IntensityReading, now_wall: float) -> bool:

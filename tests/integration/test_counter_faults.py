@@ -58,15 +58,18 @@ def node_is_the_sum_of_its_devices(s: Series) -> None:
 
 
 @contextmanager
-def consistency_watch(exp: ExporterProcess) -> Iterator[list[int]]:
-    """Scrape all along (another thread) and check node == sum of devices in every scrape."""
-    stop, seen, errors = threading.Event(), [0], []
+def consistency_watch(exp: ExporterProcess) -> Iterator[list[float]]:
+    """Scrape all along (another thread), check node == sum of devices in every scrape; yields
+    [scrapes seen, highest device power seen]."""
+    stop, seen, errors = threading.Event(), [0.0, 0.0], []
 
     def watch() -> None:
         while not stop.is_set():
             try:
-                node_is_the_sum_of_its_devices(parse(exp.scrape()))
+                s = parse(exp.scrape())
+                node_is_the_sum_of_its_devices(s)
                 seen[0] += 1
+                seen[1] = max([seen[1], *pick(s, "footprint_power_watts").values()])
             except AssertionError as exc:
                 errors.append(exc)
             except OSError:
@@ -111,6 +114,7 @@ def test_nvml_glitches_cost_nothing_and_are_counted(tmp_path: Path) -> None:
         wait_for(exp, lambda s: value(s, NODE) == 120.0)
         log = exp.log()
     assert scrapes[0] > 0
+    assert scrapes[1] < 1e5  # no power figure from a glitch (0, then 1.3e9 J, read as 10^10 W)
     assert log.count(REJECTED_LOG) == 3  # once per device and reason
     assert "reason=jump" in log and "reading_joules=1.8e+16" in log
 

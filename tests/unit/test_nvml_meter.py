@@ -114,7 +114,7 @@ def test_eight_gpus_report_the_hardware_counter_exactly(rig: Rig) -> None:
             delta = tracker.delta(r, t)
             if previous is not None:
                 assert delta == pytest.approx((sc.energy_mj(i, t) - sc.energy_mj(i, previous)) / 1000, abs=1e-9)
-                assert r.power_watts == pytest.approx(delta / (t - previous))
+                assert r.power_watts is None  # the sampler's judged delta over its time gives the power
         previous = t
     r = readings["3"]
     assert (r.component, r.source, r.hardware_counter, r.counter_epoch) == ("gpu", "nvml", True, "550.54.15")

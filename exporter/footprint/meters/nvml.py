@@ -155,7 +155,6 @@ class _Gpu:
     info: dict[str, str] = field(default_factory=dict)
     down: str = ""  # why it failed on the last read; "" while it works
     retry_at: float = 0.0
-    last_counter: tuple[float, float] | None = None  # (monotonic seconds, joules)
     last_util_timestamp: int = 0  # for nvmlDeviceGetProcessUtilization: samples newer than this
 
     @property
@@ -281,7 +280,6 @@ class NvmlMeter:
             except NvmlNotSupported:
                 _call("nvmlDeviceGetPowerUsage", h)  # unsupported too: no way to measure this GPU
                 gpu.mode = "power_usage"
-        gpu.last_counter = None
         gpu.info = {
             "index": gpu.device,
             "uuid": gpu.uuid,
@@ -296,7 +294,6 @@ class NvmlMeter:
         if not gpu.down:
             log.warning("GPU %d down: %s", gpu.index, exc)
         gpu.down = str(exc)
-        gpu.last_counter = None
         if gpu.uuid in self._integrators:
             self._integrators[gpu.uuid].reset_baseline()  # never bridge the gap with a straight line
         if isinstance(exc, NvmlGpuLost) or gpu.handle is None:
@@ -322,11 +319,7 @@ class NvmlMeter:
         power: float | None
         if gpu.mode == "counter":
             joules = int(_call("nvmlDeviceGetTotalEnergyConsumption", h)) / 1000.0
-            last, gpu.last_counter = gpu.last_counter, (now, joules)
-            if last is not None and joules >= last[1] and now > last[0]:
-                power = (joules - last[1]) / (now - last[0])
-            else:
-                power = None  # first read or a reset: the sampler falls back to delta / interval
+            power = None  # the sampler's judged delta over its time: a glitch never makes a power figure
             source, hardware, epoch = "nvml", True, self._driver_version
         else:
             power = self._instant_power(h) if gpu.mode == "field" else int(_call("nvmlDeviceGetPowerUsage", h)) / 1000.0
