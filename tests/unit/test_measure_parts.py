@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 finite = st.floats(min_value=0, max_value=1e12, allow_nan=False)
 # Commands hold quotes, commas and newlines (a `python -c` script): the CSV must quote them.
-text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+text = st.text(st.characters(codec="utf-8", blacklist_characters="\x00"), max_size=12)
 label = st.text(st.characters(whitelist_categories=("Ll", "Nd")), min_size=1, max_size=8)
 
 
