@@ -41,7 +41,6 @@ FALLBACK_MAX_WATTS = 2000.0  # a component not in the table
 SLACK_RATIO = 0.05
 SLACK_SECONDS = 0.01
 
-ACCEPTED = ("ok", "wrap", "reset")
 REJECTED = ("non_finite", "out_of_range", "backwards", "jump", "implausible_wrap", "ambiguous_wrap",
             "implausible_reset")
 
@@ -227,6 +226,8 @@ class CounterTracker:
 
     def _integrated(self, r: Reading, prev: CounterState | None, now: float) -> Judged:
         """A meter's own integral (estimate, NVML power): rises by construction; still never negative."""
+        if not math.isfinite(r.energy_joules):
+            return Judged(0.0)  # never a baseline
         self._accept(r, now)
         if prev is None or prev.hardware or prev.epoch != r.counter_epoch:
             return Judged(0.0)
@@ -244,10 +245,6 @@ class CounterTracker:
                        "ceiling_watts": ceiling_watts(r), "wrap_joules": r.wrap_joules},
             )
         return (reason,)
-
-    def forget(self, key: tuple[str, str]) -> None:
-        self.states.pop(key, None)
-        self._suspects.pop(key, None)
 
     def mark(self) -> tuple[dict[tuple[str, str], CounterState], dict[tuple[str, str], _Suspect]]:
         """The baselines as they are now, for `rollback` when a sample is dropped after judging."""

@@ -101,10 +101,11 @@ class Step:
     dt: float
     watts: float
     fault: str | None
+    repeat: int = 1  # a one-off value read this many times in a row (a driver answering it for a while)
 
 
 steps = st.lists(st.builds(Step, st.floats(0.05, 4.0), st.floats(0.0, CEILING),
-                           st.none() | st.sampled_from(FAULTS)), min_size=2, max_size=40)
+                           st.none() | st.sampled_from(FAULTS), st.integers(1, 3)), min_size=2, max_size=40)
 
 
 def implausible(prev: float, new: float, elapsed: float, wrap: float | None) -> bool:
@@ -119,17 +120,21 @@ def implausible(prev: float, new: float, elapsed: float, wrap: float | None) -> 
 def test_glitches_never_push_energy_above_the_ceiling_nor_lose_more_than_their_intervals(
         plan: list[Step], wraps: bool, start: float, shift: float) -> None:
     """Exported <= ceiling x time (with the timing slack), and |exported - true| <= the true energy of
-    the intervals next to a fault. Faults are one-off values (a dip, 0, garbage, NaN, above the range)
-    or a lasting shift (the counter continues from elsewhere); at least two good readings apart, each
-    detectable (a 0 just below a wrap, or a shift that lands on a plausible value, are
-    indistinguishable from real readings and bounded by the ceiling alone)."""
+    the rejected intervals: a bad value (a dip, 0, garbage, NaN, above the range, read 1-3 times in a
+    row) costs nothing, unless the counter could have wrapped more than once by the next good read
+    (then the time from the last good read to it is lost); a lasting shift (the counter continues from
+    elsewhere) loses its own interval. Faults are two good readings apart and detectable (a 0 just
+    below a wrap, or a shift onto a plausible value, are indistinguishable from real readings and
+    bounded by the ceiling alone)."""
     wrap = RANGE if wraps else None
     tracker = CounterTracker()
     t, true_counter, offset = 0.0, start, 0.0
     exported = true_total = allowed_error = budget = 0.0
     last_fault = -3
     previous_faulty = False
-    previous_raw = start
+    previous_raw, good_at = start, 0.0  # the last good reading and its time: the tracker's baseline
+    since_good = 0.0  # true energy since then
+    stuck: tuple[str, float, int] | None = None  # a bad value being read again: (fault, value, reads left)
 
     def raw(counter: float) -> float:
         return (counter + offset) % RANGE if wrap else counter + offset
@@ -140,16 +145,21 @@ def test_glitches_never_push_energy_above_the_ceiling_nor_lose_more_than_their_i
         drawn = step.watts * step.dt
         true_counter += drawn
         true_total += drawn
+        since_good += drawn
         budget += budget_joules(CEILING, step.dt)
         fault = step.fault if k - last_fault >= 3 else None
         good = raw(true_counter)
         value: float | None = good
-        plausible = budget_joules(CEILING, step.dt)
-        if fault == "dip":
+        plausible = budget_joules(CEILING, t - good_at)
+        if stuck is not None:
+            fault, value = stuck[0], stuck[1]
+            if fault == "zero" and wrap and previous_raw + plausible >= RANGE:
+                fault, value = None, None  # by now a wrap to 0 would be plausible: end the episode
+        elif fault == "dip":
             value = previous_raw - 0.005 if previous_raw >= 0.005 else None
         elif fault == "zero":
-            # 0 where a wrap is plausible is a wrap for all anyone can tell
-            value = 0.0 if not wrap or previous_raw + plausible < RANGE else None
+            # 0 where a wrap is plausible is a wrap for all anyone can tell; 0 after 0 is no news
+            value = 0.0 if previous_raw > 0 and (not wrap or previous_raw + plausible < RANGE) else None
         elif fault == "garbage":
             value = 1.8e16
         elif fault == "nan":
@@ -163,23 +173,32 @@ def test_glitches_never_push_energy_above_the_ceiling_nor_lose_more_than_their_i
             # detectable now, and still at the next reading (judged against the same held baseline)
             ahead = plan[k] if k < len(plan) else Step(0.0, 0.0, None)
             later = (value + ahead.watts * ahead.dt) % RANGE if wrap else value + ahead.watts * ahead.dt
+            # and the counter moves on from there (a powered device's does; a frozen one proves nothing)
             if not (implausible(previous_raw, value, step.dt, wrap)
-                    and implausible(previous_raw, later, step.dt + ahead.dt, wrap)):
+                    and implausible(previous_raw, later, step.dt + ahead.dt, wrap) and later != value):
                 offset -= moved
                 value = None
         if value is None:
             fault, value = None, good
         assert value is not None
-        if fault is not None or previous_faulty:
-            allowed_error += drawn
+        if fault == "shift":
+            allowed_error += drawn  # the counter moved elsewhere in this interval: unknowable
+        elif fault is None and previous_faulty and wrap and budget_joules(CEILING, t - good_at) >= RANGE:
+            allowed_error += since_good  # more than one wrap possible since the last good read: refused
         judged = tracker.observe(Reading("cpu", "0", "rapl", value, wrap_joules=wrap, max_watts=CEILING), t)
         assert (fault is None) or judged.joules == 0.0
         exported += judged.joules
         assert exported <= budget + 1e-9
         if fault is not None:
             last_fault = k
+        if stuck is not None:
+            stuck = (stuck[0], stuck[1], stuck[2] - 1) if fault is not None and stuck[2] > 1 else None
+        elif fault not in (None, "shift") and step.repeat > 1:
+            stuck = (fault, value, step.repeat - 1)
         previous_faulty = fault is not None
-        previous_raw = value if fault in (None, "shift") else previous_raw
+        if fault in (None, "shift"):
+            previous_raw, good_at, since_good = value, t, 0.0
+    allowed_error += since_good  # a bad value read last: not charged yet, the next read would tell
     assert abs(exported - true_total) <= allowed_error + 1e-6 * max(true_total, 1.0)
 
 
