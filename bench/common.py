@@ -161,7 +161,9 @@ class Rapl:
 
     A thread in this (driver) process advances every zone at 10 Hz at its own rate, so readers see
     changing, distinct counters (CodeCarbon drops a package whose counter mirrors another's). The
-    tree also has `intel-rapl/subsystem` -> `..`, as real kernels do: CodeCarbon looks there.
+    tree has the links real kernels have (tests/fakes/sysfs.py): class/powercap/intel-rapl:N into
+    devices/virtual/powercap/intel-rapl/, whose `subsystem` CodeCarbon lists and whose
+    intel-rapl:N Zeus globs.
     """
 
     RATES_W: ClassVar[dict[str, float]] = {"intel-rapl:0": 95.0, "intel-rapl:0:0": 60.0, "intel-rapl:0:1": 12.0,
@@ -170,8 +172,6 @@ class Rapl:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tree = RaplTree(root, packages=2, dram=True)
-        (root / "class" / "powercap" / "intel-rapl").mkdir()
-        (root / "class" / "powercap" / "intel-rapl" / "subsystem").symlink_to("..")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rapl-advancer", daemon=True)
 

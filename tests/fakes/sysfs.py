@@ -18,6 +18,13 @@ intel_rapl_common.c), and this one imitates:
 - Each zone has constraint_K_{name,power_limit_uw,max_power_uw,time_window_us} (long_term,
   short_term, peak_power); max_power_uw is the highest limit that may be set, absent or 0 on some.
 - Zones appear when the intel_rapl_msr/rapl driver loads, which may be after boot (`add_package`).
+- The zones live under /sys/devices/virtual/powercap/intel-rapl/ (the control type, with sub-zones
+  nested in their package: intel-rapl:0/intel-rapl:0:1), and /sys/class/powercap/ holds relative
+  symlinks to them: intel-rapl -> ../../devices/virtual/powercap/intel-rapl, intel-rapl:N ->
+  ../../devices/virtual/powercap/intel-rapl/intel-rapl:N, intel-rapl:N:M -> .../intel-rapl:N/intel-rapl:N:M
+  (sysfs class links; seen with `ls -l /sys/class/powercap`). So /sys/class/powercap/intel-rapl/intel-rapl:N
+  is a path too, and peers use it: Zeus globs intel-rapl/intel-rapl:* and finds dram among a package's
+  subdirectories; CodeCarbon lists intel-rapl/subsystem, the control type's link back to the class.
 Also writes <root>/devices/system/cpu/cpuK/topology/physical_package_id, so the machine has as many
 CPU packages as the tree has package zones (the estimate meter names its devices after them).
 """
@@ -28,10 +35,14 @@ import shutil
 from pathlib import Path
 
 POWERCAP = Path("class") / "powercap"
+CONTROL_TYPE = Path("devices") / "virtual" / "powercap" / "intel-rapl"  # where the zones really are
 
 
 class RaplTree:
     """<root>/class/powercap/intel-rapl:N (package-N) with core (:0) and dram (:1) sub-zones.
+
+    Each zone is a directory under <root>/devices/virtual/powercap/intel-rapl (sub-zones inside
+    their package) linked from class/powercap as on real kernels; `path(zone)` is the class link.
 
     `advance(zone, microjoules)` moves a zone's counter like the hardware would, wrapping at
     `max_energy_range_uj`, and keeps the true (unwrapped) total so tests can compare.
@@ -46,20 +57,23 @@ class RaplTree:
         self.max_power_uw = max_power_uw
         self.true_uj: dict[str, int] = {}
         (root / POWERCAP).mkdir(parents=True, exist_ok=True)
+        (root / CONTROL_TYPE).mkdir(parents=True, exist_ok=True)
+        if not (root / POWERCAP / "intel-rapl").is_symlink():
+            (root / POWERCAP / "intel-rapl").symlink_to(Path("..", "..", CONTROL_TYPE))
+            (root / CONTROL_TYPE / "subsystem").symlink_to(Path("..", "..", "..", "..", POWERCAP))
         for n in range(packages):
             self.add_package(n, dram)
         if psys:
-            self._zone(root / POWERCAP / f"intel-rapl:{packages}", "psys", start=0)
+            self._zone(f"intel-rapl:{packages}", "psys", start=0)
         for n in range(packages if cpu_packages is None else cpu_packages):
             self.add_cpu(n)
 
     def add_package(self, n: int, dram: bool = True) -> None:
         """Package zone N (and its core and dram sub-zones), as when the RAPL driver finds it."""
-        base = self.root / POWERCAP
-        self._zone(base / f"intel-rapl:{n}", f"package-{n}", start=1_000_000 * (n + 1))
-        self._zone(base / f"intel-rapl:{n}:0", "core", start=500_000)
+        self._zone(f"intel-rapl:{n}", f"package-{n}", start=1_000_000 * (n + 1))
+        self._zone(f"intel-rapl:{n}:0", "core", start=500_000)
         if dram:
-            self._zone(base / f"intel-rapl:{n}:1", "dram", start=200_000)
+            self._zone(f"intel-rapl:{n}:1", "dram", start=200_000)
 
     def add_cpu(self, package: int) -> None:
         """A CPU of package `package` in the topology (two per package: cpu2n, cpu2n+1)."""
@@ -68,15 +82,20 @@ class RaplTree:
             topology.mkdir(parents=True, exist_ok=True)
             (topology / "physical_package_id").write_text(f"{package}\n")
 
-    def _zone(self, path: Path, name: str, start: int) -> None:
+    def _zone(self, zone: str, name: str, start: int) -> None:
+        """The zone's directory where the kernel puts it, and its class/powercap link."""
+        parts = zone.split(":")
+        nested = Path(f"{parts[0]}:{parts[1]}", zone) if len(parts) > 2 else Path(zone)
+        path = self.root / CONTROL_TYPE / nested
         path.mkdir(parents=True)
+        (self.root / POWERCAP / zone).symlink_to(Path("..", "..", CONTROL_TYPE, nested))
         (path / "name").write_text(name + "\n")
         (path / "max_energy_range_uj").write_text(f"{self.max_range_uj}\n")
         (path / "energy_uj").write_text(f"{start}\n")
         if self.max_power_uw is not None:
             (path / "constraint_0_name").write_text("long_term\n")
             (path / "constraint_0_max_power_uw").write_text(f"{self.max_power_uw}\n")
-        self.true_uj[path.name] = 0
+        self.true_uj[zone] = 0
 
     def path(self, zone: str) -> Path:
         return self.root / POWERCAP / zone

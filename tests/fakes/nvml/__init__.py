@@ -15,6 +15,8 @@ from 0 at each load and is ~10^9 mJ a month after one. It has been seen to read 
 previous value, 0, or garbage near 2^64 for one read (ml-energy/zeus and NVIDIA developer forum
 reports): `FakeGpu.glitches` answer such values in a window of fake time. The power limit is
 settable between nvmlDeviceGetPowerManagementLimitConstraints' min and max (`power_limit_max_watts`).
+nvmlDeviceGetArchitecture answers `FakeGpu.architecture` (nvmlDeviceArchitecture_t: VOLTA 5 ... HOPPER 9,
+UNKNOWN 0xffffffff); peers such as Zeus read the energy counter only from VOLTA on.
 A driver call can hang for seconds (a GPU falling off the bus): `Scenario.hangs` blocks
 nvmlDeviceGetTotalEnergyConsumption while a file exists (`<file>.entered` appears once it blocks).
 Fake time that a test moves by seconds in one real sample is not physics: such tests raise the GPU
@@ -133,6 +135,7 @@ class FakeGpu:
     instant_power_field: bool = True  # False: field 186 answers NOT_SUPPORTED
     energy_offset_mj: int = 0  # counter value at time 0 (energy since an earlier driver load)
     utilization: tuple[int, int] = (0, 0)  # gpu %, memory %
+    architecture: int = 9  # nvmlDeviceArchitecture_t: 9 HOPPER (the H100 above), 5 VOLTA, 4 PASCAL
     mig: bool | None = None  # None: no MIG; True: utilisation calls answer NOT_SUPPORTED, as on real GPUs
     lost: Sequence[tuple[float, float]] = ()  # [start, end) windows answering GPU_IS_LOST
     errors: Sequence[FakeError] = ()
@@ -175,6 +178,7 @@ class Scenario:
                 f"energy_offset_mj {gpu.energy_offset_mj}",
                 f"util {gpu.utilization[0]} {gpu.utilization[1]}",
                 f"mig {-1 if gpu.mig is None else int(gpu.mig)}",
+                f"arch {gpu.architecture}",
             ]
             if gpu.uuid:
                 lines.append(f"uuid {gpu.uuid}")

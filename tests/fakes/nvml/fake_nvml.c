@@ -19,6 +19,12 @@
  * answers such a value in a time window. A driver call can also hang for seconds (a GPU falling off
  * the bus, a busy driver): `hang` blocks a call while a file exists.
  * nvmlDeviceGetPowerManagementLimitConstraints answers the settable range of the limit (min, max mW).
+ * nvmlDeviceGetArchitecture answers the GPU's nvmlDeviceArchitecture_t (nvml.h: KEPLER 2, MAXWELL 3,
+ * PASCAL 4, VOLTA 5, TURING 6, AMPERE 7, ADA 8, HOPPER 9, BLACKWELL 10; NVML_DEVICE_ARCH_UNKNOWN
+ * 0xffffffff where the driver does not know the part): peers gate the energy counter on it (Zeus
+ * reads the counter only from VOLTA on, and polls power in a separate process before), so the
+ * default is HOPPER, the H100 the scenarios name; an `error nvmlDeviceGetArchitecture` rule makes
+ * it fail like an old driver without the call.
  *
  * Scenario lines (times in microseconds, power in milliwatts); "gpu <i>" starts a GPU's block:
  *   driver_version <text>        nvml_version <text>          init_error <code>
@@ -30,6 +36,7 @@
  *     name <text>  uuid <text>  power_limit_mw <n>  power_limit_max_mw <n>  energy_offset_mj <n>
  *     util <gpu%> <mem%>  energy_glitch <from_us> <until_us> <mJ> (the counter answers <mJ> then)
  *     mig <-1|0|1> (1: no utilisation, as on real MIG GPUs)  power <from_us> <mW> (repeat, ascending)  lost <from_us> <until_us>
+     arch <nvmlDeviceArchitecture_t> (default 9, HOPPER)
  *     error <function|field:ID> <code> [<from_us> <until_us>]
  *     process <pid> <sm%> <mem%> <used_bytes> <gpu_instance> <compute_instance>
  */
@@ -72,7 +79,7 @@ typedef struct { char fn[64]; char path[256]; } hang_t;
 
 typedef struct {
     char name[TEXT], uuid[TEXT];
-    unsigned power_limit_mw, power_limit_max_mw, util_gpu, util_mem;
+    unsigned power_limit_mw, power_limit_max_mw, util_gpu, util_mem, arch;
     int nglitches;
     glitch_t glitches[MAX_WINDOWS];
     unsigned long long energy_offset_mj;
@@ -191,6 +198,7 @@ static void parse(FILE *f) {
             snprintf(g->name, TEXT, "NVIDIA H100 80GB HBM3");
             snprintf(g->uuid, TEXT, "GPU-fa4e0000-0000-4000-8000-00000000000%d", i);
             g->power_limit_mw = 700000;
+            g->arch = 9; /* NVML_DEVICE_ARCH_HOPPER */
         } else if (!strcmp(key, "error")) {
             if (g && g->nerrors < MAX_ERRORS) parse_error(&g->errors[g->nerrors++], rest);
             else if (!g && sc.nerrors < MAX_ERRORS) parse_error(&sc.errors[sc.nerrors++], rest);
@@ -209,6 +217,7 @@ static void parse(FILE *f) {
         else if (!strcmp(key, "energy_offset_mj")) g->energy_offset_mj = strtoull(rest, NULL, 10);
         else if (!strcmp(key, "util")) sscanf(rest, "%u %u", &g->util_gpu, &g->util_mem);
         else if (!strcmp(key, "mig")) g->mig = atoi(rest);
+        else if (!strcmp(key, "arch")) g->arch = (unsigned)strtoul(rest, NULL, 10);
         else if (!strcmp(key, "power") && g->nsteps < MAX_STEPS) {
             sscanf(rest, "%lld %lld", &a, &b);
             g->step_from[g->nsteps] = a;
@@ -449,6 +458,15 @@ static void maybe_hang(const char *fn) {
     struct timespec pause = {0, 2000000};
     while (stat(path, &st) == 0) nanosleep(&pause, NULL);
 }
+
+static nvmlReturn_t do_arch(nvmlDevice_t device, unsigned int *arch) {
+    DEV_ENTER("nvmlDeviceGetArchitecture");
+    if (!arch) return NVML_ERROR_INVALID_ARGUMENT;
+    *arch = g->arch;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetArchitecture(nvmlDevice_t device, unsigned int *arch) { LOCKED(do_arch(device, arch)); }
 
 static nvmlReturn_t do_limit(const char *fn, nvmlDevice_t device, unsigned int *limit) {
     DEV_ENTER(fn);
