@@ -7,7 +7,7 @@ Kubernetes scrape config in prometheus/kubernetes.yml labels it).
   with an inference pod (the fake Kubernetes node of tests/fakes/workloads.py: API server, pod-resources
   socket, cgroups), one idle; a fixture RAPL tree whose counters a thread moves like hardware would;
   PUE 1.2; and the NESO provider against a fake NESO API that publishes a 48-hour forecast;
-- node "cpu": estimated CPU/DRAM, and a chain whose first provider (Energi Data Service) is unreachable,
+- node "cpu": estimated CPU/DRAM attributed to process groups (bare metal, `--attribution.processes`), and a chain whose first provider (Energi Data Service) is unreachable,
   so the fallback, provider-down and fetch-error series are real, then WattTime (a fake; marginal signal).
 Then every target of every panel gets its template variables substituted the way Grafana does (the
 multi-value variables on their default "All", i.e. their allValue `.*`; `$__rate_interval` as Grafana
@@ -119,7 +119,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ))
         # The first provider is unreachable (fetches fail with "connection"); WattTime adds a marginal signal.
         cpu_node = es.enter_context(start_exporter(
-            [*common, f"--path.sysfs={tmp / 'empty-sysfs'}", "--no-meter.nvml", "--grid.provider=energinet",
+            [*common, f"--path.sysfs={tmp / 'empty-sysfs'}", "--no-meter.nvml", "--attribution.processes",
+             "--grid.provider=energinet",
              "--grid.zone=DK1", f"--grid.energinet.url={refused_url()}", "--grid.fallback=watttime,static",
              f"--grid.watttime.url={watttime.url}", "--grid.watttime.username=e2e",
              "--grid.watttime.region=CAISO_NORTH", "--grid.timeout=1s"],
