@@ -563,10 +563,10 @@ def nodes() -> dict[str, Any]:
                      f"(instance_process_group:footprint_process_group_power_watts:sum{{{NODE}}})",
                      "{{instance}} {{process_group}}")], "watt", w=24, stack=True),
         row("Devices and meters"),
-        table("Devices", "Every metered device with its vendor, model, identifiers, driver, power limit, AMD "
+        table("Devices", "Every metered device with its vendor, model, identifiers, driver, AMD "
               "partition mode and measurement source; the value is its power now.",
               f"footprint_power_watts{{{dev}}} * on (cluster, job, instance, component, device) "
-              f"group_left (vendor, model, uuid, index, driver_version, power_limit_watts, compute_partition) "
+              f"group_left (vendor, model, uuid, index, driver_version, compute_partition) "
               f"footprint_device_info{{{NODE}}}",
               "watt", "Power", hide=("Time", "__name__")),
         piechart("Devices by measurement source", "How each device's energy is measured: hardware counters "
