@@ -14,15 +14,21 @@ HELM ?= $(shell command -v helm 2>/dev/null || echo $(TOOLS)/bin/helm)
 
 .PHONY: run test lint venv tools bench docs clean chart image
 
-$(VENV)/.installed: pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+# Running needs only the package's own dependencies; the tests add the dev extras on top.
+$(VENV)/.run-installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e .
 	touch $@
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@ $(VENV)/.run-installed
 
 venv: $(VENV)/.installed
 
 ## run: the exporter on embedded defaults (no API key, no GPU, no root): http://127.0.0.1:10180/metrics
-run: venv
+run: $(VENV)/.run-installed
 	$(BIN)/footprint-exporter $(ARGS)
 
 ## tools: promtool, Prometheus, Alertmanager, helm and friends for the tests (see scripts/install-test-tools.sh)
