@@ -9,21 +9,21 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client.core import Metric
 
-from footprint import page
-from footprint.accountant import PROCESS_GROUP_ENERGY, WORKLOAD_ENERGY, Accountant
-from footprint.api import LiveView
+from footprint.accounting.accountant import PROCESS_GROUP_ENERGY, WORKLOAD_ENERGY, Accountant
+from footprint.accounting.ledger import Ledger
 from footprint.attribution.base import Attributor
-from footprint.checkpoint import Checkpointer
 from footprint.config import Settings
+from footprint.exposition.metrics import Exposition, FootprintCollector
 from footprint.grid.feed import GridFeed
-from footprint.history import PowerHistory
-from footprint.ledger import Ledger
 from footprint.meters.base import Meter
 from footprint.meters.registry import detect
-from footprint.metrics import Exposition, FootprintCollector
-from footprint.runs import RecentRuns
 from footprint.sampler import Sampler
-from footprint.server import Routes, Server
+from footprint.state.checkpoint import Checkpointer
+from footprint.web import page
+from footprint.web.api import LiveView
+from footprint.web.history import PowerHistory
+from footprint.web.runs import RecentRuns
+from footprint.web.server import Routes, Server
 
 log = logging.getLogger("footprint")
 

@@ -37,11 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and not args[0].startswith("-"):
         command = args.pop(0)
     if command == "measure":
-        from footprint.measure import main as measure
+        from footprint.tracking.measure import main as measure
 
         return measure(args)
     if command == "report":
-        from footprint.report import main as report
+        from footprint.tracking.report import main as report
 
         return report(args)
     if command in ("version",) or "--version" in args:

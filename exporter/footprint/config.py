@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from footprint import numbers
-from footprint.ledger import parse_max_watts
+from footprint.accounting.ledger import parse_max_watts
 
 
 class ConfigError(Exception):

@@ -10,12 +10,12 @@ import sys
 from typing import TextIO
 
 from footprint import __version__, config
+from footprint.accounting.embodied import EmbodiedModel
 from footprint.app import build_attributor
-from footprint.checkpoint import describe_last_gap
 from footprint.config import ConfigError, Settings
-from footprint.embodied import EmbodiedModel
 from footprint.meters.base import MeterError
 from footprint.meters.registry import detect
+from footprint.state.checkpoint import describe_last_gap
 
 
 def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:

@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from footprint.accountant import Accountant, AttributionWindow
+from footprint.accounting.accountant import Accountant, AttributionWindow
+from footprint.accounting.ledger import REJECTED_METRIC, Labels, Ledger
 from footprint.attribution.base import Attributor
 from footprint.grid.base import IntensityReading
-from footprint.ledger import REJECTED_METRIC, Labels, Ledger
 from footprint.meters.base import Meter, MeterError, Reading
 
 log = logging.getLogger("footprint.sampler")

@@ -24,17 +24,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from footprint import __version__, config, exporter_counters, mlflow_log, runlog
-from footprint import accountant as acct
-from footprint.accountant import JOULES_PER_KWH, Accountant, AttributionWindow
-from footprint.attribution.tree import RUN, ProcessTree, TreeAttributor
+from footprint import __version__, config
+from footprint.accounting import accountant as acct
+from footprint.accounting.accountant import JOULES_PER_KWH, Accountant, AttributionWindow
+from footprint.accounting.ledger import Ledger
 from footprint.config import ConfigError, Settings
 from footprint.grid.base import IntensityReading
 from footprint.grid.feed import GridFeed
-from footprint.ledger import Ledger
 from footprint.meters.base import Meter, MeterUnavailable, Reading
 from footprint.meters.registry import detect
 from footprint.sampler import Sampler
+from footprint.tracking import exporter_counters, mlflow_log, runlog
+from footprint.tracking.tree import RUN, ProcessTree, TreeAttributor
 
 log = logging.getLogger("footprint.track")
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from footprint import page, runlog
+from footprint.tracking import runlog
+from footprint.web import page
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.fakes.grid_servers import ElectricityMapsFake, serving

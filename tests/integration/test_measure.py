@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from footprint import runlog
+from footprint.tracking import runlog
 
 from tests.fakes.grid_servers import ElectricityMapsFake, serving
 from tests.fakes.nvml import SCENARIO_ENV, FakeGpu, Scenario, fake_env

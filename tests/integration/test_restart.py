@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from footprint.checkpoint import decode
-from footprint.ledger import Labels
+from footprint.accounting.ledger import Labels
+from footprint.state.checkpoint import decode
 
 from tests.fakes.grid_servers import PeerFake, serving
 from tests.fakes.nvml import FakeGpu, Scenario, fake_env

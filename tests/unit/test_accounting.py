@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from footprint import config
-from footprint.accountant import (
+from footprint.accounting.accountant import (
     COST,
     EMBODIED,
     EMISSIONS,
@@ -20,11 +20,11 @@ from footprint.accountant import (
     WORKLOAD_ENERGY,
     Accountant,
 )
+from footprint.accounting.embodied import EmbodiedModel, load_table
+from footprint.accounting.ledger import CounterTracker, Ledger
 from footprint.attribution.base import Consumer, WorkloadShare
 from footprint.config import ConfigError
-from footprint.embodied import EmbodiedModel, load_table
 from footprint.grid.base import IntensityReading
-from footprint.ledger import CounterTracker, Ledger
 from footprint.meters.base import Reading
 
 YEAR = 365.25 * 86400

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from footprint.accounting.ledger import CounterTracker
 from footprint.attribution.podresources import allocation_keys
 from footprint.config import Settings
-from footprint.ledger import CounterTracker
 from footprint.meters.amdsmi import (
     APU_SKIPPED,
     AmdHwmonMeter,

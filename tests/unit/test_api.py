@@ -15,15 +15,17 @@ from html import unescape
 from pathlib import Path
 
 import pytest
-from footprint import config, page, runlog
-from footprint.accountant import WORKLOAD_EMISSIONS, WORKLOAD_ENERGY, Accountant
-from footprint.api import FORECAST_POINTS, MAX_DEVICES, TOP_WORKLOADS, LiveView, forecast_ahead
+from footprint import config
+from footprint.accounting.accountant import WORKLOAD_EMISSIONS, WORKLOAD_ENERGY, Accountant
+from footprint.accounting.ledger import Ledger
 from footprint.grid.feed import GridFeed
-from footprint.history import PowerHistory, Totals
-from footprint.ledger import Ledger
 from footprint.meters.rapl import RaplMeter
-from footprint.runs import MAX_RUNS, TAIL_BYTES, RecentRuns
 from footprint.sampler import Sampler
+from footprint.tracking import runlog
+from footprint.web import page
+from footprint.web.api import FORECAST_POINTS, MAX_DEVICES, TOP_WORKLOADS, LiveView, forecast_ahead
+from footprint.web.history import PowerHistory, Totals
+from footprint.web.runs import MAX_RUNS, TAIL_BYTES, RecentRuns
 from hypothesis import given
 from hypothesis import strategies as st
 

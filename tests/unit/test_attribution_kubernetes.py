@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from footprint import config
-from footprint.accountant import (
+from footprint.accounting.accountant import (
     EMISSIONS,
     ENERGY,
     NODE_ENERGY,
@@ -28,17 +28,17 @@ from footprint.accountant import (
     Accountant,
     AttributionWindow,
 )
+from footprint.accounting.ledger import Ledger
 from footprint.attribution import factory
 from footprint.attribution.apiserver import ApiServerClient
 from footprint.attribution.base import AnyConsumer, EnergyDelta, WorkloadShare
 from footprint.attribution.kubernetes import KubernetesAttributor
 from footprint.attribution.podresources import PodResourcesClient
 from footprint.config import ConfigError, Settings
-from footprint.ledger import Ledger
+from footprint.exposition.metrics import Exposition, FootprintCollector
 from footprint.meters.base import Meter
 from footprint.meters.nvml import NvmlMeter
 from footprint.meters.rapl import RaplMeter
-from footprint.metrics import Exposition, FootprintCollector
 from footprint.sampler import Sampler
 from prometheus_client.core import Metric
 

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from footprint.accountant import ENERGY, UNATTRIBUTED_ENERGY, WORKLOAD_ENERGY, Accountant
+from footprint.accounting.accountant import ENERGY, UNATTRIBUTED_ENERGY, WORKLOAD_ENERGY, Accountant
+from footprint.accounting.ledger import Ledger
 from footprint.attribution import factory
 from footprint.attribution.processes import ProcessAttributor
 from footprint.config import Settings
-from footprint.ledger import Ledger
 from footprint.meters.base import Meter
 from footprint.meters.nvml import NvmlMeter
 from footprint.meters.rapl import RaplMeter

@@ -18,10 +18,14 @@ import time
 from pathlib import Path
 
 import pytest
-from footprint import accountant as acct
 from footprint import config
-from footprint.accountant import Accountant
-from footprint.checkpoint import (
+from footprint.accounting import accountant as acct
+from footprint.accounting.accountant import Accountant
+from footprint.accounting.ledger import Ledger, budget_joules, ceiling_watts
+from footprint.config import ConfigError
+from footprint.grid.base import IntensityReading
+from footprint.meters.base import Reading
+from footprint.state.checkpoint import (
     GAP_JOULES,
     GAP_REJECTED,
     Checkpointer,
@@ -36,10 +40,6 @@ from footprint.checkpoint import (
     same_machine,
     write_atomically,
 )
-from footprint.config import ConfigError
-from footprint.grid.base import IntensityReading
-from footprint.ledger import Ledger, budget_joules, ceiling_watts
-from footprint.meters.base import Reading
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -421,7 +421,7 @@ def test_a_full_disk_mid_write_keeps_the_previous_checkpoint(tmp_path: Path) -> 
         import os, resource, signal, sys
         from pathlib import Path
         sys.path.insert(0, {str(REPO / "exporter")!r})
-        from footprint.checkpoint import write_atomically
+        from footprint.state.checkpoint import write_atomically
         state = Path({str(tmp_path / "state.json")!r})
         write_atomically(state, b"old" * 10)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 import pytest
-from footprint.ledger import CounterTracker, Ledger, budget_joules
+from footprint.accounting.ledger import CounterTracker, Ledger, budget_joules
 from footprint.meters.base import Reading
 from hypothesis import given
 from hypothesis import strategies as st

@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 from footprint import config
-from footprint.accountant import NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY, Accountant
-from footprint.ledger import Ledger
+from footprint.accounting.accountant import NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY, Accountant
+from footprint.accounting.ledger import Ledger
+from footprint.exposition.metrics import CATALOG, Exposition, FootprintCollector, LedgerRenderer
 from footprint.meters.rapl import RaplMeter
-from footprint.metrics import CATALOG, Exposition, FootprintCollector, LedgerRenderer
 from footprint.sampler import Sampler
 
 from tests.fakes.sysfs import RaplTree

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from footprint.history import PowerHistory, Totals
+from footprint.web.history import PowerHistory, Totals
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import http.server
 
 import pytest
-from footprint import httphead
-from footprint.httphead import HeadError, parse_head
-from footprint.server import CONTROL_ESCAPES, accepts_gzip, escape_log
+from footprint.web import httphead
+from footprint.web.httphead import HeadError, parse_head
+from footprint.web.server import CONTROL_ESCAPES, accepts_gzip, escape_log
 from hypothesis import given
 from hypothesis import strategies as st
 

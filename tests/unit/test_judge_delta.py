@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from footprint.ledger import (
+from footprint.accounting.ledger import (
     DEFAULT_MAX_WATTS,
     REJECTED,
     budget_joules,

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from footprint import exporter_counters, runlog
 from footprint.config import ConfigError
-from footprint.measure import parse_args, render
 from footprint.track import IntensitySeen, Run
+from footprint.tracking import exporter_counters, runlog
+from footprint.tracking.measure import parse_args, render
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from footprint import config
+from footprint.accounting.ledger import CounterTracker
 from footprint.config import Settings
-from footprint.ledger import CounterTracker
 from footprint.meters.base import MeterError, MeterUnavailable, Reading
 from footprint.meters.nvml import (
     GPU_MARGIN,

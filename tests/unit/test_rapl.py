@@ -10,9 +10,9 @@ from typing import Any
 import psutil
 import pytest
 from footprint import config
-from footprint.accountant import ENERGY, NODE_ENERGY, Accountant, AttributionWindow
+from footprint.accounting.accountant import ENERGY, NODE_ENERGY, Accountant, AttributionWindow
+from footprint.accounting.ledger import REJECTED_METRIC, Ledger
 from footprint.config import ConfigError
-from footprint.ledger import REJECTED_METRIC, Ledger
 from footprint.meters.base import MeterError, MeterUnavailable, Reading
 from footprint.meters.estimate import EstimateMeter
 from footprint.meters.rapl import RAPL_MARGIN, RaplMeter

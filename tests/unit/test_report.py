@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from footprint.config import ConfigError
-from footprint.report import (
+from footprint.tracking.report import (
     UNATTRIBUTED,
     Gap,
     ProviderShare,

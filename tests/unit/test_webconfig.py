@@ -12,7 +12,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 from footprint.config import ConfigError
-from footprint.webconfig import BasicAuth, RateLimit, TokenBucket, allowed_san, client_network, load
+from footprint.web.webconfig import BasicAuth, RateLimit, TokenBucket, allowed_san, client_network, load
 
 from tests.support.exporter import REPO
 from tests.support.tls import CA

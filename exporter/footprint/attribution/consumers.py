@@ -17,7 +17,7 @@ from typing import TypeVar
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from footprint.attribution.base import AnyConsumer, EnergyDelta, WorkloadShare, consumer_of
-from footprint.metrics import SPECS
+from footprint.exposition.metrics import SPECS
 
 log = logging.getLogger("footprint.attribution")
 

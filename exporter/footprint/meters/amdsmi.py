@@ -39,8 +39,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from footprint.accounting.ledger import parse_max_watts
 from footprint.config import Settings
-from footprint.ledger import parse_max_watts
 from footprint.meters.base import MeterError, MeterUnavailable, PowerIntegrator, Reading
 
 log = logging.getLogger("footprint.meters.amdsmi")

@@ -32,8 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from footprint.accounting.ledger import parse_max_watts
 from footprint.config import Settings
-from footprint.ledger import parse_max_watts
 from footprint.meters.base import MeterError, MeterUnavailable, PowerIntegrator, Reading
 
 try:

@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from footprint.accounting.ledger import DEFAULT_MAX_WATTS, budget_joules, parse_max_watts
 from footprint.config import ConfigError, Settings
-from footprint.ledger import DEFAULT_MAX_WATTS, budget_joules, parse_max_watts
 from footprint.meters.base import MeterError, MeterUnavailable, Reading, cpu_model
 
 log = logging.getLogger("footprint.meters.rapl")

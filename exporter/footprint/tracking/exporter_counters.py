@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from footprint import accountant as acct
+from footprint.accounting import accountant as acct
 
 log = logging.getLogger("footprint.track")
 

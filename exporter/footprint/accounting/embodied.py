@@ -31,7 +31,7 @@ class TableRow:
 
 
 def load_table() -> list[TableRow]:
-    text = resources.files("footprint").joinpath("data/embodied.csv").read_text(encoding="utf-8")
+    text = resources.files("footprint.accounting").joinpath("data/embodied.csv").read_text(encoding="utf-8")
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     return [
         TableRow(row["component"], row["match"], float(row["kgco2e"]), row["source"], int(row["year"]))

@@ -24,11 +24,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from footprint.accounting.embodied import EmbodiedFigure, EmbodiedModel
+from footprint.accounting.ledger import Labels, Ledger
 from footprint.attribution.base import AnyConsumer, EnergyDelta, WorkloadShare
 from footprint.config import ConfigError, Settings
-from footprint.embodied import EmbodiedFigure, EmbodiedModel
 from footprint.grid.base import IntensityReading
-from footprint.ledger import Labels, Ledger
 from footprint.meters.base import Reading
 
 log = logging.getLogger("footprint.accountant")

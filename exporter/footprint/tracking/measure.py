@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from footprint import config, logs
-from footprint.accountant import JOULES_PER_KWH
+from footprint.accounting.accountant import JOULES_PER_KWH
 from footprint.config import ConfigError
-from footprint.runlog import RunFileError
 from footprint.track import Run, Tracker
+from footprint.tracking.runlog import RunFileError
 
 USAGE = """usage: footprint-exporter measure [--name=RUN] [--tag=k=v ...] [--output=FILE] [--from=URL] [--mlflow]
                                   [exporter settings ...] -- CMD ARGS...

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from footprint import __version__
-from footprint.accountant import EMBODIED, NODE_EMISSIONS, NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY
-from footprint.history import MAX_SERIES, PowerHistory, SeriesKey, Totals
-from footprint.ledger import Ledger
-from footprint.runs import RecentRuns
+from footprint.accounting.accountant import EMBODIED, NODE_EMISSIONS, NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY
+from footprint.accounting.ledger import Ledger
 from footprint.sampler import Sampler, SampleState
+from footprint.web.history import MAX_SERIES, PowerHistory, SeriesKey, Totals
+from footprint.web.runs import RecentRuns
 
 log = logging.getLogger("footprint.api")
 

@@ -16,8 +16,8 @@ import os
 import threading
 from typing import Any
 
-from footprint import runlog
 from footprint.numbers import NumberError, bounded
+from footprint.tracking import runlog
 
 TAIL_BYTES = 256 * 1024
 MAX_RUNS = 10

@@ -46,9 +46,10 @@ from http.client import LineTooLong
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from footprint import __version__, httphead, webconfig
+from footprint import __version__
 from footprint.config import split_address
-from footprint.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
+from footprint.exposition.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
+from footprint.web import httphead, webconfig
 
 log = logging.getLogger("footprint.server")
 

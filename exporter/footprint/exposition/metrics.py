@@ -22,8 +22,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.utils import floatToGoString
 
 from footprint import __version__
-from footprint import accountant as acct
-from footprint.ledger import REJECTED_METRIC, Labels, Ledger
+from footprint.accounting import accountant as acct
+from footprint.accounting.ledger import REJECTED_METRIC, Labels, Ledger
 from footprint.sampler import Sampler
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -65,18 +65,18 @@ from typing import Any, Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from footprint import __version__
-from footprint.accountant import (
+from footprint.accounting.accountant import (
     PENDING_EMISSIONS,
     PENDING_ENERGY,
     UNATTRIBUTED_EMISSIONS,
     UNATTRIBUTED_ENERGY,
     Accountant,
 )
+from footprint.accounting.ledger import Labels, Ledger, ceiling_watts, judge_delta
 from footprint.config import ConfigError, Settings
+from footprint.exposition.metrics import SPECS
 from footprint.grid.base import IntensityReading
-from footprint.ledger import Labels, Ledger, ceiling_watts, judge_delta
 from footprint.meters.base import Reading, cpu_model
-from footprint.metrics import SPECS
 
 log = logging.getLogger("footprint.checkpoint")
 

@@ -18,7 +18,7 @@ from html import escape
 from importlib import resources
 from typing import Any
 
-from footprint.api import LiveView
+from footprint.web.api import LiveView
 
 STATIC = ("page.css", "page.js")
 CONTENT_TYPES = {"css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8"}
@@ -35,7 +35,7 @@ EMBODIED_TEXT = "estimated (manufacturing figures amortised over the lifetime)"
 
 def static_files() -> dict[str, tuple[bytes, str]]:
     """/static/<name> -> (body, content type), read once from the package."""
-    folder = resources.files("footprint").joinpath("static")
+    folder = resources.files("footprint.web").joinpath("static")
     return {f"/static/{n}": (folder.joinpath(n).read_bytes(), CONTENT_TYPES[n.rsplit(".", 1)[1]]) for n in STATIC}
 
 

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from footprint.accountant import JOULES_PER_KWH
+from footprint.accounting.accountant import JOULES_PER_KWH
 from footprint.config import ConfigError, parse_duration
 
 USAGE = """usage: footprint-exporter report --prometheus=URL [--since=30d] [--until=now]

@@ -1,0 +1,1 @@
+"""Counters judged, joules charged to grams, the ledger that keeps the totals."""

@@ -1,0 +1,1 @@
+"""The state file: what survives a restart, and the writer that keeps it."""

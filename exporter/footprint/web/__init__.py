@@ -1,0 +1,1 @@
+"""HTTP: the server, its web config, the JSON API and the live page."""
