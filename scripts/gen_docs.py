@@ -24,7 +24,7 @@ def metrics_md() -> str:
     ]
     for s in CATALOG:
         labels = ", ".join(s.labels) if s.labels else ""
-        lines.append(f"| `{s.name}` | {s.type} | {labels} | {s.help} | {s.issue} |")
+        lines.append(f"| `{s.name}` | {s.type} | {labels} | {s.help} | {s.filled_by} |")
     return "\n".join(lines) + "\n"
 
 

@@ -29,7 +29,7 @@ def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
     working = 0
     embodied = EmbodiedModel(settings)
     for meter in detection.meters:
-        for line in meter.describe():
+        for line in meter.doctor_lines():
             say(f"  {line}")
         try:
             readings = meter.read()
@@ -59,7 +59,7 @@ def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
 
         feed = GridFeed(settings)
         feed.refresh_due()  # one live fetch per provider (bounded by --grid.timeout): checks key, zone, network
-        for line in feed.describe():
+        for line in feed.doctor_lines():
             say(f"  {line}")
         if settings.origin("grid.region").startswith("node "):  # attribution/node.py filled it in
             say(f"  zone from this node: region {settings.grid_region_label} ({settings.origin('grid.region')})"
@@ -87,7 +87,7 @@ def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
     if attributor is None:
         say("  off (--kubernetes.enabled or --attribution.processes to attribute energy to workloads)")
     else:
-        for line in attributor.describe():
+        for line in attributor.doctor_lines():
             say(f"  {line}")
         attributor.close()
 

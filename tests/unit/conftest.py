@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.grid_servers import ElectricityMapsFake, serving
-from tests.unit.grid_helpers import TOKEN, Clock
+from tests.support.grid_helpers import TOKEN, Clock
 
 
 @pytest.fixture

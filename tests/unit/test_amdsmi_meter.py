@@ -124,7 +124,7 @@ def test_cpx_partitions_count_the_package_once(rig: Rig, secondary_same: bool) -
     info = second["2"].info
     assert (info["compute_partition"], info["memory_partition"], info["partitions"]) == ("CPX", "NPS4", "8")
     assert allocation_keys(info) == (info["uuid"],)  # 0000:4c:00.0 names one partition, not the package
-    lines = meter.describe()
+    lines = meter.doctor_lines()
     assert lines[0] == "amdsmi: 8 AMD GPU(s), 64 logical"
     assert "partition mode CPX/NPS4, 8 partitions: energy for the whole GPU only" in lines[3]
 
@@ -146,7 +146,7 @@ def test_without_the_accumulator_socket_power_is_integrated(rig: Rig) -> None:
     trapezoid = sum((watts[s] + watts[s + 1]) / 2 for s in range(60))
     assert last.energy_joules == pytest.approx(trapezoid, abs=1e-9)
     assert trapezoid == pytest.approx(13_240.5, rel=0.01)  # within 1 % of the true integral
-    assert "no energy accumulator" in meter.describe()[1]
+    assert "no energy accumulator" in meter.doctor_lines()[1]
 
 
 def test_a_lost_gpu_is_down_while_the_others_are_read_and_comes_back(rig: Rig) -> None:
@@ -192,7 +192,7 @@ def test_a_driver_unload_is_retried_and_the_gpus_enumerated_again(rig: Rig) -> N
     rig.at(4.0)  # past the retry: amdsmi_init answers DRIVER_NOT_LOADED, still a runtime fault
     with pytest.raises(MeterError, match="amdsmi_init"):
         meter.read()
-    assert meter.describe()[0].startswith("amdsmi: not working: amdsmi_init")
+    assert meter.doctor_lines()[0].startswith("amdsmi: not working: amdsmi_init")
     rig.at(7.0)  # loaded again at 6.0: initialised, enumerated, counters since the load
     readings = by_device(meter.read())
     assert sorted(readings) == ["0", "1"] and meter.down_devices() == {}
@@ -248,7 +248,7 @@ def test_counter_max_watts_overrides_the_cap(rig: Rig) -> None:
     rig.settings = dataclasses.replace(rig.settings, counter_max_watts=("gpu=2000",))
     meter = rig.meter()
     assert meter.read()[0].max_watts == 2000.0
-    assert "counter ceiling 2000 W" in meter.describe()[1]
+    assert "counter ceiling 2000 W" in meter.doctor_lines()[1]
 
 
 def test_next_to_nvidia_gpus_amd_devices_are_named_apart(rig: Rig, tmp_path: Path,
@@ -283,7 +283,7 @@ def test_hwmon_integrates_socket_power_per_pci_gpu(tmp_path: Path) -> None:
     clock = [0.0]
     meter = hwmon_meter(tmp_path, clock)
     assert [g.info["pci_bus_id"] for g in meter.gpus] == ["0000:0c:00.0", "0000:2c:00.0"]  # once each, by address
-    assert "amdgpu_hwmon: 0000:0e:00.0: no power1_cap: an APU" in meter.describe()[-1]
+    assert "amdgpu_hwmon: 0000:0e:00.0: no power1_cap: an APU" in meter.doctor_lines()[-1]
     meter.read()
     clock[0] = 2.0
     tree.set_power("0000:2c:00.0", "350000000\n")
@@ -295,7 +295,7 @@ def test_hwmon_integrates_socket_power_per_pci_gpu(tmp_path: Path) -> None:
     assert r.max_watts == pytest.approx(750 * 1.5)
     assert (r.info["compute_partition"], r.info["model"], r.info["vendor"]) == ("CPX", "AMD Instinct MI300X", "amd")
     assert allocation_keys(r.info) == () and allocation_keys(readings["0"].info) == ("0000:0c:00.0",)
-    assert "partition mode CPX/NPS4" in meter.describe()[2]
+    assert "partition mode CPX/NPS4" in meter.doctor_lines()[2]
     assert readings["0"].info["partitions"] == "1" and readings["1"].info["partitions"] == ""  # CPX: per XCC
 
 

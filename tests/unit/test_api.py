@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from tests.fakes.grid_servers import ElectricityMapsFake, serving
 from tests.fakes.sysfs import RaplTree
-from tests.unit.fixed_grid import FixedGrid
+from tests.support.fixed_grid import FixedGrid
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 TOKEN = "em-token-api-golden"

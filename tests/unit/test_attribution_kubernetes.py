@@ -47,8 +47,8 @@ from tests.fakes.kube_apiserver import FakeApiServer, make_pod
 from tests.fakes.nvml import SCENARIO_ENV, FakeGpu, FakeProcess, Scenario, preload
 from tests.fakes.podresources_server import FakeContainer, FakePodResources, FakePodResourcesServer
 from tests.fakes.sysfs import RaplTree
+from tests.support.fixed_grid import FixedGrid
 from tests.support.promtext import Series, parse, pick
-from tests.unit.fixed_grid import FixedGrid
 
 CPUS = 8
 WALL0 = 1_790_000_000.0
@@ -85,8 +85,8 @@ class Recording:
     def collect(self) -> Iterable[Metric]:
         return self.inner.collect()
 
-    def describe(self) -> list[str]:
-        return self.inner.describe()
+    def doctor_lines(self) -> list[str]:
+        return self.inner.doctor_lines()
 
     def close(self) -> None:
         self.inner.close()

@@ -21,7 +21,7 @@ from footprint.sampler import Sampler
 from tests.fakes.cgroupfs import FakeProcfs
 from tests.fakes.nvml import SCENARIO_ENV, FakeGpu, FakeProcess, Scenario, preload
 from tests.fakes.sysfs import RaplTree
-from tests.unit.fixed_grid import FixedGrid
+from tests.support.fixed_grid import FixedGrid
 
 CPUS = 4
 GROUP_ENERGY = "footprint_process_group_energy_joules_total"

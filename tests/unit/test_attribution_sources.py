@@ -54,19 +54,19 @@ def test_wire_format_matches_protobuf_bytes() -> None:
     pods = [FakePodResources("p", "ns", [FakeContainer("c", [("nvidia.com/gpu", ["GPU-a1"])], [2, 3])])]
     assert encode_response(pods) == golden
     assert decode_list_response(golden).pods == [
-        PodResources("p", "ns", (ContainerResources("c", (ContainerDevices("nvidia.com/gpu", ("GPU-a1",)),), (2, 3)),))
+        PodResources("p", "ns", (ContainerResources("c", (ContainerDevices("nvidia.com/gpu", ("GPU-a1",)),)),))
     ]
     negative = bytes.fromhex("0a 19 0a 01 78 12 01 79 1a 11 0a 01 7a 1a 0c ff ff ff ff ff ff ff ff ff 01 ac 02")
     assert encode_response([FakePodResources("x", "y", [FakeContainer("z", [], [-1, 300])])]) == negative
-    assert decode_list_response(negative).pods[0].containers[0].cpu_ids == (-1, 300)
+    assert decode_list_response(negative).pods[0].containers == (ContainerResources("z"),)  # cpu_ids skipped
 
 
-def test_decoder_skips_unknown_fields_and_takes_unpacked_cpu_ids() -> None:
+def test_decoder_skips_unknown_fields_and_unpacked_cpu_ids() -> None:
     # ContainerResources with cpu_ids unpacked (3: varint 7), a memory field (4) and a fixed64 field (9).
     container = b"\x0a\x01c" + b"\x18\x07" + b"\x22\x03\x0a\x01m" + b"\x49" + b"\x00" * 8
     pod = b"\x0a\x01p\x12\x02ns" + b"\x1a" + bytes([len(container)]) + container + b"\x28\x01"
     got = decode_list_response(b"\x0a" + bytes([len(pod)]) + pod).pods
-    assert got == [PodResources("p", "ns", (ContainerResources("c", (), (7,)),))]
+    assert got == [PodResources("p", "ns", (ContainerResources("c"),))]
 
 
 def test_time_slicing_replicas_name_their_gpu() -> None:

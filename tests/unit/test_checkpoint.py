@@ -32,7 +32,7 @@ from footprint.state.checkpoint import (
     CheckpointError,
     PendingGap,
     SavedCounter,
-    Snapshot,
+    SavedState,
     decode,
     encode,
     judge_gap,
@@ -44,7 +44,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.exporter import REPO
-from tests.unit.fixed_grid import FixedGrid
+from tests.support.fixed_grid import FixedGrid
 
 INTENSITY = IntensityReading(value=400.0, signal="average", provider="constant", zone="")
 EPOCH = "boot-a"
@@ -79,8 +79,8 @@ def run_samples(ledger: Ledger, acc: Accountant, *samples: list[Reading], cp: Ch
             cp.sampled(readings)
 
 
-def snapshot_of(ledger: Ledger, counters: dict[tuple[str, str], SavedCounter] | None = None) -> Snapshot:
-    return Snapshot(1, {m: dict(s) for m, s in ledger.totals.items()},
+def snapshot_of(ledger: Ledger, counters: dict[tuple[str, str], SavedCounter] | None = None) -> SavedState:
+    return SavedState(1, {m: dict(s) for m, s in ledger.totals.items()},
                     {m: dict(s) for m, s in ledger.created.items()}, counters or {})
 
 
@@ -94,7 +94,7 @@ def test_round_trip_is_exact() -> None:
     saved = {("gpu", "0"): SavedCounter(123456.789, "550.54.15", "GPU-aaaa", 54.25, 1700000001.75)}
     gaps = (PendingGap("cpu", "package-0", "rapl", True, 12.5),)
     pending = {("gpu", "0"): (3.5, 0.25)}
-    snap = Snapshot(1, ledger.totals, ledger.created, saved, gaps, {"joules": 1.0}, pending)
+    snap = SavedState(1, ledger.totals, ledger.created, saved, gaps, {"joules": 1.0}, pending)
     cp = decode(encode(snap, IDENTITY, "boot", 1700000002.0, 55.5))
     assert cp.pending == pending
     assert sorted(cp.series) == sorted([

@@ -14,7 +14,7 @@ from footprint.meters.rapl import RaplMeter
 from footprint.sampler import Sampler
 
 from tests.fakes.sysfs import RaplTree
-from tests.unit.fixed_grid import FixedGrid
+from tests.support.fixed_grid import FixedGrid
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "rapl_two_packages.prom"
 

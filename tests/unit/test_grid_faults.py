@@ -12,7 +12,7 @@ import pytest
 from footprint.grid.feed import GridFeed
 
 from tests.fakes.grid_servers import ElectricityMapsFake, Fault, WattTimeFake, serving
-from tests.unit.grid_helpers import T0, TOKEN, Clock, make_feed, secret_file, value
+from tests.support.grid_helpers import T0, TOKEN, Clock, make_feed, secret_file, value
 
 LATEST = "/v3/carbon-intensity/latest"
 

@@ -17,7 +17,7 @@ from footprint import config
 from footprint.grid.feed import GridFeed
 
 from tests.fakes.grid_servers import ElectricityMapsFake, Fault, NesoFake, WattTimeFake, refused_url, serving
-from tests.unit.grid_helpers import T0, TOKEN, Clock, exposition, make_feed, samples, secret_file, value
+from tests.support.grid_helpers import T0, TOKEN, Clock, exposition, make_feed, samples, secret_file, value
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "hunter2-wt-pass"
@@ -166,13 +166,13 @@ def test_secrets_never_leak(
             em.fault = wt.fault = fault
             clock.advance(3600)
             feed.refresh_due()
-            seen += [exposition(feed), json.dumps(feed.api_payload()), *feed.describe()]
+            seen += [exposition(feed), json.dumps(feed.api_payload()), *feed.doctor_lines()]
         em.fault = wt.fault = None
         wt.expire_tokens()
         wt.password = "rotated"
         clock.advance(3600)
         feed.refresh_due()
-        seen += [exposition(feed), json.dumps(feed.api_payload()), *feed.describe()]
+        seen += [exposition(feed), json.dumps(feed.api_payload()), *feed.doctor_lines()]
     seen.append(caplog.text)
     for bad in (["--grid.electricitymaps.token-file=/nonexistent"], [f"--grid.electricitymaps.url={refused_url()}"]):
         try:
@@ -213,7 +213,7 @@ def test_each_provider_declares_its_basis_and_a_mixed_chain_warns(
     assert [(c["provider"], c["basis"]) for c in payload["chain"]] == [
         ("electricitymaps", "lifecycle"), ("watttime", "direct"), ("static", "lifecycle")]
     assert payload["accounting"]["basis"] == "lifecycle" and payload["marginal"]["basis"] == "direct"
-    assert any("basis direct" in line for line in feed.describe())
+    assert any("basis direct" in line for line in feed.doctor_lines())
 
 
 def test_one_basis_in_the_chain_gives_no_warning(caplog: pytest.LogCaptureFixture) -> None:

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fakes.grid_servers import ElectricityMapsFake, serving
-from tests.unit.grid_helpers import TOKEN, Clock, make_feed, secret_file, value
+from tests.support.grid_helpers import TOKEN, Clock, make_feed, secret_file, value
 
 TIMES = st.floats(0, 4e9)
 

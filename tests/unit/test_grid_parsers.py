@@ -38,7 +38,7 @@ from tests.fakes.grid_servers import (
     PeerFake,
     WattTimeFake,
 )
-from tests.unit.grid_helpers import T0, TOKEN, Clock
+from tests.support.grid_helpers import T0, TOKEN, Clock
 
 leaf = st.one_of(
     st.none(), st.booleans(), st.text(max_size=12), st.floats(allow_nan=True, allow_infinity=True),

@@ -19,7 +19,7 @@ from tests.fakes.grid_servers import (
     WattTimeFake,
     serving,
 )
-from tests.unit.grid_helpers import T0, TOKEN, Clock, exposition, make_feed, samples, secret_file, value
+from tests.support.grid_helpers import T0, TOKEN, Clock, exposition, make_feed, samples, secret_file, value
 
 
 def em_feed(clock: Clock, em: ElectricityMapsFake, tmp_path: Path, *flags: str) -> GridFeed:
@@ -271,7 +271,7 @@ def test_peer_reads_another_feeds_payload(clock: Clock, tmp_path: Path) -> None:
             assert m is not None and (m.provider, m.zone) == ("peer", "CAISO_NORTH")
             assert m.value == pytest.approx(1048.41 * 0.45359237)
             assert not node.fallback_active()
-            assert any("upstream neso" in line for line in node.describe())
+            assert any("upstream neso" in line for line in node.doctor_lines())
             assert server.paths() == {"/api/v1/grid": 1}
 
 
@@ -327,8 +327,8 @@ def test_peer_basic_auth(clock: Clock, tmp_path: Path) -> None:
                          "--grid.peer.username=node", f"--grid.peer.password-file={password}")
         node.refresh_due()
         assert node.accounting_intensity().provider == "peer"
-        assert any("basic auth as node" in line for line in node.describe())
-        assert "grid-pod-pass" not in "\n".join(node.describe())
+        assert any("basic auth as node" in line for line in node.doctor_lines())
+        assert "grid-pod-pass" not in "\n".join(node.doctor_lines())
         server.users = {"node": "rotated"}
         clock.advance(3600)
         node.refresh_due()

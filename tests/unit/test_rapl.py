@@ -20,7 +20,7 @@ from footprint.meters.registry import detect
 from footprint.sampler import Sampler
 
 from tests.fakes.sysfs import RaplTree
-from tests.unit.fixed_grid import FixedGrid
+from tests.support.fixed_grid import FixedGrid
 
 
 class Rig:
@@ -93,7 +93,7 @@ def test_ceiling_is_the_zones_max_power_with_a_margin_or_the_override(tmp_path: 
     assert ceilings == {"package-0": 250.0 * RAPL_MARGIN, "dram-0": 200.0}  # dram: the component default
     rig = Rig(tmp_path, tree, "--counter.max-watts=cpu=300,dram=40")
     assert {r.device: r.max_watts for r in rig.meter.read()} == {"package-0": 300.0, "dram-0": 40.0}
-    assert "ceiling 300 W" in rig.meter.describe()[0]
+    assert "ceiling 300 W" in rig.meter.doctor_lines()[0]
 
 
 def test_sampling_too_slowly_for_a_range_is_refused_at_start(tmp_path: Path) -> None:
@@ -144,10 +144,10 @@ def test_a_denied_zone_is_left_to_the_estimate_and_doctor_says_how_to_grant_acce
     assert isinstance(rapl, RaplMeter) and isinstance(estimate, EstimateMeter)
     assert [r.device for r in rapl.read()] == ["package-0"]
     assert [(r.component, r.device, r.source) for r in estimate.read()] == [("dram", "dram-0", "estimate")]
-    lines = rapl.describe()
+    lines = rapl.doctor_lines()
     assert lines[1].startswith("rapl: dram-0: NOT READ (PermissionError): estimated instead")
     assert "root only" in lines[1] and "chmod a+r" in lines[1]
-    assert "estimate: cpu package-0: measured by RAPL, not estimated" in estimate.describe()
+    assert "estimate: cpu package-0: measured by RAPL, not estimated" in estimate.doctor_lines()
 
 
 def test_zones_found_later_or_lost_switch_between_rapl_and_the_estimate(tmp_path: Path) -> None:

@@ -35,7 +35,6 @@ ACTIVE_PHASES = frozenset({"Pending", "Running", "Unknown", ""})
 
 @dataclass(frozen=True)
 class PodInfo:
-    uid: str
     namespace: str
     name: str
     phase: str
@@ -129,7 +128,6 @@ def parse_pod(pod: object, label_key: str) -> PodInfo:
             if last:  # a restarted container's previous instance may still have CPU time in this window
                 ids.append((last, cname))
     return PodInfo(
-        uid=_str(meta.get("uid"), "metadata.uid"),
         namespace=namespace,
         name=name,
         phase=_str(status.get("phase"), "status.phase"),

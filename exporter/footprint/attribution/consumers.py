@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from footprint.attribution.base import AnyConsumer, EnergyDelta, WorkloadShare, consumer_of
 from footprint.exposition.metrics import SPECS
+from footprint.meters.base import GpuProcessSource
 
 log = logging.getLogger("footprint.attribution")
 
@@ -107,14 +108,13 @@ class ConsumerBook:
 
 def gpu_process_shares(meters: list[object]) -> dict[str, dict[int, float]]:
     """Device id -> pid -> part of the GPU that process used over the last interval (0-1), from every
-    meter that measures it (the NVML meter's `process_shares()`). A meter that fails gives none."""
+    meter that measures it (meters.base.GpuProcessSource). A meter that fails gives none."""
     out: dict[str, dict[int, float]] = {}
     for meter in meters:
-        produce = getattr(meter, "process_shares", None)
-        if not callable(produce):
+        if not isinstance(meter, GpuProcessSource):
             continue
         try:
-            got = produce()
+            got = meter.process_shares()
         except Exception:
             log.debug("process shares unavailable", exc_info=True)
             continue

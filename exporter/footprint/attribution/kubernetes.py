@@ -57,7 +57,7 @@ ContainerRef = tuple[str, str, str]  # namespace, pod, container
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class PodIndex:
     """What the background refresh knows, replaced whole (never mutated) so split() reads it lock-free."""
 
     by_container_id: Mapping[str, Consumer] = field(default_factory=dict)
@@ -66,7 +66,7 @@ class Snapshot:
     exclusive_gpus: Mapping[str, ContainerRef] = field(default_factory=dict)  # GPU UUID -> its only holder
 
 
-def build_snapshot(pods: Iterable[PodInfo], allocations: Iterable[PodResources]) -> Snapshot:
+def build_snapshot(pods: Iterable[PodInfo], allocations: Iterable[PodResources]) -> PodIndex:
     by_id: dict[str, Consumer] = {}
     by_ref: dict[ContainerRef, Consumer] = {}
     live: set[Consumer] = set()
@@ -90,7 +90,7 @@ def build_snapshot(pods: Iterable[PodInfo], allocations: Iterable[PodResources])
                     if uuid != device_id:
                         replicated.add(uuid)
     exclusive = {u: next(iter(c)) for u, c in holders.items() if len(c) == 1 and u not in replicated}
-    return Snapshot(by_id, by_ref, frozenset(live), exclusive)
+    return PodIndex(by_id, by_ref, frozenset(live), exclusive)
 
 
 class KubernetesAttributor:
@@ -109,7 +109,7 @@ class KubernetesAttributor:
         self.pod_resources = pod_resources
         self.meters = meters
         self.book = ConsumerBook(settings.attribution_max_series, settings.attribution_grace_period)
-        self.snapshot = Snapshot()
+        self.snapshot = PodIndex()
         self.up: dict[str, bool | None] = dict.fromkeys(SOURCES)  # None: not tried yet
         self.cpus = cgroups.online_cpus(self.procfs)
         self._pods: list[PodInfo] = []
@@ -203,12 +203,12 @@ class KubernetesAttributor:
 
         return self.book.admit(split_deltas(deltas, cpu, self.meters, consumer_of_pid, exclusive))
 
-    def _consumer_of_pid(self, snap: Snapshot, pid: int) -> Consumer | None:
+    def _consumer_of_pid(self, snap: PodIndex, pid: int) -> Consumer | None:
         path = cgroups.process_cgroup(self.procfs, pid)
         cid = cgroups.container_id_of(path) if path else None
         return snap.by_container_id.get(cid) if cid else None
 
-    def _cpu_fractions(self, snap: Snapshot, seconds: float) -> dict[Consumer, float]:
+    def _cpu_fractions(self, snap: PodIndex, seconds: float) -> dict[Consumer, float]:
         """Each known container's CPU time since the last split over the machine's CPU capacity
         (the counter rules, bad reads included, are in cputime.py)."""
         found = cgroups.scan_containers(self.cgroup_root)
@@ -257,7 +257,7 @@ class KubernetesAttributor:
     def collect(self) -> Iterable[Metric]:
         return health_metrics(self.book, self.up, self.cpu_time.rejected, self.skipped)
 
-    def describe(self) -> list[str]:
+    def doctor_lines(self) -> list[str]:
         return [
             f"kubernetes: pods of node {self.api.node!r} from {self.api.url} every {self.refresh_interval:g}s",
             f"kubernetes: CPU time from cgroups under {self.cgroup_root}; {self.cpus} CPUs",

@@ -44,7 +44,6 @@ class ContainerDevices:
 class ContainerResources:
     name: str
     devices: tuple[ContainerDevices, ...] = ()
-    cpu_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,20 +116,14 @@ def _devices(data: bytes) -> ContainerDevices:
 
 
 def _container(data: bytes) -> ContainerResources:
-    name, devices, cpus = "", [], []
-    for number, wire, value in fields(data):
+    """Name and devices; cpu_ids (field 3) and memory are skipped: attribution goes by cgroup CPU time."""
+    name, devices = "", []
+    for number, _, value in fields(data):
         if number == 1:
             name = _text(value)
         elif number == 2 and isinstance(value, bytes):
             devices.append(_devices(value))
-        elif number == 3 and wire == VARINT and isinstance(value, int):
-            cpus.append(_int64(value))
-        elif number == 3 and isinstance(value, bytes):  # packed (proto3's default for repeated int64)
-            pos = 0
-            while pos < len(value):
-                cpu, pos = _varint(value, pos)
-                cpus.append(_int64(cpu))
-    return ContainerResources(name, tuple(devices), tuple(cpus))
+    return ContainerResources(name, tuple(devices))
 
 
 def _pod(data: bytes) -> PodResources:

@@ -152,7 +152,7 @@ class ProcessAttributor:
     def collect(self) -> Iterable[Metric]:
         return health_metrics(self.book, {"procfs": self.up}, self.cpu_time.rejected)
 
-    def describe(self) -> list[str]:
+    def doctor_lines(self) -> list[str]:
         key = "process name (comm)" if self.group_by == "comm" else "Slurm job id (cgroup path)"
         return [f"processes: energy split by {key} from {self.procfs}; {self.cpus} CPUs"]
 

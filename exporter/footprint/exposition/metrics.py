@@ -36,15 +36,15 @@ class MetricSpec:
     type: str  # counter | gauge | histogram
     labels: tuple[str, ...]
     help: str
-    issue: str = ""  # where it is filled: core, nvml, grid, attribution...
+    filled_by: str = ""  # where it is filled: core, nvml, grid, attribution...
 
 
-def _c(name: str, labels: tuple[str, ...], help: str, issue: str = "core") -> MetricSpec:
-    return MetricSpec(name, "counter", labels, help, issue)
+def _c(name: str, labels: tuple[str, ...], help: str, filled_by: str = "core") -> MetricSpec:
+    return MetricSpec(name, "counter", labels, help, filled_by)
 
 
-def _g(name: str, labels: tuple[str, ...], help: str, issue: str = "core") -> MetricSpec:
-    return MetricSpec(name, "gauge", labels, help, issue)
+def _g(name: str, labels: tuple[str, ...], help: str, filled_by: str = "core") -> MetricSpec:
+    return MetricSpec(name, "gauge", labels, help, filled_by)
 
 
 DEV = ("component", "device")

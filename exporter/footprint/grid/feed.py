@@ -61,7 +61,6 @@ class _Slot:
     """One provider in the chain and what the feed knows about it (guarded by the feed's lock)."""
 
     provider: Provider
-    position: int
     timeless: bool
     readings: dict[str, IntensityReading] = field(default_factory=dict)  # last good value per signal
     up: bool = False
@@ -246,7 +245,7 @@ class GridFeed:
             if name not in FACTORIES:
                 raise ConfigError(f"grid.provider: unknown provider {name!r}")
             provider = FACTORIES[name](ctx)
-            self._slots.append(_Slot(provider, len(self._slots), bool(getattr(provider, "timeless", False))))
+            self._slots.append(_Slot(provider, bool(getattr(provider, "timeless", False))))
         first = self._slots[0].provider
         if isinstance(first, static.StaticProvider) and zone and not first.known:
             raise ConfigError(f"grid.zone: {zone!r} is not in the static table (see docs/grid.md for zones)")
@@ -427,7 +426,7 @@ class GridFeed:
     def _snapshot(self) -> list[_Slot]:
         with self._lock:
             return [
-                _Slot(s.provider, s.position, s.timeless, dict(s.readings), s.up, s.attempted, s.last_reason,
+                _Slot(s.provider, s.timeless, dict(s.readings), s.up, s.attempted, s.last_reason,
                       s.last_message, s.failures, s.next_fetch, Counter(s.errors), s.skew)
                 for s in self._slots
             ]
@@ -565,7 +564,7 @@ class GridFeed:
             ],
         }
 
-    def describe(self) -> list[str]:
+    def doctor_lines(self) -> list[str]:
         """Doctor lines: the chain, each provider's configuration and state. Never a secret."""
         now = self.clock()
         chain = " -> ".join(s.provider.name for s in self._slots)

@@ -481,7 +481,7 @@ class AmdSmiMeter:
 
     # --- doctor --------------------------------------------------------------------------------
 
-    def describe(self) -> list[str]:
+    def doctor_lines(self) -> list[str]:
         with self._lock:
             with contextlib.suppress(AmdSmiError):  # said below
                 self._ensure_initialised(self._clock())
@@ -669,7 +669,7 @@ class AmdHwmonMeter:
     def down_devices(self) -> Mapping[str, str]:
         return dict(self._down)
 
-    def describe(self) -> list[str]:
+    def doctor_lines(self) -> list[str]:
         lines = [f"amdgpu_hwmon: {len(self.gpus)} AMD GPU(s) from {self.sysfs}/class/drm (amdsmi not available)"]
         for gpu in self.gpus:
             mode = f"{gpu.info['compute_partition'] or 'unknown'}/{gpu.info['memory_partition'] or 'unknown'}"

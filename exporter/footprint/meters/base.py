@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class MeterError(Exception):
@@ -60,7 +60,7 @@ class Meter(Protocol):
         """Devices that failed on the last read: device id -> short reason (for metrics and logs)."""
         ...
 
-    def describe(self) -> list[str]:
+    def doctor_lines(self) -> list[str]:
         """Human lines for `doctor`: what was found and where the energy comes from."""
         ...
 
@@ -102,3 +102,14 @@ def cpu_model(procfs: str) -> str:
     except OSError:
         pass
     return ""
+
+
+@runtime_checkable
+class GpuProcessSource(Protocol):
+    """A meter that can say which processes used each of its GPUs (NVML, amdsmi): what attribution asks.
+
+    `process_shares()`: device -> pid -> share of that GPU's energy over the interval since the previous
+    call (0-1, summing to at most 1 per device; the rest is idle). Each call consumes those samples.
+    """
+
+    def process_shares(self) -> dict[str, dict[int, float]]: ...

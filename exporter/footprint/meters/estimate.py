@@ -109,7 +109,7 @@ class EstimateMeter:
     def down_devices(self) -> Mapping[str, str]:
         return {}
 
-    def describe(self) -> list[str]:
+    def doctor_lines(self) -> list[str]:
         covered = self.covered()
         lines = []
         for component, device in self.devices:

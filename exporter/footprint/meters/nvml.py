@@ -178,7 +178,6 @@ class NvmlMeter:
     (mean SM utilisation of each process over the samples since the previous call); where that is not
     supported (MIG, older GPUs) the GPU's utilisation is split equally among its running compute
     processes. Call it once per interval: each call consumes the samples since the one before.
-    `running_processes()` lists the compute processes per device.
     """
 
     name = "nvml"
@@ -453,13 +452,9 @@ class NvmlMeter:
             for p in _call("nvmlDeviceGetComputeRunningProcesses", gpu.handle)
         ]
 
-    def running_processes(self) -> dict[str, list[GpuProcess]]:
-        """Device -> the compute processes running on it now (devices that cannot be read are left out)."""
-        return self._per_device(self._processes, "process list")
-
     # --- doctor --------------------------------------------------------------------------------
 
-    def describe(self) -> list[str]:
+    def doctor_lines(self) -> list[str]:
         with self._lock:
             with contextlib.suppress(NvmlError):  # said below
                 self._ensure_initialised(self._clock())

@@ -246,7 +246,7 @@ class RaplMeter:
     def down_devices(self) -> Mapping[str, str]:
         return self._down
 
-    def describe(self) -> list[str]:
+    def doctor_lines(self) -> list[str]:
         lines = [
             f"rapl: {z.device} ({z.component}) from {z.path}/energy_uj, ceiling {self.ceiling(z):g} W"
             + ("" if z.max_power_watts is None or z.component in self.overrides

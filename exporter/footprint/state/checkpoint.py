@@ -135,7 +135,7 @@ class PendingGap:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class SavedState:
     """Ledger totals, hardware counter states and pending gaps at the end of one sample."""
 
     seq: int
@@ -234,7 +234,7 @@ def _machine_id() -> str:
 # catches truncation (length) and damage (checksum) before any value is trusted.
 
 
-def encode(snapshot: Snapshot, identity: Mapping[str, str], boot_id: str, written_at: float,
+def encode(snapshot: SavedState, identity: Mapping[str, str], boot_id: str, written_at: float,
            boot_seconds: float | None) -> bytes:
     series = [
         [metric, list(labels), value, snapshot.created.get(metric, {}).get(labels, written_at)]
@@ -490,7 +490,7 @@ class Checkpointer:
         self._gpus: dict[Key, str] = {}  # UUIDs of the GPUs read so far
         self._failing = False
         self._seq = 0
-        self._latest: Snapshot | None = None
+        self._latest: SavedState | None = None
         self._written_seq = -1
         self._attempted_seq = -1  # the last snapshot a write was tried for, successful or not
         self._attempted = threading.Condition()
@@ -704,7 +704,7 @@ class Checkpointer:
             if self._restart is not None:
                 self._settle(readings)
             self._seq += 1
-            self._latest = Snapshot(
+            self._latest = SavedState(
                 self._seq,
                 {m: dict(s) for m, s in self.ledger.totals.items()},
                 {m: dict(s) for m, s in self.ledger.created.items()},

@@ -110,7 +110,7 @@ class TreeAttributor:
     def collect(self) -> Iterable[Metric]:
         return ()
 
-    def describe(self) -> list[str]:
+    def doctor_lines(self) -> list[str]:
         return [f"process tree of pid {self.tree.root}: CPU time over {self.cpus} CPUs, GPUs by NVML process use"]
 
     def close(self) -> None:

@@ -52,7 +52,7 @@ def _num(value: float | None, digits: int | None = None) -> float | None:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class PageFigures:
     """One sample as the page shows it (taken in the sampler thread)."""
 
     number: int
@@ -80,7 +80,7 @@ class LiveView:
     runs: RecentRuns = field(default_factory=lambda: RecentRuns(""))
     started_at: float = field(default_factory=time.time)
     wall: Callable[[], float] = time.time
-    _snapshot: Snapshot | None = None
+    _snapshot: PageFigures | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def sampled(self) -> None:
@@ -104,7 +104,7 @@ class LiveView:
                             totals)
         started, today = self.history.started, self.history.day_start
         assert started is not None and today is not None  # set by the record above
-        snap = Snapshot(state.samples, at, node_watts, tuple(devices[:MAX_DEVICES]),
+        snap = PageFigures(state.samples, at, node_watts, tuple(devices[:MAX_DEVICES]),
                         max(0, len(devices) - MAX_DEVICES), totals, since, embodied, started, today)
         with self._lock:
             self._snapshot = snap

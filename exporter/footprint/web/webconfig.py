@@ -403,10 +403,6 @@ class BasicAuth:
         self._decoy = next(iter(self.users.values()), b"")
         self._budgets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, at)
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.users)
-
     def _take(self, client: str) -> bool:
         """Reserve one uncached check for `client`; False when its failure budget is spent."""
         now = time.monotonic()
