@@ -27,9 +27,9 @@ from pathlib import Path
 import common
 from common import FakeGpu, Scenario
 from footprint import config
-from footprint.accountant import EMISSIONS, ENERGY, Accountant
+from footprint.accounting.accountant import EMISSIONS, ENERGY, Accountant
 from footprint.grid.base import IntensityReading
-from footprint.ledger import Ledger
+from footprint.accounting.ledger import Ledger
 from footprint.meters.nvml import NvmlMeter
 from footprint.sampler import Sampler
 

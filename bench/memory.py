@@ -141,7 +141,7 @@ HISTORY_STEP = "50ms"  # with 20 Hz sampling the 240-point ring fills in 12 s in
 
 def ring_bytes(series: int) -> int:
     """Python heap the history takes once full, measured here with tracemalloc (the same class)."""
-    from footprint.history import POINTS, PowerHistory, Totals
+    from footprint.web.history import POINTS, PowerHistory, Totals
 
     tracemalloc.start()
     before = tracemalloc.take_snapshot()

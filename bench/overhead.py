@@ -1,4 +1,4 @@
-"""Benchmark 1: what sampling costs, in CPU time of the process, against CodeCarbon and a floor.
+"""Benchmark 1: what sampling costs, in CPU time of the process, against CodeCarbon, Zeus and floors.
 
 Contenders, one at a time, each read the same 8 fake GPUs (one libnvidia-ml) and the same two RAPL
 packages (one fixture tree):
@@ -7,8 +7,14 @@ packages (one fixture tree):
   without attribution.
 - codecarbon: CodeCarbon's OfflineEmissionsTracker(measure_power_secs=1), in its own venv, in a
   network namespace with no interfaces (`unshare -n`) and a mount namespace where the RAPL fixture is
-  bound over /sys/class (so it reads the same packages).
-- floor: a loop that only reads the same sensors at 1 Hz (bench/floor_loop.py).
+  bound over /sys/class and /sys/devices/virtual (so it reads the same packages through the same links).
+- zeus: Zeus's ZeusMonitor closing and opening a window every second (bench/zeus_tracker.py), in its
+  own venv, isolated the same way.
+- floors: loops that only read the same sensors at 1 Hz (bench/floor_loop.py), one per mode.
+
+Footprint (no attribution, no scrape), Zeus and CodeCarbon run in turns, three rounds, and each is
+reported as the median of its three windows: the machine's load drifts, and alternating spreads the
+drift over all three.
 
 Each process is put into its own cgroup so its CPU time counts every thread, including ones that
 have exited (scrape handlers); it warms up, then CPU time is read over a fixed window.
@@ -26,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import common
 import pods as k8s
@@ -74,6 +81,25 @@ def measure(clock: common.CpuClock, seconds: float, interval: float = 1.0,
     wall = time.monotonic() - start
     cpu = clock.seconds() - start_cpu
     return Window(cpu, wall, wall / interval, scrapes)
+
+
+def proc_stat_seconds(pid: int) -> float:
+    """CPU of one process (its threads, not its children), from /proc/<pid>/stat in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(clock: common.CpuClock, proc: Proc, limit: float = 120.0, quiet_ms: float = 20.0) -> float:
+    """Wait until the process spends under `quiet_ms` of CPU in each of 3 seconds running (its start-up
+    is over: Zeus's spawned RAPL pollers import zeus, pandas and friends for seconds); returns the wait."""
+    start = time.monotonic()
+    calm, last = 0, clock.seconds()
+    while calm < 3 and time.monotonic() - start < limit and proc.alive():
+        time.sleep(1.0)
+        now = clock.seconds()
+        calm = calm + 1 if (now - last) * 1e3 < quiet_ms else 0
+        last = now
+    return round(time.monotonic() - start, 1)
 
 
 def sample_duration(url: str) -> dict[str, float]:
@@ -137,9 +163,25 @@ def isolation() -> str:
     return "none"
 
 
+def venv_python(script: str) -> str:
+    """The python of a peer's own venv, installed by its script (idempotent)."""
+    return subprocess.run(["bash", str(common.BENCH / script)], check=True, capture_output=True,
+                          text=True).stdout.strip().splitlines()[-1]
+
+
+def isolated(fx: Fixture, mode: str, cmd: list[str]) -> list[str]:
+    """`cmd` cut off the network, seeing the RAPL fixture as /sys (where the namespaces allow)."""
+    if mode == "netns+mountns":
+        return ["unshare", "-n", "-m", "sh", "-c",
+                'mount --bind "$1/class" /sys/class && mount --bind "$1/devices/virtual" /sys/devices/virtual'
+                ' && shift && exec "$@"', "sh", str(fx.rapl.sysfs), *cmd]
+    if mode == "netns":
+        return ["unshare", "-n", *cmd]
+    return cmd
+
+
 def run_codecarbon(fx: Fixture, warmup: float, window: float) -> dict[str, object]:
-    venv_python = subprocess.run(["bash", str(common.BENCH / "codecarbon_venv.sh")], check=True,
-                                 capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    python = venv_python("codecarbon_venv.sh")
     shim = fx.root / "shim"
     shim.mkdir(exist_ok=True)
     smi = shim / "nvidia-smi"  # CodeCarbon only checks that `nvidia-smi --help` runs before using pynvml
@@ -147,15 +189,8 @@ def run_codecarbon(fx: Fixture, warmup: float, window: float) -> dict[str, objec
     smi.chmod(0o755)
     env = {**os.environ, **fx.env(), "PATH": f"{shim}:{os.environ.get('PATH', '')}",
            "CODECARBON_LOG_LEVEL": "warning"}
-    script = str(common.BENCH / "codecarbon_tracker.py")
     mode = isolation()
-    if mode == "netns+mountns":
-        cmd = ["unshare", "-n", "-m", "sh", "-c", 'mount --bind "$1" /sys/class && exec "$2" "$3"', "sh",
-               str(fx.rapl.sys_class), venv_python, script]
-    elif mode == "netns":
-        cmd = ["unshare", "-n", venv_python, script]
-    else:
-        cmd = [venv_python, script]
+    cmd = isolated(fx, mode, [python, str(common.BENCH / "codecarbon_tracker.py")])
     with Proc(cmd, env, "codecarbon") as proc:
         clock = common.CpuClock(proc.pid, "codecarbon")
         try:
@@ -176,34 +211,87 @@ def run_codecarbon(fx: Fixture, warmup: float, window: float) -> dict[str, objec
             "rapl_fixture": mode == "netns+mountns",
             "measured_all_gpus": valid,
             "cpu_clock": clock.method,
-            "version": subprocess.run([venv_python, "-c", "import codecarbon; print(codecarbon.__version__)"],
+            "version": subprocess.run([python, "-c", "import codecarbon; print(codecarbon.__version__)"],
                                       capture_output=True, text=True).stdout.strip(),
             **report,
         }
 
 
-def run_floor(fx: Fixture, warmup: float, window: float) -> dict[str, object]:
-    env = {**os.environ, **fx.env()}
-    cmd = [sys.executable, str(common.BENCH / "floor_loop.py"), str(fx.rapl.sysfs)]
-    with Proc(cmd, env, "floor") as proc:
-        clock = common.CpuClock(proc.pid, "floor")
+def run_zeus(fx: Fixture, warmup: float, window: float) -> dict[str, object]:
+    python = venv_python("zeus_venv.sh")
+    env = {**os.environ, **fx.env(), "ZEUS_LOG_LEVEL": "WARNING"}
+    mode = isolation()
+    cmd = isolated(fx, mode, [python, str(common.BENCH / "zeus_tracker.py")])
+    with Proc(cmd, env, "zeus") as proc:
+        clock = common.CpuClock(proc.pid, "zeus")
         try:
-            common.wait_for(proc, lambda: "ready gpus=8" in proc.log(), 30, "first round")
+            common.wait_for(proc, lambda: "ready gpus=" in proc.log(), 120, "first window", poll=0.1)
+            settled = settle(clock, proc)
+            time.sleep(warmup)
+            main_before = proc_stat_seconds(proc.pid)
+            result = measure(clock, window)
+            main_ms = (proc_stat_seconds(proc.pid) - main_before) / result.samples * 1e3
+            proc.stop(timeout=60)
+        finally:
+            clock.close()
+        report: dict[str, object] = {}
+        for line in proc.log().splitlines():
+            if line.startswith("{"):
+                report = json.loads(line)
+        valid = (report.get("zeus_gpu_count") == common.GPUS and report.get("zeus_cpu_count") == 2
+                 and all(float(str(report.get(k) or 0)) > 0 for k in ("gpu_energy_j", "cpu_energy_j")))
+        return {"window": result.figures(), "isolation": mode, "rapl_fixture": mode == "netns+mountns",
+                "measured_all_gpus_and_rapl": valid, "settle_seconds": settled,
+                "main_process_cpu_ms_per_sample": round(main_ms, 3), "cpu_clock": clock.method, **report}
+
+
+def run_floor(fx: Fixture, warmup: float, window: float, mode: str = "pynvml") -> dict[str, object]:
+    env = {**os.environ, **fx.env()}
+    cmd = [sys.executable, str(common.BENCH / "floor_loop.py"), str(fx.rapl.sysfs), mode]
+    with Proc(cmd, env, f"floor-{mode}") as proc:
+        clock = common.CpuClock(proc.pid, f"floor-{mode}")
+        try:
+            common.wait_for(proc, lambda: "ready gpus=" in proc.log(), 30, "first round")
             time.sleep(warmup)
             result = measure(clock, window)
         finally:
             proc.stop()
             clock.close()
-        return {"window": result.figures(), "cpu_clock": clock.method}
+        return {"window": result.figures(), "mode": mode, "cpu_clock": clock.method}
+
+
+ROUNDS = 3
+FLOORS = ("pynvml", "energy", "ctypes", "idle")
+
+
+def median_window(windows: list[dict[str, float]]) -> dict[str, float]:
+    """The window whose CPU per sample is the median of the rounds."""
+    ordered = sorted(windows, key=lambda w: w["cpu_ms_per_sample"])
+    return ordered[len(ordered) // 2]
 
 
 def run(quick: bool, with_pods: bool = True) -> dict[str, object]:
-    warmup, window = (5.0, 15.0) if quick else (10.0, 60.0)
+    warmup, window = (5.0, 15.0) if quick else (10.0, 40.0)
     figures: dict[str, object] = {"warmup_seconds": warmup, "window_seconds": window, "sample_interval_s": 1.0,
-                                  "gpus": common.GPUS, "rapl_packages": 2}
+                                  "gpus": common.GPUS, "rapl_packages": 2, "rounds": ROUNDS}
     with common.fixture() as fx:
-        common.log("overhead: footprint, 8 GPUs + RAPL, no attribution")
-        figures["footprint"] = run_footprint(fx, [], "footprint", warmup, window)
+        rounds: dict[str, list[dict[str, object]]] = {"footprint": [], "zeus": [], "codecarbon": []}
+        for k in range(ROUNDS):
+            common.log(f"overhead round {k + 1}/{ROUNDS}: footprint (8 GPUs + RAPL), Zeus, CodeCarbon")
+            rounds["footprint"].append(run_footprint(fx, [], "footprint", warmup, window))
+            rounds["zeus"].append(run_zeus(fx, warmup, window))
+            rounds["codecarbon"].append(run_codecarbon(fx, warmup, window))
+        ours = rounds["footprint"]
+        figures["footprint"] = {**ours[-1],
+                                "no_scrape": median_window([r["no_scrape"] for r in ours]),  # type: ignore[misc]
+                                "scrape_15s": median_window([r["scrape_15s"] for r in ours]),  # type: ignore[misc]
+                                "rounds_cpu_ms_per_sample": [r["no_scrape"]["cpu_ms_per_sample"]  # type: ignore[index]
+                                                             for r in ours]}
+        for peer in ("zeus", "codecarbon"):
+            runs = rounds[peer]
+            figures[peer] = {**runs[-1], "window": median_window([r["window"] for r in runs]),  # type: ignore[misc]
+                             "rounds_cpu_ms_per_sample": [r["window"]["cpu_ms_per_sample"]  # type: ignore[index]
+                                                          for r in runs]}
         if with_pods:
             common.log(f"overhead: footprint, 8 GPUs + RAPL + {PODS} pods x 3 containers")
             with k8s.pods(PODS * k8s.CONTAINERS_PER_POD) as p:
@@ -212,10 +300,9 @@ def run(quick: bool, with_pods: bool = True) -> dict[str, object]:
                     "pods": PODS, "containers": p.containers,
                     **run_footprint(fx, p.flags, "footprint-pods", warmup, window, expect_workloads=True),
                 }
-        common.log("overhead: CodeCarbon offline tracker")
-        figures["codecarbon"] = run_codecarbon(fx, warmup, window)
-        common.log("overhead: floor (sensor reads only)")
-        figures["floor"] = run_floor(fx, warmup, window)
+        for mode in FLOORS:
+            common.log(f"overhead: floor ({mode})")
+            figures["floor" if mode == "pynvml" else f"floor_{mode}"] = run_floor(fx, warmup, window, mode)
     return figures
 
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import report
 
-BENCHMARKS = ("overhead", "scrape", "accuracy", "memory", "attribution", "amd")
+BENCHMARKS = ("overhead", "instructions", "scrape", "accuracy", "memory", "attribution", "amd")
 README = common.BENCH / "README.md"
 TOP_README = common.REPO / "README.md"  # shows the summary: machine and goals
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -70,6 +70,10 @@ def main() -> int:
                 import overhead
 
                 common.write_result(out, "overhead", mode, overhead.run(args.quick))
+            if "instructions" in selected:
+                import instructions
+
+                common.write_result(out, "instructions", mode, instructions.run(args.quick))
             if "scrape" in selected:
                 import scrape
 

@@ -23,8 +23,13 @@ sys.path.insert(0, os.environ.get("BENCH_EXPORTER_DIR") or str(Path(__file__).re
 
 from footprint import config
 from footprint.app import Exporter
-from footprint.metrics import Exposition
-from footprint.server import Routes, Server
+
+try:
+    from footprint.exposition.metrics import Exposition
+    from footprint.web.server import Routes, Server
+except ImportError:  # a snapshot from before the package's house move (issue 20), measured for "before" figures
+    from footprint.metrics import Exposition  # type: ignore[no-redef]
+    from footprint.server import Routes, Server  # type: ignore[no-redef]
 
 
 class AlwaysFresh:

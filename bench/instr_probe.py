@@ -1,0 +1,72 @@
+"""Runs under callgrind for bench/instructions.py: the exporter built in-process, sections counted.
+
+`python bench/instr_probe.py MARKS_SO SAMPLES RENDERS -- <exporter flags>` builds the exporter's parts
+from the flags exactly as `footprint-exporter` does (nothing started: no HTTP server, no sampler
+thread), samples until its series hold still, then counts two sections with the marks library (bench/callgrind_marks.c):
+`sample` (SAMPLES calls of the sampler's own `sample()`, the whole per-sample path: meters, ledger,
+accountant, attribution when its interval is 0) and `render` (RENDERS renders of the exposition, each
+after marking it stale, as every scrape after a sample pays). Prints one JSON line: the series count.
+With pods, the kubelet/API refresh runs once before the sections, as the exporter's background thread would.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.environ.get("BENCH_EXPORTER_DIR") or str(Path(__file__).resolve().parents[1] / "exporter"))
+
+from footprint import config
+from footprint.app import Exporter
+
+
+def lines(body: bytes) -> int:
+    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+
+
+def main() -> int:
+    marks_path, samples, renders = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    flags = sys.argv[sys.argv.index("--") + 1:]
+    marks = ctypes.CDLL(marks_path)
+    marks.fp_section_end.argtypes = [ctypes.c_char_p]
+    exporter = Exporter(config.load(flags, env={}))
+    sampler, exposition = exporter.sampler, exporter.exposition
+    assert exposition is not None
+    refresh = getattr(exporter.attributor, "refresh", None)
+    if refresh is not None:
+        refresh()
+    interval = exporter.settings.sample_interval
+    counts: list[int] = []
+    # Warm-up until the series hold still for 3 samples (every container seen drawing CPU): first reads,
+    # first series, caches filled.
+    while len(counts) < 60 and (len(counts) < 4 or len(set(counts[-4:])) > 1):
+        sampler.sample()
+        exposition.invalidate()
+        counts.append(lines(exposition.render()))
+        time.sleep(interval)
+    marks.fp_section_begin()
+    for _ in range(samples):
+        sampler.sample()
+    marks.fp_section_end(b"sample")
+    exposition.invalidate()
+    body = exposition.render()
+    marks.fp_section_begin()
+    for _ in range(renders):
+        exposition.invalidate()
+        exposition.render()
+    marks.fp_section_end(b"render")
+    print(json.dumps({"series": lines(body), "payload_bytes": len(body), "samples": samples, "renders": renders,
+                      "warmup_samples": len(counts)}), flush=True)
+    if exporter.attributor is not None:
+        exporter.attributor.close()
+    for meter in exporter.meters:
+        meter.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
