@@ -13,7 +13,6 @@ nothing; 0 attributes every sample.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from footprint.accounting.ledger import REJECTED_METRIC, Labels, Ledger
 from footprint.attribution.base import Attributor
 from footprint.grid.base import IntensityReading
 from footprint.meters.base import Meter, MeterError, Reading
+from footprint.worker import Worker
 
 log = logging.getLogger("footprint.sampler")
 
@@ -100,8 +100,8 @@ class Sampler:
         self._last_sample: float | None = None
         self._known_devices: dict[tuple[str, str], Reading] = {}
         self._components: dict[tuple[str, str], str] = {}  # (meter, device) -> component
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("sampler", self._tick)
+        self._next_at = 0.0
 
     def sample(self) -> None:
         started = time.perf_counter()
@@ -233,32 +233,29 @@ class Sampler:
         """Every device seen so far (its last good reading), so a lost device still shows as down."""
         return self._known_devices
 
-    def run(self) -> None:
-        """Sample every `interval` on the monotonic clock until stop(); overruns skip, never pile up."""
-        next_at = self.clock()
-        while not self._stop.is_set():
-            try:
-                self.sample()
-            except Exception:
-                log.exception("sample failed")
-            next_at += self.interval
-            now = self.clock()
-            if next_at < now:
-                skipped = int((now - next_at) / self.interval) + 1
-                next_at += skipped * self.interval
-            self._stop.wait(max(next_at - now, 0.0))
+    def _tick(self) -> float:
+        """One sample, then the wait to the next tick of the monotonic clock; overruns skip, never pile up."""
+        try:
+            self.sample()
+        except Exception:
+            log.exception("sample failed")
+        self._next_at += self.interval
+        now = self.clock()
+        if self._next_at < now:
+            skipped = int((now - self._next_at) / self.interval) + 1
+            self._next_at += skipped * self.interval
+        return self._next_at - now
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="sampler", daemon=True)
-        self._thread.start()
+        """Sample every `interval` until stop()."""
+        self._next_at = self.clock()
+        self._worker.start()
 
     def stop(self) -> None:
         """End the loop, take a last sample (energy up to this moment counts), then attribute what is
         pending, unless the loop is stuck in a sample."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            if self._thread.is_alive():
+        if self._worker.started:
+            if not self._worker.stop(timeout=10):
                 log.warning("the sampler did not stop; pending attribution is not flushed")
                 return
             try:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -47,6 +46,7 @@ from footprint.attribution.consumers import ConsumerBook, health_metrics, split_
 from footprint.attribution.cputime import CpuTimeBook
 from footprint.attribution.podresources import PodResources, PodResourcesClient, allocation_keys, gpu_uuid
 from footprint.config import Settings
+from footprint.worker import Worker
 
 log = logging.getLogger("footprint.attribution.kubernetes")
 
@@ -120,9 +120,8 @@ class KubernetesAttributor:
              for reason in reasons})
         self._warned: set[str] = set()  # sources whose skipped items were logged
         self._asked: set[str] = set()  # unknown container ids that already asked for a refresh
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("kubernetes-pods", self._step)
+        self._refreshed_at: float | None = None
 
     # --- background: pod list and GPU allocations -------------------------------------------------
 
@@ -163,23 +162,21 @@ class KubernetesAttributor:
             log.warning("attribution source down: %s", exc, extra={"source": source})
         self.up[source] = ok
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            self.refresh()
-            self._wake.wait(self.refresh_interval)
-            self._wake.clear()
-            self._stop.wait(max(MIN_REFRESH_GAP - (time.monotonic() - started), 0.0))
+    def _step(self) -> float:
+        """Refresh every refresh_interval, sooner when woken by an unknown container, but never twice
+        within MIN_REFRESH_GAP."""
+        if self._refreshed_at is not None and self._worker.sleep(
+                MIN_REFRESH_GAP - (time.monotonic() - self._refreshed_at)):
+            return 0.0
+        self._refreshed_at = time.monotonic()
+        self.refresh()
+        return self.refresh_interval
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="kubernetes-pods", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
+        self._worker.stop(timeout=15)
         self.pod_resources.close()
 
     # --- per sample -------------------------------------------------------------------------------
@@ -239,7 +236,7 @@ class KubernetesAttributor:
             if cid in used:
                 fractions[consumer] += used[cid] / capacity
         if unknown:
-            self._wake.set()
+            self._worker.wake()
         return fractions
 
     def gone(self, now_wall: float) -> list[AnyConsumer]:

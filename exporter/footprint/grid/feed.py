@@ -19,6 +19,7 @@ Time is injectable (`clock`, `rng`) so tests drive backoff and staleness without
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -35,6 +36,7 @@ from footprint import __version__
 from footprint.config import ConfigError, Settings
 from footprint.grid.base import MAX_PLAUSIBLE_INTENSITY, IntensityReading, Provider, ProviderError
 from footprint.grid.providers import constant, static
+from footprint.worker import Worker
 
 if TYPE_CHECKING:
     from footprint.grid.providers._http import Http
@@ -219,8 +221,7 @@ class GridFeed:
         self.rng = rng or random.Random()
         self.signal = settings.grid_accounting_signal  # "marginal": a marginal counter besides the average one
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._workers: list[Worker] = []
         try:
             tables = static.Tables(settings.grid_static_file)
         except static.TableError as exc:
@@ -270,24 +271,22 @@ class GridFeed:
     def start(self) -> None:
         """One daemon thread per provider. The first fetch happens at once, in the background."""
         for slot in self._slots:
-            t = threading.Thread(
-                target=self._run, args=(slot,), name=f"grid-{slot.provider.name}", daemon=True
-            )
-            t.start()
-            self._threads.append(t)
+            worker = Worker(f"grid-{slot.provider.name}", functools.partial(self._step, slot))
+            worker.start()
+            self._workers.append(worker)
 
     def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=self.settings.grid_timeout + 1.0)
-        self._threads.clear()
+        for worker in self._workers:
+            worker.request_stop()
+        for worker in self._workers:
+            worker.join(timeout=self.settings.grid_timeout + 1.0)
+        self._workers.clear()
 
-    def _run(self, slot: _Slot) -> None:
-        while not self._stop.is_set():
-            self._refresh(slot)
-            with self._lock:
-                delay = slot.next_fetch - self.clock()
-            self._stop.wait(max(0.0, delay))
+    def _step(self, slot: _Slot) -> float:
+        """Fetch this provider if it is due; the wait until it is due again."""
+        self._refresh(slot)
+        with self._lock:
+            return slot.next_fetch - self.clock()
 
     def refresh_due(self) -> None:
         """Fetch, synchronously, every provider whose next fetch is due by the clock (tests, doctor)."""

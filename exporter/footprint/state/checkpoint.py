@@ -77,6 +77,7 @@ from footprint.config import ConfigError, Settings
 from footprint.exposition.metrics import SPECS
 from footprint.grid.base import IntensityReading
 from footprint.meters.base import Reading, cpu_model
+from footprint.worker import Worker
 
 log = logging.getLogger("footprint.checkpoint")
 
@@ -495,10 +496,8 @@ class Checkpointer:
         self._attempted_seq = -1  # the last snapshot a write was tried for, successful or not
         self._attempted = threading.Condition()
         self._due = 0.0  # monotonic time of the next interval write
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
         self._write_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("checkpoint", self._step)
         self._lock_fd: int | None = None
         # The sampler's pending attribution window (gauge name -> device -> amount), read under the ledger lock.
         self.pending: Callable[[], Mapping[str, Mapping[Labels, float]]] = dict
@@ -737,16 +736,12 @@ class Checkpointer:
         if self.path is None:
             return
         self._due = time.monotonic() + self.interval
-        self._thread = threading.Thread(target=self._run, name="checkpoint", daemon=True)
-        self._thread.start()
+        self._worker.start(delay=self.interval)
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(max(self._due - time.monotonic(), 0.0))
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            self.write()
+    def _step(self) -> float:
+        """Write every interval, and sooner when a scrape asks (collect)."""
+        self.write()
+        return self._due - time.monotonic()
 
     def write(self) -> bool:
         """Write the latest snapshot if it is not on disk yet. False when the write failed."""
@@ -782,14 +777,12 @@ class Checkpointer:
 
     def stop(self) -> None:
         """Final checkpoint (the sampler has stopped), then end the writer thread and release the lock."""
-        if self.path is None or self._stopping.is_set():
+        if self.path is None or self._worker.stopping:
             return
-        self._stopping.set()
-        self._wake.set()
+        self._worker.request_stop()
         with self._attempted:
             self._attempted.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._worker.join(timeout=10)
         if self.write():
             log.info("final checkpoint written", extra={"file": str(self.path)})
         self.close()
@@ -801,10 +794,10 @@ class Checkpointer:
         if self.path is None:
             return
         snapshot = self._latest
-        if snapshot is not None and snapshot.seq != self._written_seq and self._thread is not None:
-            self._wake.set()
+        if snapshot is not None and snapshot.seq != self._written_seq and self._worker.started:
+            self._worker.wake()
             with self._attempted:
-                self._attempted.wait_for(lambda: self._attempted_seq >= snapshot.seq or self._stopping.is_set(),
+                self._attempted.wait_for(lambda: self._attempted_seq >= snapshot.seq or self._worker.stopping,
                                          timeout=WRITE_WAIT_SECONDS)
         failures = CounterMetricFamily(WRITE_FAILURES, SPECS[WRITE_FAILURES].help)
         failures.add_metric((), float(self.failures))

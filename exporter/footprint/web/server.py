@@ -50,6 +50,7 @@ from footprint import __version__
 from footprint.config import split_address
 from footprint.exposition.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
 from footprint.web import httphead, webconfig
+from footprint.worker import Worker
 
 log = logging.getLogger("footprint.server")
 
@@ -150,45 +151,36 @@ class Reaper:
     def __init__(self) -> None:
         self._deadlines: dict[socket.socket, float] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="http-reaper", daemon=True)
+        self._worker = Worker("http-reaper", self._reap)
 
     def start(self) -> None:
-        self._thread.start()
+        self._worker.start(delay=None)  # until the first arm()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
+        self._worker.request_stop()
 
     def arm(self, sock: socket.socket, seconds: float) -> None:
         with self._lock:
             idle = not self._deadlines
             self._deadlines[sock] = time.monotonic() + seconds
         if idle:
-            self._wake.set()  # it sleeps without a timeout while nothing is armed
+            self._worker.wake()  # it sleeps without a timeout while nothing is armed
 
     def disarm(self, sock: socket.socket) -> None:
         with self._lock:
             self._deadlines.pop(sock, None)
 
-    def _next_wait(self) -> float | None:
+    def _reap(self) -> float | None:
+        now = time.monotonic()
+        # Under the lock: a connection's thread disarms before it closes its socket, so a socket
+        # shut here is still open and its descriptor cannot belong to a newer connection.
         with self._lock:
+            late = [s for s, t in self._deadlines.items() if t <= now]
+            for s in late:
+                del self._deadlines[s]
+                log.debug("closing a connection past its deadline")
+                _shut(s)
             return REAPER_TICK if self._deadlines else None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self._next_wait())
-            self._wake.clear()
-            now = time.monotonic()
-            # Under the lock: a connection's thread disarms before it closes its socket, so a socket
-            # shut here is still open and its descriptor cannot belong to a newer connection.
-            with self._lock:
-                late = [s for s, t in self._deadlines.items() if t <= now]
-                for s in late:
-                    del self._deadlines[s]
-                    log.debug("closing a connection past its deadline")
-                    _shut(s)
 
 
 class Slots:

@@ -1,0 +1,64 @@
+"""The one start/stop/wake primitive every background loop uses (sampler, grid providers, the
+Kubernetes refresh, the checkpoint writer, the HTTP reaper).
+
+A `Worker` runs `step()` on a daemon thread; `step()` returns how long to sleep before the next step
+(None: until woken). `wake()` cuts a sleep short, `stop()` ends the loop after the step in progress.
+Sleeping on an Event (never time.sleep) is what makes both prompt.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+
+class Worker:
+    def __init__(self, name: str, step: Callable[[], float | None]) -> None:
+        self.name = name
+        self._step = step
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self, delay: float | None = 0.0) -> None:
+        """Start the thread; the first step runs after `delay` seconds (None: at the first wake())."""
+        self._thread = threading.Thread(target=self._run, args=(delay,), name=self.name, daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Inside a step: wait `seconds` unless stopped (a wake does not cut it). True when stopping."""
+        return self._stop.wait(max(seconds, 0.0))
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the thread to end; False when it is still inside a step after `timeout`."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        self.request_stop()
+        return self.join(timeout)
+
+    def _run(self, delay: float | None) -> None:
+        while True:
+            self._wake.wait(None if delay is None else max(delay, 0.0))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            delay = self._step()
