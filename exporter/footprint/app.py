@@ -13,6 +13,7 @@ from footprint.accounting.accountant import PROCESS_GROUP_ENERGY, WORKLOAD_ENERG
 from footprint.accounting.ledger import Ledger
 from footprint.attribution.base import Attributor
 from footprint.config import Settings
+from footprint.exposition.grid import grid_families
 from footprint.exposition.metrics import Exposition, FootprintCollector
 from footprint.grid.feed import GridFeed
 from footprint.meters.base import Meter
@@ -60,7 +61,8 @@ class Exporter:
             on_sample=self._sampled,
             attribution_interval=settings.attribution_interval,
         )
-        extra: list[Callable[[], Iterable[Metric]]] = [self.grid.collect, self.checkpoint.collect]
+        grid = self.grid
+        extra: list[Callable[[], Iterable[Metric]]] = [lambda: grid_families(grid.status()), self.checkpoint.collect]
         if self.attributor is not None:
             extra.append(self.attributor.collect)
         self.checkpoint.pending = self.sampler.pending  # kept in each checkpoint: a kill -9 leaves it unattributed

@@ -6,8 +6,10 @@ import random
 from pathlib import Path
 
 from footprint import config
+from footprint.exposition.grid import grid_families
 from footprint.grid.feed import GridFeed
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -34,9 +36,19 @@ def secret_file(tmp_path: Path, name: str, value: str) -> str:
     return str(path)
 
 
+class _Families:
+    """The feed's families as the exporter builds them (exposition/grid.py from GridFeed.status())."""
+
+    def __init__(self, feed: GridFeed) -> None:
+        self.feed = feed
+
+    def collect(self) -> list[Metric]:
+        return grid_families(self.feed.status())
+
+
 def exposition(feed: GridFeed) -> str:
     registry = CollectorRegistry()
-    registry.register(feed)  # GridFeed has no describe(): its doctor text is doctor_lines()
+    registry.register(_Families(feed))
     return generate_latest(registry).decode()
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
+    CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
@@ -57,7 +58,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     _g("footprint_power_watts", (*DEV, "source"), "Power of a device over the last sample, watts."),
     _c(acct.NODE_ENERGY, (), "IT energy of this node (packages + dram + GPUs, nothing counted twice), joules."),
     _g("footprint_node_power_watts", (), "IT power of this node over the last sample, watts."),
-    _g("footprint_device_info", (*DEV, "model", "..."), "Static facts about a device (join on component, device)."),
+    _g("footprint_device_info", (*DEV, "..."), "Static facts about a device (join on component, device)."),
     _g("footprint_device_up", DEV, "1 if the device was read in the last sample, else 0."),
     _g("footprint_gpu_utilization_ratio", ("device",), "GPU utilisation over the last sample, 0-1.", "nvml, amdsmi"),
     _g("footprint_gpu_power_limit_watts", ("device",), "GPU enforced power limit, watts.", "nvml, amdsmi"),
@@ -137,6 +138,13 @@ SPECS = {s.name: s for s in CATALOG}
 def _gauge(name: str, labels: tuple[str, ...] | None = None) -> GaugeMetricFamily:
     spec = SPECS[name]
     return GaugeMetricFamily(name, spec.help, labels=spec.labels if labels is None else labels)
+
+
+def family(name: str) -> GaugeMetricFamily | CounterMetricFamily:
+    """An empty family with the catalog's type, HELP and labels: the one way a family gets its text."""
+    spec = SPECS[name]
+    kind = CounterMetricFamily if spec.type == "counter" else GaugeMetricFamily
+    return kind(name, spec.help, labels=spec.labels)
 
 
 class FootprintCollector:

@@ -26,11 +26,9 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from footprint import __version__
 from footprint.config import ConfigError, Settings
@@ -205,6 +203,58 @@ FACTORIES: dict[str, Callable[[_Context], Provider]] = {
     "carbonaware": _build_carbonaware,
     "peer": _build_peer,
 }
+
+
+@dataclass(frozen=True)
+class ForecastSummary:
+    """A reading's forecast as the exposition shows it: mean per UTC clock hour ahead, and the lowest point."""
+
+    zone: str
+    signal: str
+    hours: dict[int, float]  # 0 = the hour we are in
+    best: tuple[float, float] | None  # (value, start) of the greenest point ahead
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    name: str
+    up: bool
+    errors: dict[str, int] | None  # by reason; None for a provider that never fetches (static, constant)
+    skew: int | None
+    dropped: dict[str, int]
+    fresh: tuple[IntensityReading, ...]
+    forecasts: tuple[ForecastSummary, ...]
+    updated: float | None
+    age: float | None
+
+
+@dataclass(frozen=True)
+class GridStatus:
+    providers: tuple[ProviderStatus, ...]
+    last_resort: IntensityReading | None  # shown when no provider has a fresh average value
+    fallback_active: bool
+
+
+def _forecast_summary(r: IntensityReading, now: float) -> ForecastSummary | None:
+    # Providers validate every point; this guard keeps one that slipped through from failing /metrics.
+    points = sorted((p for p in r.forecast if math.isfinite(p.start) and math.isfinite(p.value)),
+                    key=lambda p: p.start)
+    if not points:
+        return None
+    hours: dict[int, list[float]] = {}
+    best = None
+    for i, p in enumerate(points):
+        end = points[i + 1].start if i + 1 < len(points) else p.start + 3600.0
+        if end <= now:
+            continue  # over already
+        h = max(0, int(p.start // 3600 - now // 3600))  # clock hours: 0 is the hour we are in
+        if h >= FORECAST_HOURS:
+            break
+        hours.setdefault(h, []).append(p.value)
+        if best is None or p.value < best.value:
+            best = p
+    means = {h: sum(values) / len(values) for h, values in sorted(hours.items())}
+    return ForecastSummary(r.zone, r.signal, means, None if best is None else (best.value, best.start))
 
 
 class GridFeed:
@@ -430,106 +480,29 @@ class GridFeed:
                 for s in self._slots
             ]
 
-    def collect(self) -> Iterable[Metric]:
+    def status(self) -> GridStatus:
+        """What the exposition shows of the chain now, as plain values (exposition/grid.py builds the families)."""
         now = self.clock()
         slots = self._snapshot()
-        labels = ["grid_zone", "provider", "signal"]
-        intensity = GaugeMetricFamily(
-            "footprint_grid_carbon_intensity_grams_per_kilowatt_hour",
-            "Grid carbon intensity each provider reports now (fresh values only).", labels=labels,
-        )
-        updated = GaugeMetricFamily(
-            "footprint_grid_intensity_updated_timestamp_seconds",
-            "When the provider's value was published (fetched, where it gives no time).", labels=["provider"],
-        )
-        age = GaugeMetricFamily(
-            "footprint_grid_intensity_age_seconds",
-            "Age of the provider's last good value; past --grid.max-age the next provider is used.",
-            labels=["provider"],
-        )
-        up = GaugeMetricFamily(
-            "footprint_grid_provider_up", "1 if the provider's last fetch succeeded.", labels=["provider"]
-        )
-        errors = CounterMetricFamily(
-            "footprint_grid_fetch_errors", "Failed fetches by reason.", labels=["provider", "reason"]
-        )
-        dropped = CounterMetricFamily(
-            "footprint_grid_points_dropped", "Values in answers that failed validation and were left out.",
-            labels=["provider", "reason"],
-        )
-        forecast = GaugeMetricFamily(
-            "footprint_grid_forecast_grams_per_kilowatt_hour",
-            "Forecast intensity, mean over each UTC clock hour ahead (0 = the hour we are in).",
-            labels=[*labels, "hours_ahead"],
-        )
-        fmin = GaugeMetricFamily(
-            "footprint_grid_forecast_min_grams_per_kilowatt_hour",
-            "Lowest forecast intensity ahead (the greenest window).", labels=labels,
-        )
-        fmin_start = GaugeMetricFamily(
-            "footprint_grid_forecast_min_start_timestamp_seconds",
-            "When the greenest forecast window starts.", labels=labels,
-        )
-        skew = CounterMetricFamily(
-            "footprint_grid_clock_skew", "Values published in our future (clock skew), clamped to when they "
-            "were fetched.", labels=["provider"],
-        )
+        providers = []
         for slot in slots:
-            name = slot.provider.name
-            up.add_metric([name], 1.0 if slot.up else 0.0)
-            if not slot.timeless:
-                for reason in REASONS:
-                    errors.add_metric([name, reason], float(slot.errors.get(reason, 0)))
-                skew.add_metric([name], float(slot.skew))
             http = getattr(slot.provider, "http", None)
-            for reason, n in sorted(getattr(http, "dropped", {}).items()):
-                dropped.add_metric([name, reason], float(n))
-            for r in slot.readings.values():
-                if self._fresh(slot, r, now):
-                    intensity.add_metric([r.zone, name, r.signal], r.value)
-                self._forecast_metrics(r, name, now, forecast, fmin, fmin_start)
             latest = max(slot.readings.values(), key=lambda r: r.fetched_at, default=None)
-            if latest is not None:
-                updated.add_metric([name], latest.published_at or latest.fetched_at)
-                age.add_metric([name], self._age(latest, now))
+            providers.append(ProviderStatus(
+                name=slot.provider.name,
+                up=slot.up,
+                errors=None if slot.timeless else {reason: slot.errors.get(reason, 0) for reason in REASONS},
+                skew=None if slot.timeless else slot.skew,
+                dropped=dict(sorted(getattr(http, "dropped", {}).items())),
+                fresh=tuple(r for r in slot.readings.values() if self._fresh(slot, r, now)),
+                forecasts=tuple(f for r in slot.readings.values() if (f := _forecast_summary(r, now)) is not None),
+                updated=None if latest is None else (latest.published_at or latest.fetched_at),
+                age=None if latest is None else self._age(latest, now),
+            ))
+        last_resort = None
         if self._in_use("average", now)[1] is None and not any(s.provider.name == "static" for s in slots):
-            r = self._last_resort.fetch()
-            intensity.add_metric([r.zone, r.provider, r.signal], r.value)
-        fallback = GaugeMetricFamily(
-            "footprint_grid_fallback_active",
-            "1 if the value in use is not from the first provider in the chain.",
-            value=1.0 if self.fallback_active() else 0.0,
-        )
-        return [intensity, updated, age, up, errors, dropped, skew, fallback, forecast, fmin, fmin_start]
-
-    @staticmethod
-    def _forecast_metrics(
-        r: IntensityReading, provider: str, now: float,
-        curve: GaugeMetricFamily, fmin: GaugeMetricFamily, fmin_start: GaugeMetricFamily,
-    ) -> None:
-        # Providers validate every point; this guard keeps one that slipped through from failing /metrics.
-        points = sorted((p for p in r.forecast if math.isfinite(p.start) and math.isfinite(p.value)),
-                        key=lambda p: p.start)
-        if not points:
-            return
-        hours: dict[int, list[float]] = {}
-        best = None
-        for i, p in enumerate(points):
-            end = points[i + 1].start if i + 1 < len(points) else p.start + 3600.0
-            if end <= now:
-                continue  # over already
-            h = max(0, int(p.start // 3600 - now // 3600))  # clock hours: 0 is the hour we are in
-            if h >= FORECAST_HOURS:
-                break
-            hours.setdefault(h, []).append(p.value)
-            if best is None or p.value < best.value:
-                best = p
-        base = [r.zone, provider, r.signal]
-        for h, values in sorted(hours.items()):
-            curve.add_metric([*base, str(h)], sum(values) / len(values))
-        if best is not None:
-            fmin.add_metric(base, best.value)
-            fmin_start.add_metric(base, best.start)
+            last_resort = self._last_resort.fetch()
+        return GridStatus(tuple(providers), last_resort, self.fallback_active())
 
     def api_payload(self) -> dict[str, Any]:
         """What /api/v1/grid serves and the `peer` provider reads: values, forecast and provenance."""
