@@ -5,16 +5,15 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
-
-from prometheus_client.core import Metric
 
 from footprint.accounting.accountant import PROCESS_GROUP_ENERGY, WORKLOAD_ENERGY, Accountant
 from footprint.accounting.ledger import Ledger
 from footprint.attribution.base import Attributor
 from footprint.config import Settings
+from footprint.exposition.attribution import attribution_families
 from footprint.exposition.grid import grid_families
-from footprint.exposition.metrics import Exposition, FootprintCollector
+from footprint.exposition.metrics import Exposition, Families, FootprintCollector
+from footprint.exposition.state import checkpoint_families
 from footprint.grid.feed import GridFeed
 from footprint.meters.base import Meter
 from footprint.meters.registry import detect
@@ -61,10 +60,11 @@ class Exporter:
             on_sample=self._sampled,
             attribution_interval=settings.attribution_interval,
         )
-        grid = self.grid
-        extra: list[Callable[[], Iterable[Metric]]] = [lambda: grid_families(grid.status()), self.checkpoint.collect]
-        if self.attributor is not None:
-            extra.append(self.attributor.collect)
+        grid, checkpoint, attributor = self.grid, self.checkpoint, self.attributor
+        extra: list[Families] = [lambda: grid_families(grid.status()),
+                                 lambda: checkpoint_families(checkpoint.status())]
+        if attributor is not None:
+            extra.append(lambda: attribution_families(attributor.health()))
         self.checkpoint.pending = self.sampler.pending  # kept in each checkpoint: a kill -9 leaves it unattributed
         self.exposition = Exposition(FootprintCollector(self.sampler, settings.pue, extra),
                                      settings.web_enable_created_series)

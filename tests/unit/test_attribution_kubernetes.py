@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,16 +31,16 @@ from footprint.accounting.accountant import (
 from footprint.accounting.ledger import Ledger
 from footprint.attribution import factory
 from footprint.attribution.apiserver import ApiServerClient
-from footprint.attribution.base import AnyConsumer, EnergyDelta, WorkloadShare
+from footprint.attribution.base import AnyConsumer, AttributionHealth, EnergyDelta, WorkloadShare
 from footprint.attribution.kubernetes import KubernetesAttributor
 from footprint.attribution.podresources import PodResourcesClient
 from footprint.config import ConfigError, Settings
+from footprint.exposition.attribution import attribution_families
 from footprint.exposition.metrics import Exposition, FootprintCollector
 from footprint.meters.base import Meter
 from footprint.meters.nvml import NvmlMeter
 from footprint.meters.rapl import RaplMeter
 from footprint.sampler import Sampler
-from prometheus_client.core import Metric
 
 from tests.fakes.cgroupfs import CgroupTree, FakeProcfs, container_id
 from tests.fakes.kube_apiserver import FakeApiServer, make_pod
@@ -82,8 +82,8 @@ class Recording:
     def adopt(self, series: list[tuple[str, ...]]) -> None:
         self.inner.adopt(series)
 
-    def collect(self) -> Iterable[Metric]:
-        return self.inner.collect()
+    def health(self) -> AttributionHealth:
+        return self.inner.health()
 
     def doctor_lines(self) -> list[str]:
         return self.inner.doctor_lines()
@@ -585,7 +585,7 @@ def test_cap_on_series_drops_and_counts_and_the_rest_stays_unattributed(make_nod
     node.step({container_id(33): 1.0, container_id(34): 1.0})
     series = node.ledger.series(WORKLOAD_ENERGY)
     assert len(series) == 3  # 2 pods x (cpu, dram) = 4 wanted
-    dropped = {m.name: m for m in node.attributor.collect()}["footprint_workload_series_dropped"]
+    dropped = {m.name: m for m in attribution_families(node.attributor.health())}["footprint_workload_series_dropped"]
     assert dropped.samples[0].value == 1.0  # counted once, not once per interval
     assert_conserved(node)
 
@@ -594,7 +594,7 @@ def test_health_metrics(make_node: MakeNode) -> None:
     node = make_node()
     node.attributor.refresh()
     node.step()
-    families = {m.name: m for m in node.attributor.collect()}
+    families = {m.name: m for m in attribution_families(node.attributor.health())}
     up = {s.labels["source"]: s.value for s in families["footprint_attribution_source_up"].samples}
     assert up == {"apiserver": 1.0, "podresources": 1.0, "cgroup": 1.0}
     assert "footprint_attribution_consumers" in families
@@ -614,7 +614,8 @@ def test_api_server_down_keeps_known_pods_and_leaves_new_ones_unattributed(make_
     assert node.unattributed("cpu", "package-0") - idle_before == pytest.approx(100.0 * (CPUS - 2.0) / CPUS)
     assert node.workload("web-1", "cpu") == 0.0
     assert node.workload("web-0", "cpu") == pytest.approx(2 * 100.0 * 2.0 / CPUS)
-    assert {s.labels["source"]: s.value for s in next(iter(node.attributor.collect())).samples}["apiserver"] == 0.0
+    up_family = attribution_families(node.attributor.health())[0]
+    assert {s.labels["source"]: s.value for s in up_family.samples}["apiserver"] == 0.0
     node.api.start()  # back on the same port
     node.attributor.refresh()
     node.step({container_id(33): 2.0, container_id(34): 4.0})
@@ -635,7 +636,7 @@ def test_pod_resources_socket_missing_falls_back_to_the_process_split(make_node:
     node.step()
     assert node.workload("bert-master-0", "gpu") == pytest.approx(300.0 + 0.6 * 300.0)
     assert node.unattributed("gpu", "0") == pytest.approx(0.4 * 300.0)
-    up = {s.labels["source"]: s.value for s in next(iter(node.attributor.collect())).samples}
+    up = {s.labels["source"]: s.value for s in next(iter(attribution_families(node.attributor.health()))).samples}
     assert up["podresources"] == 0.0 and up["apiserver"] == 1.0
     assert node.device_joules("gpu", "0") == pytest.approx(600.0)
     assert_conserved(node)
@@ -694,7 +695,7 @@ def test_no_kubepods_cgroups_at_all_is_reported_and_survived(make_node: MakeNode
     shutil.rmtree(node.cg.root / "kubepods.slice")
     node.step()
     node.step()
-    up = {s.labels["source"]: s.value for s in next(iter(node.attributor.collect())).samples}
+    up = {s.labels["source"]: s.value for s in next(iter(attribution_families(node.attributor.health()))).samples}
     assert up["cgroup"] == 0.0
     assert node.unattributed("cpu", "package-0") == pytest.approx(200.0)
 

@@ -13,6 +13,7 @@ from footprint.accounting.ledger import Ledger
 from footprint.attribution import factory
 from footprint.attribution.processes import ProcessAttributor
 from footprint.config import Settings
+from footprint.exposition.attribution import attribution_families
 from footprint.meters.base import Meter
 from footprint.meters.nvml import NvmlMeter
 from footprint.meters.rapl import RaplMeter
@@ -146,7 +147,7 @@ def test_no_pid_label_and_no_crash_when_proc_is_unreadable(host: MakeHost, tmp_p
     assert all("10" not in labels for labels in h.ledger.series(GROUP_ENERGY))
     (tmp_path / "proc").rename(tmp_path / "proc-gone")
     h.step({})
-    up = next(iter(h.attributor.collect()))
+    up = attribution_families(h.attributor.health())[0]
     assert up.samples[0].labels == {"source": "procfs"} and up.samples[0].value == 0.0
 
 

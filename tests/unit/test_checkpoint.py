@@ -23,6 +23,7 @@ from footprint.accounting import accountant as acct
 from footprint.accounting.accountant import Accountant
 from footprint.accounting.ledger import Ledger, budget_joules, ceiling_watts
 from footprint.config import ConfigError
+from footprint.exposition.state import checkpoint_families
 from footprint.grid.base import IntensityReading
 from footprint.meters.base import Reading
 from footprint.state.checkpoint import (
@@ -449,7 +450,7 @@ def test_a_scrape_shows_nothing_that_is_not_on_disk_yet(tmp_path: Path) -> None:
         for n in range(1, 4):
             ledger.add(acct.NODE_ENERGY, (), 1.0, 1.0)
             cp.sampled()
-            families = {f.name for f in cp.collect()}
+            families = {f.name for f in checkpoint_families(cp.status())}
             assert decode((tmp_path / "state.json").read_bytes()).series == [(acct.NODE_ENERGY, (), float(n), 1.0)]
         assert families == {"footprint_checkpoint_write_failures",
                             "footprint_checkpoint_last_success_timestamp_seconds"}

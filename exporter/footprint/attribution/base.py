@@ -17,11 +17,20 @@ short of the device total by at most one window).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from prometheus_client.core import Metric
+
+@dataclass(frozen=True)
+class AttributionHealth:
+    """An attributor's own state as plain values (exposition/attribution.py builds the families)."""
+
+    sources_up: Mapping[str, bool | None]  # None: not tried yet (shown as 0)
+    series_dropped: int  # consumers refused by the series cap
+    consumers: int
+    cpu_time_rejected: Mapping[str, int] | None = None  # by reason; None: this attributor reads none
+    items_skipped: Mapping[tuple[str, str], int] | None = None  # (source, reason); None: it lists none
 
 
 @dataclass(frozen=True)
@@ -101,8 +110,8 @@ class Attributor(Protocol):
         after the grace period like live ones."""
         ...
 
-    def collect(self) -> Iterable[Metric]:
-        """Attribution's own health metrics (e.g. footprint_workload_series_dropped_total)."""
+    def health(self) -> AttributionHealth | None:
+        """Attribution's own health (sources up, series dropped...); None: nothing to show."""
         ...
 
     def doctor_lines(self) -> list[str]: ...

@@ -11,13 +11,10 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
-from footprint.attribution.base import AnyConsumer, EnergyDelta, WorkloadShare, consumer_of
-from footprint.exposition.metrics import SPECS
+from footprint.attribution.base import AnyConsumer, AttributionHealth, EnergyDelta, WorkloadShare, consumer_of
 from footprint.meters.base import GpuProcessSource
 
 log = logging.getLogger("footprint.attribution")
@@ -158,37 +155,14 @@ def split_deltas(
     return shares
 
 
-def health_metrics(
+def health(
     book: ConsumerBook,
     up: Mapping[str, bool | None],
     cpu_rejected: Mapping[str, int] | None = None,
     skipped: Mapping[tuple[str, str], int] | None = None,
-) -> Iterator[Metric]:
-    """An attributor's own metrics: its sources (None: not tried yet, shown as 0), the cap, the consumers,
-    CPU-time reads refused by reason, and listed items (pods) skipped by source and reason."""
-    source_up = GaugeMetricFamily(
-        "footprint_attribution_source_up", SPECS["footprint_attribution_source_up"].help, labels=("source",)
-    )
-    for source, ok in up.items():
-        source_up.add_metric((source,), 1.0 if ok else 0.0)
-    yield source_up
-    dropped = CounterMetricFamily(
-        "footprint_workload_series_dropped_total", SPECS["footprint_workload_series_dropped_total"].help
-    )
-    dropped.add_metric((), float(book.dropped))
-    yield dropped
-    consumers = GaugeMetricFamily("footprint_attribution_consumers", SPECS["footprint_attribution_consumers"].help)
-    consumers.add_metric((), float(len(book.left_at)))
-    yield consumers
-    if cpu_rejected is not None:
-        name = "footprint_attribution_cpu_time_rejected_total"
-        rejected = CounterMetricFamily(name, SPECS[name].help, labels=("reason",))
-        for reason, count in sorted(cpu_rejected.items()):
-            rejected.add_metric((reason,), float(count))
-        yield rejected
-    if skipped is not None:
-        name = "footprint_attribution_items_skipped_total"
-        family = CounterMetricFamily(name, SPECS[name].help, labels=("source", "reason"))
-        for (source, reason), count in sorted(skipped.items()):
-            family.add_metric((source, reason), float(count))
-        yield family
+) -> AttributionHealth:
+    """An attributor's health: its sources, the cap, the consumers, CPU-time reads refused by reason,
+    and listed items (pods) skipped by source and reason."""
+    return AttributionHealth(dict(up), book.dropped, len(book.left_at),
+                             None if cpu_rejected is None else dict(cpu_rejected),
+                             None if skipped is None else dict(skipped))

@@ -37,12 +37,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client.core import Metric
-
 from footprint.attribution import cgroups
 from footprint.attribution.apiserver import SKIP_REASONS, ApiServerClient, PodInfo, parse_pods
-from footprint.attribution.base import AnyConsumer, Consumer, EnergyDelta, WorkloadShare
-from footprint.attribution.consumers import ConsumerBook, health_metrics, split_deltas
+from footprint.attribution.base import AnyConsumer, AttributionHealth, Consumer, EnergyDelta, WorkloadShare
+from footprint.attribution.consumers import ConsumerBook, health, split_deltas
 from footprint.attribution.cputime import CpuTimeBook
 from footprint.attribution.podresources import PodResources, PodResourcesClient, allocation_keys, gpu_uuid
 from footprint.config import Settings
@@ -251,8 +249,8 @@ class KubernetesAttributor:
 
     # --- exposition -------------------------------------------------------------------------------
 
-    def collect(self) -> Iterable[Metric]:
-        return health_metrics(self.book, self.up, self.cpu_time.rejected, self.skipped)
+    def health(self) -> AttributionHealth:
+        return health(self.book, self.up, self.cpu_time.rejected, self.skipped)
 
     def doctor_lines(self) -> list[str]:
         return [

@@ -24,11 +24,9 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable
 
-from prometheus_client.core import Metric
-
 from footprint.attribution import cgroups
-from footprint.attribution.base import AnyConsumer, EnergyDelta, ProcessGroup, WorkloadShare
-from footprint.attribution.consumers import ConsumerBook, health_metrics, split_deltas
+from footprint.attribution.base import AnyConsumer, AttributionHealth, EnergyDelta, ProcessGroup, WorkloadShare
+from footprint.attribution.consumers import ConsumerBook, health, split_deltas
 from footprint.attribution.cputime import CpuTimeBook
 from footprint.config import Settings
 
@@ -149,8 +147,8 @@ class ProcessAttributor:
     def adopt(self, series: Iterable[tuple[str, ...]]) -> None:
         self.book.adopt(series)
 
-    def collect(self) -> Iterable[Metric]:
-        return health_metrics(self.book, {"procfs": self.up}, self.cpu_time.rejected)
+    def health(self) -> AttributionHealth:
+        return health(self.book, {"procfs": self.up}, self.cpu_time.rejected)
 
     def doctor_lines(self) -> list[str]:
         key = "process name (comm)" if self.group_by == "comm" else "Slurm job id (cgroup path)"

@@ -133,6 +133,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     _g("footprint_build_info", ("version",), "Build information; always 1."),
 )
 SPECS = {s.name: s for s in CATALOG}
+Families = Callable[[], Iterable[Metric]]  # a part's families, built at each render (grid, attribution...)
 
 
 def _gauge(name: str, labels: tuple[str, ...] | None = None) -> GaugeMetricFamily:
@@ -151,7 +152,7 @@ class FootprintCollector:
     """Yields the gauges of the last sample and the pluggable sources' families (grid, attribution,
     checkpoint). The ledger's counters are rendered apart, by LedgerRenderer."""
 
-    def __init__(self, sampler: Sampler, pue: float, extra: Iterable[Callable[[], Iterable[Metric]]] = ()) -> None:
+    def __init__(self, sampler: Sampler, pue: float, extra: Iterable[Families] = ()) -> None:
         self.sampler = sampler
         self.pue = pue
         self.extra = list(extra)

@@ -62,8 +62,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from footprint import __version__
 from footprint.accounting.accountant import (
     PENDING_EMISSIONS,
@@ -464,6 +462,12 @@ class _Restart:
     gaps: list[PendingGap]
 
 
+@dataclass(frozen=True)
+class CheckpointStatus:
+    write_failures: int
+    last_success: float | None  # wall time of the last good write; None: none yet
+
+
 class Checkpointer:
     """Owns the state file: restore at start, snapshots from the sampler, writes from its own thread.
 
@@ -787,25 +791,19 @@ class Checkpointer:
             log.info("final checkpoint written", extra={"file": str(self.path)})
         self.close()
 
-    def collect(self) -> Iterable[Metric]:
-        """Checkpoint health. Called once per sample, by the first scrape that renders it: before those
-        values go out, the writer puts them on disk (see the module docstring). The wait is bounded,
-        and a failing disk answers at once, so a scrape is never held for long."""
+    def status(self) -> CheckpointStatus | None:
+        """Checkpoint health (None without a state file). Asked once per sample, by the first scrape that
+        renders it: before those values go out, the writer puts them on disk (see the module docstring).
+        The wait is bounded, and a failing disk answers at once, so a scrape is never held for long."""
         if self.path is None:
-            return
+            return None
         snapshot = self._latest
         if snapshot is not None and snapshot.seq != self._written_seq and self._worker.started:
             self._worker.wake()
             with self._attempted:
                 self._attempted.wait_for(lambda: self._attempted_seq >= snapshot.seq or self._worker.stopping,
                                          timeout=WRITE_WAIT_SECONDS)
-        failures = CounterMetricFamily(WRITE_FAILURES, SPECS[WRITE_FAILURES].help)
-        failures.add_metric((), float(self.failures))
-        yield failures
-        if self.last_success is not None:
-            last = GaugeMetricFamily(LAST_SUCCESS, SPECS[LAST_SUCCESS].help)
-            last.add_metric((), self.last_success)
-            yield last
+        return CheckpointStatus(self.failures, self.last_success)
 
 
 def describe_last_gap(settings: Settings) -> list[str]:

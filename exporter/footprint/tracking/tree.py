@@ -18,11 +18,9 @@ from __future__ import annotations
 import logging
 import resource
 from collections import defaultdict
-from collections.abc import Iterable
 from typing import Any
 
 import psutil
-from prometheus_client.core import Metric
 
 from footprint.attribution import cgroups
 from footprint.attribution.base import Consumer, EnergyDelta, WorkloadShare
@@ -107,8 +105,8 @@ class TreeAttributor:
     def adopt(self, series: list[tuple[str, ...]]) -> None:
         pass
 
-    def collect(self) -> Iterable[Metric]:
-        return ()
+    def health(self) -> None:
+        return None  # measure and track() have no /metrics
 
     def doctor_lines(self) -> list[str]:
         return [f"process tree of pid {self.tree.root}: CPU time over {self.cpus} CPUs, GPUs by NVML process use"]
