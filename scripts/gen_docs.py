@@ -9,14 +9,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "exporter"))
 
 from footprint import config  # noqa: E402
-from footprint.exposition.metrics import CATALOG  # noqa: E402
+from footprint.exposition.catalog import CATALOG  # noqa: E402
 
 
 def metrics_md() -> str:
     lines = [
         "# Metrics",
         "",
-        "Generated from `exporter/footprint/exposition/metrics.py` by `make docs`; do not edit by hand.",
+        "Generated from `exporter/footprint/exposition/catalog.py` by `make docs`; do not edit by hand.",
         "Base units: joules, grams CO2e, litres, seconds, ratios 0-1. Counters end in `_total`.",
         "",
         "| metric | type | labels | meaning | filled by |",

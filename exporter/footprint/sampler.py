@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from footprint.accounting.accountant import Accountant, AttributionWindow
-from footprint.accounting.ledger import REJECTED_METRIC, Labels, Ledger
+from footprint.accounting.ledger import Labels, Ledger
 from footprint.attribution.base import Attributor
+from footprint.exposition.catalog import REJECTED_METRIC
 from footprint.grid.base import IntensityReading
 from footprint.meters.base import Meter, MeterError, Reading
 from footprint.worker import Worker

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from footprint.exposition.metrics import SPECS
+from footprint.exposition.catalog import SPECS
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.exporter import REPO, start_exporter

@@ -9,7 +9,8 @@ from pathlib import Path
 from footprint import config
 from footprint.accounting.accountant import NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY, Accountant
 from footprint.accounting.ledger import Ledger
-from footprint.exposition.metrics import CATALOG, Exposition, FootprintCollector, LedgerRenderer
+from footprint.exposition.catalog import CATALOG
+from footprint.exposition.metrics import Exposition, FootprintCollector, LedgerRenderer
 from footprint.meters.rapl import RaplMeter
 from footprint.sampler import Sampler
 

@@ -11,8 +11,9 @@ import psutil
 import pytest
 from footprint import config
 from footprint.accounting.accountant import ENERGY, NODE_ENERGY, Accountant, AttributionWindow
-from footprint.accounting.ledger import REJECTED_METRIC, Ledger
+from footprint.accounting.ledger import Ledger
 from footprint.config import ConfigError
+from footprint.exposition.catalog import REJECTED_METRIC
 from footprint.meters.base import MeterError, MeterUnavailable, Reading
 from footprint.meters.estimate import EstimateMeter
 from footprint.meters.rapl import RAPL_MARGIN, RaplMeter

@@ -28,6 +28,25 @@ from footprint.accounting.embodied import EmbodiedFigure, EmbodiedModel
 from footprint.accounting.ledger import Labels, Ledger
 from footprint.attribution.base import AnyConsumer, EnergyDelta, WorkloadShare
 from footprint.config import ConfigError, Settings
+from footprint.exposition.catalog import (  # noqa: F401 (the ledger's series names, used by importers too)
+    COST,
+    EMBODIED,
+    EMISSIONS,
+    ENERGY,
+    FACILITY_OVERHEAD,
+    MARGINAL_EMISSIONS,
+    NODE_EMISSIONS,
+    NODE_ENERGY,
+    PENDING_EMISSIONS,
+    PENDING_ENERGY,
+    PROCESS_GROUP_ENERGY,
+    UNATTRIBUTED_EMISSIONS,
+    UNATTRIBUTED_ENERGY,
+    UNCHARGED_ENERGY,
+    WATER,
+    WORKLOAD_EMISSIONS,
+    WORKLOAD_ENERGY,
+)
 from footprint.grid.base import IntensityReading
 from footprint.meters.base import Reading
 
@@ -35,24 +54,6 @@ log = logging.getLogger("footprint.accountant")
 
 JOULES_PER_KWH = 3.6e6
 
-# Metric names the accountant writes into the ledger (exposition renders them).
-ENERGY = "footprint_energy_joules_total"  # component, device, source
-EMISSIONS = "footprint_emissions_grams_total"  # component, device
-MARGINAL_EMISSIONS = "footprint_marginal_emissions_grams_total"  # component, device
-UNCHARGED_ENERGY = "footprint_uncharged_energy_joules_total"  # signal
-NODE_ENERGY = "footprint_node_energy_joules_total"
-NODE_EMISSIONS = "footprint_node_emissions_grams_total"
-FACILITY_OVERHEAD = "footprint_facility_overhead_energy_joules_total"
-EMBODIED = "footprint_embodied_emissions_grams_total"  # component, device
-WATER = "footprint_water_liters_total"  # scope
-COST = "footprint_energy_cost_total"  # currency
-WORKLOAD_ENERGY = "footprint_workload_energy_joules_total"  # namespace, pod, container, workload, component
-WORKLOAD_EMISSIONS = "footprint_workload_emissions_grams_total"  # namespace, pod, container, workload
-PROCESS_GROUP_ENERGY = "footprint_process_group_energy_joules_total"  # process_group, component
-UNATTRIBUTED_ENERGY = "footprint_unattributed_energy_joules_total"  # component, device
-UNATTRIBUTED_EMISSIONS = "footprint_unattributed_emissions_grams_total"  # component, device
-PENDING_ENERGY = "footprint_attribution_pending_energy_joules"  # component, device (gauge)
-PENDING_EMISSIONS = "footprint_attribution_pending_emissions_grams"  # component, device (gauge)
 
 _SCHEDULE_RE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})=(\d+(?:\.\d+)?)$")
 

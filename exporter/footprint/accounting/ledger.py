@@ -122,7 +122,6 @@ def judge_delta(prev_raw: float, new_raw: float, elapsed_seconds: float, max_wat
     return Verdict(None, "implausible_wrap" if wrap_joules is not None else "backwards")
 
 
-REJECTED_METRIC = "footprint_counter_rejected_total"  # component, device, reason
 
 
 @dataclass

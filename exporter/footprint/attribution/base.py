@@ -21,6 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from footprint.exposition.catalog import (
+    PROCESS_GROUP_EMISSIONS,
+    PROCESS_GROUP_ENERGY,
+    WORKLOAD_EMISSIONS,
+    WORKLOAD_ENERGY,
+)
+
 
 @dataclass(frozen=True)
 class AttributionHealth:
@@ -50,8 +57,8 @@ class Consumer:
     container: str
     workload: str  # training | inference | unknown
 
-    energy_metric: ClassVar[str] = "footprint_workload_energy_joules_total"
-    emissions_metric: ClassVar[str] = "footprint_workload_emissions_grams_total"
+    energy_metric: ClassVar[str] = WORKLOAD_ENERGY
+    emissions_metric: ClassVar[str] = WORKLOAD_EMISSIONS
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -66,8 +73,8 @@ class ProcessGroup:
 
     group: str
 
-    energy_metric: ClassVar[str] = "footprint_process_group_energy_joules_total"
-    emissions_metric: ClassVar[str] = "footprint_process_group_emissions_grams_total"
+    energy_metric: ClassVar[str] = PROCESS_GROUP_ENERGY
+    emissions_metric: ClassVar[str] = PROCESS_GROUP_EMISSIONS
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -72,7 +72,7 @@ from footprint.accounting.accountant import (
 )
 from footprint.accounting.ledger import Labels, Ledger, ceiling_watts, judge_delta
 from footprint.config import ConfigError, Settings
-from footprint.exposition.metrics import SPECS
+from footprint.exposition.catalog import GAP_JOULES, GAP_REJECTED, SPECS
 from footprint.grid.base import IntensityReading
 from footprint.meters.base import Reading, cpu_model
 from footprint.worker import Worker
@@ -82,10 +82,6 @@ log = logging.getLogger("footprint.checkpoint")
 FORMAT = 2  # 2: counters carry their read time and UUID, identity from hardware, pending gaps
 READS = (1, 2)
 MAGIC = "footprint-checkpoint"
-GAP_JOULES = "footprint_checkpoint_restored_gap_joules_total"
-GAP_REJECTED = "footprint_checkpoint_gap_rejected_total"
-LAST_SUCCESS = "footprint_checkpoint_last_success_timestamp_seconds"
-WRITE_FAILURES = "footprint_checkpoint_write_failures_total"
 WRITE_WAIT_SECONDS = 1.0  # the longest a scrape waits for the checkpoint of the values it is about to show
 
 Key = tuple[str, str]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from prometheus_client.parser import text_string_to_metric_families
 
 from footprint.accounting import accountant as acct
+from footprint.exposition import catalog
 
 log = logging.getLogger("footprint.track")
 
@@ -31,8 +32,8 @@ COUNTERS: dict[str, tuple[str, ...]] = {
     acct.WATER: ("scope",),
     acct.COST: ("currency",),
 }
-INTENSITY = "footprint_grid_accounting_intensity_grams_per_kilowatt_hour"
-PUE = "footprint_pue_ratio"
+INTENSITY = catalog.ACCOUNTING_INTENSITY
+PUE = catalog.PUE
 
 Key = tuple[str, tuple[str, ...]]
 

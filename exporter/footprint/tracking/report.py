@@ -35,6 +35,7 @@ from typing import Any
 
 from footprint.accounting.accountant import JOULES_PER_KWH
 from footprint.config import ConfigError, parse_duration
+from footprint.exposition import catalog
 
 USAGE = """usage: footprint-exporter report --prometheus=URL [--since=30d] [--until=now]
                                  [--by=namespace|workload|node|pod] [--job=REGEX] [--match='cluster="prod"']
@@ -43,7 +44,7 @@ See docs/report.md."""
 
 BY = ("namespace", "workload", "node", "pod")
 UNATTRIBUTED = "(unattributed)"
-INTENSITY = "footprint_grid_accounting_intensity_grams_per_kilowatt_hour"
+INTENSITY = catalog.ACCOUNTING_INTENSITY
 MAX_STEPS = 1000  # points per series of the range queries (Prometheus allows 11,000)
 
 
@@ -193,13 +194,13 @@ def collect(prom: Prometheus, since: float, until: float, by: str, job: str = "f
     def inc(metric: str, by_labels: str = "instance, node") -> str:
         return f"sum by ({by_labels}) (increase({metric}{{{sel}}}[{w}]))"
 
-    node_energy = per_instance(inc("footprint_node_energy_joules_total"))
-    overhead = per_instance(inc("footprint_facility_overhead_energy_joules_total"))
-    node_grams = per_instance(inc("footprint_node_emissions_grams_total"))
-    embodied = per_instance(inc("footprint_embodied_emissions_grams_total"))
-    water_q = prom.instant(inc("footprint_water_liters_total"), until)
+    node_energy = per_instance(inc(catalog.NODE_ENERGY))
+    overhead = per_instance(inc(catalog.FACILITY_OVERHEAD))
+    node_grams = per_instance(inc(catalog.NODE_EMISSIONS))
+    embodied = per_instance(inc(catalog.EMBODIED))
+    water_q = prom.instant(inc(catalog.WATER), until)
     water = {_node(labels): v for labels, v in water_q}
-    cost_q = prom.instant(inc("footprint_energy_cost_total", "instance, node, currency"), until)
+    cost_q = prom.instant(inc(catalog.COST, "instance, node, currency"), until)
     cost = {_node(labels): v for labels, v in cost_q}
     report.currency = ", ".join(sorted({labels.get("currency", "") for labels, _ in cost_q}))
 
@@ -222,15 +223,15 @@ def collect(prom: Prometheus, since: float, until: float, by: str, job: str = "f
             allocate(rows.setdefault(node, Row(node)), node, joules, node_grams.get(node, 0.0))
     else:
         labels_by = "namespace, pod, workload, instance, node"
-        energy = prom.instant(inc("footprint_workload_energy_joules_total", labels_by), until)
+        energy = prom.instant(inc(catalog.WORKLOAD_ENERGY, labels_by), until)
         grams = {_series(labels): v for labels, v in
-                 prom.instant(inc("footprint_workload_emissions_grams_total", labels_by), until)}
+                 prom.instant(inc(catalog.WORKLOAD_EMISSIONS, labels_by), until)}
         for labels, joules in energy:
             allocate(rows.setdefault(_key(by, labels), Row(_key(by, labels))), _node(labels), max(joules, 0.0),
                      max(grams.get(_series(labels), 0.0), 0.0))
         _tokens(prom, rows, by, energy, grams, f"vllm:generation_tokens_total{{{match}}}[{w}]", until)
-        idle_j = per_instance(inc("footprint_unattributed_energy_joules_total"))
-        idle_g = per_instance(inc("footprint_unattributed_emissions_grams_total"))
+        idle_j = per_instance(inc(catalog.UNATTRIBUTED_ENERGY))
+        idle_g = per_instance(inc(catalog.UNATTRIBUTED_EMISSIONS))
         if idle_j:
             row = Row(UNATTRIBUTED)
             for node, joules in sorted(idle_j.items()):
