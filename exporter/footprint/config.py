@@ -439,6 +439,14 @@ MAX_YAML_NODES = 10_000  # after aliases are expanded: a "billion laughs" file s
 MAX_YAML_DEPTH = 64
 
 
+def read_secret(path: str, key: str) -> str:
+    """A secret from a file (API tokens, passwords); errors name the key and path, never the content."""
+    text = read_text(path, key).strip()
+    if not text:
+        raise ConfigError(f"{key}: {path} is empty")
+    return text
+
+
 def read_text(path: str, key: str) -> str:
     """The text of a file named by setting `key`; errors name the key and path, never the content."""
     try:

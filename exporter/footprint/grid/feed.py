@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from footprint import __version__
-from footprint.config import ConfigError, Settings
+from footprint.config import ConfigError, Settings, env_name, read_secret
 from footprint.grid.base import MAX_PLAUSIBLE_INTENSITY, IntensityReading, Provider, ProviderError
 from footprint.grid.providers import constant, static
 from footprint.worker import Worker
@@ -111,12 +111,10 @@ def _secret(settings: Settings, value_field: str, file_field: str, key: str, wha
     """A secret from its file setting, else from its (env) value setting; errors never show it."""
     path = getattr(settings, file_field)
     if path:
-        from footprint.grid.providers._http import read_secret
-
         return read_secret(path, key)
     value: str = getattr(settings, value_field).strip()
     if not value:
-        env = "FOOTPRINT_" + key.replace(".", "_").replace("-", "_").upper()
+        env = env_name(key)
         raise ConfigError(f"{key}: required by the {what} provider (or set {env.replace('_FILE', '')})")
     return value
 

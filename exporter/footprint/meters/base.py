@@ -92,6 +92,16 @@ class PowerIntegrator:
         self._last = None
 
 
+def boot_id(procfs: str) -> str:
+    """This boot's id (<procfs>/sys/kernel/random/boot_id; "" if unreadable). Counters that start at 0 on
+    boot (RAPL) use it as their epoch; the checkpoint tells another boot's file apart with it."""
+    try:
+        with open(f"{procfs}/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
 def cpu_model(procfs: str) -> str:
     """The CPU model name from <procfs>/cpuinfo, for footprint_device_info (empty if unknown)."""
     try:

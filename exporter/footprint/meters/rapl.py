@@ -29,7 +29,7 @@ from pathlib import Path
 
 from footprint.accounting.ledger import DEFAULT_MAX_WATTS, budget_joules, parse_max_watts
 from footprint.config import ConfigError, Settings
-from footprint.meters.base import MeterError, MeterUnavailable, Reading, cpu_model
+from footprint.meters.base import MeterError, MeterUnavailable, Reading, boot_id, cpu_model
 
 log = logging.getLogger("footprint.meters.rapl")
 
@@ -153,7 +153,7 @@ class RaplMeter:
         self.overrides = parse_max_watts(settings.counter_max_watts)
         self.rediscover_seconds = max(1.0, 10 * settings.sample_interval)
         self.clock = clock
-        self.epoch = _boot_id(settings.path_procfs)
+        self.epoch = boot_id(settings.path_procfs)
         model = cpu_model(settings.path_procfs)
         self.info = {"model": model} if model else {}
         self.zones: list[Zone] = []
@@ -264,11 +264,3 @@ class RaplMeter:
 
     def close(self) -> None:
         pass
-
-
-def _boot_id(procfs: str) -> str:
-    """RAPL counters start at 0 on boot: the boot id tells a checkpoint from another boot apart."""
-    try:
-        return _read_text(Path(procfs) / "sys" / "kernel" / "random" / "boot_id")
-    except OSError:
-        return ""

@@ -74,7 +74,7 @@ from footprint.accounting.ledger import Labels, Ledger, ceiling_watts, judge_del
 from footprint.config import ConfigError, Settings
 from footprint.exposition.catalog import GAP_JOULES, GAP_REJECTED, SPECS
 from footprint.grid.base import IntensityReading
-from footprint.meters.base import Reading, cpu_model
+from footprint.meters.base import Reading, boot_id, cpu_model
 from footprint.worker import Worker
 
 log = logging.getLogger("footprint.checkpoint")
@@ -154,13 +154,6 @@ class Checkpoint:
     gaps: tuple[PendingGap, ...] = ()
     last_gap: dict[str, Any] | None = None
     pending: dict[Key, tuple[float, float]] | None = None
-
-
-def read_boot_id(procfs: str) -> str:
-    try:
-        return Path(procfs, "sys", "kernel", "random", "boot_id").read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return ""
 
 
 def boottime() -> float | None:
@@ -482,7 +475,7 @@ class Checkpointer:
         self.grid = grid
         self.wall = wall
         self.identity = machine_identity(settings)
-        self.boot_id = read_boot_id(settings.path_procfs)
+        self.boot_id = boot_id(settings.path_procfs)
         self.restored: Checkpoint | None = None
         self.last_gap: dict[str, Any] | None = None
         self.last_success: float | None = None

@@ -225,13 +225,3 @@ def items(name: str, obj: Any, key: str) -> list[Any]:
     if not isinstance(value, list):
         raise ProviderError("malformed", f"{name}: {key!r} is not a list")
     return value
-
-
-def read_secret(path: str, key: str) -> str:
-    """A secret from a file; errors name the key and path, never the content."""
-    from footprint.config import ConfigError, read_text
-
-    text = read_text(path, key).strip()
-    if not text:
-        raise ConfigError(f"{key}: {path} is empty")
-    return text

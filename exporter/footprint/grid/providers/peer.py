@@ -15,9 +15,9 @@ import ssl
 from typing import Any
 
 from footprint import numbers
-from footprint.config import ConfigError, Settings
+from footprint.config import ConfigError, Settings, read_secret
 from footprint.grid.base import BASES, ForecastPoint, IntensityReading, ProviderError
-from footprint.grid.providers._http import Http, number, optional_number, read_secret, timestamp
+from footprint.grid.providers._http import Http, number, optional_number, timestamp
 
 log = logging.getLogger("footprint.grid")
 SIGNALS = ("average", "marginal")
