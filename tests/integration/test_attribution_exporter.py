@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from footprint.state.checkpoint import decode
+from footprint.state.format import decode
 
 from tests.fakes.cgroupfs import FakeProcfs
 from tests.fakes.kube_apiserver import FakeApiServer, make_node_object

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from footprint.accounting.ledger import Labels
-from footprint.state.checkpoint import decode
+from footprint.state.format import decode
 
 from tests.fakes.grid_servers import PeerFake, serving
 from tests.fakes.nvml import FakeGpu, Scenario, fake_env

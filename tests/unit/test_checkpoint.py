@@ -23,24 +23,23 @@ from footprint.accounting import accountant as acct
 from footprint.accounting.accountant import Accountant
 from footprint.accounting.ledger import Ledger, budget_joules, ceiling_watts
 from footprint.config import ConfigError
+from footprint.exposition.catalog import GAP_JOULES, GAP_REJECTED
 from footprint.exposition.state import checkpoint_families
 from footprint.grid.base import IntensityReading
 from footprint.meters.base import Reading
-from footprint.state.checkpoint import (
-    GAP_JOULES,
-    GAP_REJECTED,
-    Checkpointer,
+from footprint.state.checkpoint import Checkpointer
+from footprint.state.format import (
     CheckpointError,
     PendingGap,
     SavedCounter,
     SavedState,
     decode,
     encode,
-    judge_gap,
     machine_identity,
     same_machine,
     write_atomically,
 )
+from footprint.state.gaps import judge_gap
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -422,7 +421,7 @@ def test_a_full_disk_mid_write_keeps_the_previous_checkpoint(tmp_path: Path) -> 
         import os, resource, signal, sys
         from pathlib import Path
         sys.path.insert(0, {str(REPO / "exporter")!r})
-        from footprint.state.checkpoint import write_atomically
+        from footprint.state.format import write_atomically
         state = Path({str(tmp_path / "state.json")!r})
         write_atomically(state, b"old" * 10)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
