@@ -225,3 +225,19 @@ def items(name: str, obj: Any, key: str) -> list[Any]:
     if not isinstance(value, list):
         raise ProviderError("malformed", f"{name}: {key!r} is not a list")
     return value
+
+
+class Throttle:
+    """At most one call every `every` seconds: providers ask for the forecast far less often than for the
+    value now (it changes slowly, and it costs quota)."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._at: float | None = None
+
+    def due(self, now: float) -> bool:
+        """True (and the next call counted from `now`) when `every` seconds passed since the last one."""
+        if self._at is not None and now - self._at < self.every:
+            return False
+        self._at = now
+        return True

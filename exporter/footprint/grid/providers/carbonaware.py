@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from footprint.grid.base import ForecastPoint, IntensityReading, ProviderError
-from footprint.grid.providers._http import Http, HttpStatusError, forecast_points, number, parse_time
+from footprint.grid.providers._http import Http, HttpStatusError, Throttle, forecast_points, number, parse_time
 
 log = logging.getLogger("footprint.grid")
 FORECAST_EVERY = 1800.0
@@ -26,7 +26,7 @@ class CarbonAwareProvider:
         self.location = location
         self.signal = signal
         self._forecast: tuple[ForecastPoint, ...] = ()
-        self._forecast_at: float | None = None
+        self._forecast_due = Throttle(FORECAST_EVERY)
         self._forecast_available = True
 
     def fetch(self) -> IntensityReading:
@@ -48,11 +48,8 @@ class CarbonAwareProvider:
         )
 
     def _refresh_forecast(self, now: float) -> None:
-        if not self._forecast_available or (
-            self._forecast_at is not None and now - self._forecast_at < FORECAST_EVERY
-        ):
+        if not self._forecast_available or not self._forecast_due.due(now):
             return
-        self._forecast_at = now
         try:
             data = self.http.get_json(
                 f"{self.base}/emissions/forecasts/current", params={"location": self.location, "windowSize": "5"}

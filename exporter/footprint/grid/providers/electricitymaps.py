@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from footprint.grid.base import ForecastPoint, IntensityReading, ProviderError
-from footprint.grid.providers._http import Http, HttpStatusError, forecast_points, number, parse_time
+from footprint.grid.providers._http import Http, HttpStatusError, Throttle, forecast_points, number, parse_time
 
 log = logging.getLogger("footprint.grid")
 FORECAST_EVERY = 1800.0
@@ -30,7 +30,7 @@ class ElectricityMapsProvider:
         v4 = self.base.endswith("/v4")
         self._lookup = {"disableCallerLookup": "true"} if v4 else {"shouldUseFallbackCallerLookup": "false"}
         self._forecast: tuple[ForecastPoint, ...] = ()
-        self._forecast_at: float | None = None
+        self._forecast_due = Throttle(FORECAST_EVERY)
         self._forecast_available = True
 
     def _get(self, path: str, **params: str) -> Any:
@@ -56,9 +56,8 @@ class ElectricityMapsProvider:
     def _refresh_forecast(self, now: float) -> None:
         if not self._forecast_available:
             return
-        if self._forecast_at is not None and now - self._forecast_at < FORECAST_EVERY:
+        if not self._forecast_due.due(now):
             return
-        self._forecast_at = now
         try:
             data = self._get("/carbon-intensity/forecast", horizonHours="48")
         except ProviderError as exc:

@@ -11,7 +11,7 @@ import logging
 from datetime import datetime, timezone
 
 from footprint.grid.base import ForecastPoint, IntensityReading, ProviderError
-from footprint.grid.providers._http import Http, forecast_points, items, number, parse_time
+from footprint.grid.providers._http import Http, Throttle, forecast_points, items, number, parse_time
 
 log = logging.getLogger("footprint.grid")
 FORECAST_EVERY = 900.0
@@ -30,7 +30,7 @@ class EnerginetProvider:
         self.zone = f"DK-{area}"
         self._filter = json.dumps({"PriceArea": [area]}, separators=(",", ":"))
         self._forecast: tuple[ForecastPoint, ...] = ()
-        self._forecast_at: float | None = None
+        self._forecast_due = Throttle(FORECAST_EVERY)
 
     def fetch(self) -> IntensityReading:
         data = self.http.get_json(
@@ -51,9 +51,8 @@ class EnerginetProvider:
         )
 
     def _refresh_forecast(self, now: float) -> None:
-        if self._forecast_at is not None and now - self._forecast_at < FORECAST_EVERY:
+        if not self._forecast_due.due(now):
             return
-        self._forecast_at = now
         start = datetime.fromtimestamp(now - 300, timezone.utc).strftime("%Y-%m-%dT%H:%M")
         try:
             data = self.http.get_json(

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from footprint.grid.base import ForecastPoint, IntensityReading, ProviderError
-from footprint.grid.providers._http import Http, items, number, optional_number, parse_time
+from footprint.grid.providers._http import Http, Throttle, items, number, optional_number, parse_time
 
 log = logging.getLogger("footprint.grid")
 FORECAST_EVERY = 1800.0
@@ -41,7 +41,7 @@ class NesoProvider:
         self.region = region
         self.zone = "GB" if region is None else f"GB-region-{region}"
         self._forecast: tuple[ForecastPoint, ...] = ()
-        self._forecast_at: float | None = None
+        self._forecast_due = Throttle(FORECAST_EVERY)
 
     def fetch(self) -> IntensityReading:
         regional = self.region is not None
@@ -66,9 +66,8 @@ class NesoProvider:
         )
 
     def _refresh_forecast(self, now: float) -> None:
-        if self._forecast_at is not None and now - self._forecast_at < FORECAST_EVERY:
+        if not self._forecast_due.due(now):
             return
-        self._forecast_at = now
         start = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
         if self.region is None:
             path = f"/intensity/{start}/fw48h"
