@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from footprint.accounting.embodied import EmbodiedFigure, EmbodiedModel
@@ -34,6 +34,7 @@ from footprint.exposition.catalog import (  # noqa: F401 (the ledger's series na
     EMISSIONS,
     ENERGY,
     FACILITY_OVERHEAD,
+    GAP_JOULES,
     MARGINAL_EMISSIONS,
     NODE_EMISSIONS,
     NODE_ENERGY,
@@ -157,6 +158,25 @@ class Accountant:
         if key not in self._figures:
             self._figures[key] = self.embodied.figure(component, model)
         return self._figures[key]
+
+    def charge_gap(
+        self,
+        ledger: Ledger,
+        recovered: Iterable[tuple[Labels, float]],
+        energy: list[tuple[Reading, float]],
+        seconds: float,
+        intensity: IntensityReading,
+        now_wall: float,
+        attribution: bool,
+    ) -> None:
+        """Charge a restart gap, all or nothing like a sample: the joules the hardware counters say were
+        drawn while the exporter was down go into the gap counter per (component, device), and `energy`
+        (every device, so embodied emissions accrue for the downtime) is charged like one long interval.
+        With attribution on, the gap's energy is unattributed: who drew it is gone with the old process."""
+        with ledger.transaction():
+            for key, joules in recovered:
+                ledger.add(GAP_JOULES, key, joules, now_wall)
+            self.account(ledger, energy, seconds, intensity, now_wall, [] if attribution else None)
 
     def account(
         self,

@@ -66,7 +66,7 @@ from footprint.accounting.accountant import (
 )
 from footprint.accounting.ledger import Labels, Ledger
 from footprint.config import ConfigError, Settings
-from footprint.exposition.catalog import GAP_JOULES, GAP_REJECTED, SPECS
+from footprint.exposition.catalog import GAP_REJECTED, SPECS
 from footprint.meters.base import Reading, boot_id
 from footprint.state.format import (
     Checkpoint,
@@ -311,11 +311,8 @@ class Checkpointer:
         for g in gaps.values():  # measured before a restart, the device not read this sample
             energy.append((Reading(g.component, g.device, g.source, 0.0, in_node_total=g.in_node_total), g.joules))
         recovered = sum(g.joules for g in restart.gaps)
-        with self.ledger.transaction():  # the whole gap or nothing, like a sample
-            for g in restart.gaps:
-                self.ledger.add(GAP_JOULES, g.key, g.joules, wall)
-            self.accountant.account(self.ledger, energy, restart.seconds or 0.0, intensity, wall,
-                                    [] if self.attribution else None)
+        self.accountant.charge_gap(self.ledger, [(g.key, g.joules) for g in restart.gaps], energy,
+                                   restart.seconds or 0.0, intensity, wall, self.attribution)
         waited = round(now - restart.started, 3)
         basis = intensity.basis or "unknown"
         self.last_gap = {"at": wall, "joules": recovered, "intensity_g_per_kwh": intensity.value,
