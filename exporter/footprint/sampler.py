@@ -40,18 +40,22 @@ class IntensitySource(Protocol):
     def accounting_intensity(self) -> IntensityReading: ...
 
 
-@dataclass
-class SampleState:
-    """The last sample, as the exposition shows it."""
+@dataclass(frozen=True)
+class Sample:
+    """The last sample, published whole and never changed (the exposition and the live page read it, never
+    the live sampler: like Kepler's monitor snapshot)."""
 
-    readings: list[Reading] = field(default_factory=list)
-    meter_up: dict[str, bool] = field(default_factory=dict)
-    device_down: dict[tuple[str, str], str] = field(default_factory=dict)  # (component, device) -> reason
+    readings: tuple[Reading, ...] = ()
+    meter_up: Mapping[str, bool] = field(default_factory=dict)
+    device_down: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (component, device) -> reason
     intensity: IntensityReading | None = None
     samples: int = 0
     # Power over the last interval: a hardware counter's judged delta over the time it was drawn in
     # (none for a rejected reading); the meter's own figure where it integrates power itself.
-    power: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    power: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+    known_devices: Mapping[tuple[str, str], Reading] = field(default_factory=dict)  # last good reading, lost ones too
+    duration_counts: tuple[int, ...] = (0,) * (len(DURATION_BUCKETS) + 1)  # footprint_sample_duration_seconds
+    duration_total: float = 0.0
 
 
 @dataclass
@@ -96,7 +100,7 @@ class Sampler:
         self.on_sample = on_sample
         self.clock = clock
         self.wall = wall
-        self.state = SampleState()
+        self.state = Sample()
         self.duration = DurationHistogram()
         self._last_sample: float | None = None
         self._known_devices: dict[tuple[str, str], Reading] = {}
@@ -157,8 +161,9 @@ class Sampler:
                 power[(r.component, r.device, r.source)] = r.power_watts
             elif span > 0 and r.key not in rejected:  # a rejected reading says nothing about power
                 power[(r.component, r.device, r.source)] = joules / span
-        self.state = SampleState(readings, meter_up, device_down, intensity, self.state.samples + 1, power)
         self.duration.observe(time.perf_counter() - started)
+        self.state = Sample(tuple(readings), meter_up, device_down, intensity, self.state.samples + 1, power,
+                            dict(self._known_devices), tuple(self.duration.counts), self.duration.total)
         self.on_sample()
 
     def _judge(self, readings: list[Reading], read_at: list[float]) -> tuple[
@@ -229,10 +234,6 @@ class Sampler:
             return
         self._attribute(self.clock(), self.wall())
         self.on_sample()
-
-    def known_devices(self) -> Mapping[tuple[str, str], Reading]:
-        """Every device seen so far (its last good reading), so a lost device still shows as down."""
-        return self._known_devices
 
     def _tick(self) -> float:
         """One sample, then the wait to the next tick of the monotonic clock; overruns skip, never pile up."""

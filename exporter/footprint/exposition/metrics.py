@@ -24,7 +24,7 @@ from prometheus_client.utils import floatToGoString
 from footprint import __version__
 from footprint.accounting.ledger import Labels, Ledger
 from footprint.exposition.catalog import CATALOG, SPECS, MetricSpec
-from footprint.sampler import Sampler
+from footprint.sampler import DURATION_BUCKETS, Sampler
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -55,8 +55,7 @@ class FootprintCollector:
         self.extra = list(extra)
 
     def collect(self) -> Iterator[Metric]:
-        s = self.sampler
-        state = s.state
+        state = self.sampler.state  # the published Sample: immutable, read without a lock
         power = _gauge("footprint_power_watts")
         node_power = 0.0
         in_total = {r.key for r in state.readings if r.in_node_total}
@@ -73,7 +72,7 @@ class FootprintCollector:
         up = _gauge("footprint_device_up")
         gauges: dict[str, GaugeMetricFamily] = {}
         current = {r.key: r for r in state.readings}
-        for key, r in sorted(s.known_devices().items()):
+        for key, r in sorted(state.known_devices.items()):
             info.add_sample("footprint_device_info", {"component": r.component, "device": r.device, **r.info}, 1.0)
             is_up = key in current and key not in state.device_down
             up.add_metric(key, 1.0 if is_up else 0.0)
@@ -84,7 +83,7 @@ class FootprintCollector:
                         help_text = SPECS[metric].help if metric in SPECS else gauge_name.replace("_", " ")
                         gauges[metric] = GaugeMetricFamily(metric, help_text, labels=("device",))
                     gauges[metric].add_metric((r.device,), value)
-        for key in sorted(set(state.device_down) - set(s.known_devices())):
+        for key in sorted(set(state.device_down) - set(state.known_devices)):
             up.add_metric(key, 0.0)
         yield info
         yield up
@@ -104,14 +103,13 @@ class FootprintCollector:
             acc.add_metric((i.zone, i.provider, i.signal), i.value)
             yield acc
 
-        h = s.duration
         cumulative, buckets = 0, []
-        for bound, count in zip((*h.buckets, float("inf")), h.counts, strict=True):
+        for bound, count in zip((*DURATION_BUCKETS, float("inf")), state.duration_counts, strict=True):
             cumulative += count
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
         yield HistogramMetricFamily(
             "footprint_sample_duration_seconds", SPECS["footprint_sample_duration_seconds"].help,
-            buckets=buckets, sum_value=h.total,
+            buckets=buckets, sum_value=state.duration_total,
         )
         for produce in self.extra:
             yield from produce()

@@ -21,7 +21,7 @@ from typing import Any
 from footprint import __version__
 from footprint.accounting.accountant import EMBODIED, NODE_EMISSIONS, NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY
 from footprint.accounting.ledger import Ledger
-from footprint.sampler import Sampler, SampleState
+from footprint.sampler import Sample, Sampler
 from footprint.web.history import MAX_SERIES, PowerHistory, SeriesKey, Totals
 from footprint.web.runs import RecentRuns
 
@@ -92,14 +92,14 @@ class LiveView:
             log.exception("live page: recording the sample failed")
 
     def _record(self) -> None:
-        state: SampleState = self.sampler.state
+        state: Sample = self.sampler.state
         at = self.wall()
         ledger = self.ledger
         with ledger.lock:
             totals = Totals(at, ledger.get(NODE_ENERGY), ledger.get(NODE_EMISSIONS))
             since = ledger.created.get(NODE_ENERGY, {}).get(())
             embodied = float(sum(ledger.series(EMBODIED).values()))
-        node_watts, devices = _power(state, self.sampler.known_devices())
+        node_watts, devices = _power(state, state.known_devices)
         self.history.record(at, node_watts, {_key(d): d["watts"] for d in devices if d["watts"] is not None},
                             totals)
         started, today = self.history.started, self.history.day_start
@@ -197,7 +197,7 @@ def _key(device: Mapping[str, Any]) -> SeriesKey:
     return (device["component"], device["device"], device["source"])
 
 
-def _power(state: SampleState, known: Mapping[tuple[str, str], Any]) -> tuple[float | None, list[dict[str, Any]]]:
+def _power(state: Sample, known: Mapping[tuple[str, str], Any]) -> tuple[float | None, list[dict[str, Any]]]:
     """Node power as /metrics has it (devices in the node total), and every device's line."""
     in_total = {r.key for r in state.readings if r.in_node_total}
     current = {r.key: r for r in state.readings}
