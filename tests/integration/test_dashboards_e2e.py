@@ -7,7 +7,8 @@ Kubernetes scrape config in prometheus/kubernetes.yml labels it).
   with an inference pod (the fake Kubernetes node of tests/fakes/workloads.py: API server, pod-resources
   socket, cgroups), one idle; a fixture RAPL tree whose counters a thread moves like hardware would;
   PUE 1.2; and the NESO provider against a fake NESO API that publishes a 48-hour forecast;
-- node "cpu": estimated CPU/DRAM attributed to process groups (bare metal, `--attribution.processes`), and a chain whose first provider (Energi Data Service) is unreachable,
+- node "cpu": estimated CPU/DRAM attributed to process groups (bare metal, `--attribution.processes`),
+  and a chain whose first provider (Energi Data Service) is unreachable,
   so the fallback, provider-down and fetch-error series are real, then WattTime (a fake; marginal signal).
 Then every target of every panel gets its template variables substituted the way Grafana does (the
 multi-value variables on their default "All", i.e. their allValue `.*`; `$__rate_interval` as Grafana
