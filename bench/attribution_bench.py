@@ -28,7 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-for _p in (str(REPO), str(REPO / "exporter")):
+# The exporter package under test; BENCH_EXPORTER_DIR points at another tree, as for the other benchmarks.
+for _p in (str(REPO), os.environ.get("BENCH_EXPORTER_DIR") or str(REPO / "exporter")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
