@@ -369,3 +369,14 @@ def test_static_table_numbers_follow_the_same_rule(tmp_path: Path, row: bytes, w
     with pytest.raises(config.ConfigError) as err:
         GridFeed(config.load([f"--grid.static.file={table}", "--grid.region=lab"], env={}))
     assert str(err.value).startswith("grid.static.file: ") and words in str(err.value)
+
+
+def test_forecast_throttle_lets_one_call_through_per_interval() -> None:
+    from footprint.grid.providers._http import Throttle
+
+    t = Throttle(1800.0)
+    assert t.due(0.0)  # the first call always goes
+    assert not t.due(1799.9)
+    assert t.due(1800.0)  # counted from the last call let through, not from the refused ones
+    assert not t.due(3599.0)
+    assert t.due(3600.0)

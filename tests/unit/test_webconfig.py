@@ -12,7 +12,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 from footprint.config import ConfigError
-from footprint.web.webconfig import BasicAuth, RateLimit, TokenBucket, allowed_san, client_network, load
+from footprint.web.auth import BasicAuth, TokenBucket, allowed_san, client_network
+from footprint.web.webconfig import RateLimit, load
 
 from tests.support.exporter import REPO
 from tests.support.tls import CA

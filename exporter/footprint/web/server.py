@@ -4,9 +4,9 @@ Only GET and HEAD on known paths. Every handler serves bytes that are already ma
 sample by the exposition), so a scrape does no I/O. Hardening, because an exporter on every node is
 an attack surface:
 
-- TLS and basic auth from the exporter-toolkit web config (webconfig.py). The TLS handshake runs in
-  the connection's own thread, never in the accept loop, so a client that stalls mid-handshake holds
-  up nobody else.
+- TLS and basic auth from the exporter-toolkit web config (parsed by webconfig.py, enforced by
+  auth.py). The TLS handshake runs in the connection's own thread, never in the accept loop, so a
+  client that stalls mid-handshake holds up nobody else.
 - Each connection has its own thread, a socket timeout per operation, and a deadline for the whole
   handshake-plus-request (a reaper closes connections past it): a client that trickles one byte at a
   time (slowloris) is cut off at the deadline, not kept alive by every byte.
@@ -20,7 +20,7 @@ an attack surface:
 - /healthz answers without credentials and outside the rate limit, so kubelet probes work (they
   carry no credentials); it says only "ok". With client_auth_type RequireAndVerifyClientCert the
   kubelet cannot finish the handshake (it presents no client certificate): use a tcpSocket probe there.
-- Failed basic auth is limited per client network (webconfig.BasicAuth), so a flood of wrong
+- Failed basic auth is limited per client network (auth.BasicAuth), so a flood of wrong
   passwords costs a few bcrypt checks, not a queue in front of the real scraper.
 - /metrics is gzip-compressed when the client accepts it (Prometheus does), q-values honoured.
 - The default listen address `:port` is dual-stack (`[::]` with IPV6_V6ONLY off, as Go's listener
@@ -49,7 +49,7 @@ from typing import Any
 from footprint import __version__
 from footprint.config import split_address
 from footprint.exposition.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
-from footprint.web import httphead, webconfig
+from footprint.web import auth, httphead, webconfig
 from footprint.worker import Worker
 
 log = logging.getLogger("footprint.server")
@@ -261,7 +261,7 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         self.rfile = _BoundedReader(self.rfile)  # type: ignore[assignment]
         self.slot = self.server.current_slot()
-        self.client = webconfig.client_network(str(self.client_address[0]))
+        self.client = auth.client_network(str(self.client_address[0]))
 
     def handle_one_request(self) -> None:
         """One request: strict bounded head, only GET/HEAD, rate limit, auth, then the route."""
@@ -409,8 +409,8 @@ class Server(ThreadingHTTPServer):
                  max_connections: int = MAX_CONNECTIONS) -> None:
         self.web = webconfig.load(web_config)  # ConfigError (exit 2) before the port is taken
         self.tls = self.web.ssl_context()
-        self.auth = webconfig.BasicAuth(self.web.users)
-        self.limiter = webconfig.TokenBucket(self.web.rate_limit) if self.web.rate_limit else None
+        self.auth = auth.BasicAuth(self.web.users)
+        self.limiter = auth.TokenBucket(self.web.rate_limit) if self.web.rate_limit else None
         self.routes = routes
         self.reaper = Reaper()
         self.slots = Slots(max_connections)
@@ -506,7 +506,7 @@ class Server(ThreadingHTTPServer):
             finally:
                 self.reaper.disarm(conn)
             tls = self.web.tls
-            if tls is not None and not webconfig.allowed_san(conn.getpeercert(), tls.client_allowed_sans):
+            if tls is not None and not auth.allowed_san(conn.getpeercert(), tls.client_allowed_sans):
                 log.debug("client certificate SAN not allowed", extra={"client": client_address[0]})
                 return
             Handler(conn, client_address, self)
