@@ -28,8 +28,8 @@ import common
 from common import FakeGpu, Scenario
 from footprint import config
 from footprint.accounting.accountant import EMISSIONS, ENERGY, Accountant
-from footprint.grid.base import IntensityReading
 from footprint.accounting.ledger import Ledger
+from footprint.grid.base import IntensityReading
 from footprint.meters.nvml import NvmlMeter
 from footprint.sampler import Sampler
 

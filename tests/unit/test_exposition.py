@@ -10,9 +10,14 @@ from footprint import config
 from footprint.accounting.accountant import NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY, Accountant
 from footprint.accounting.ledger import Ledger
 from footprint.exposition.catalog import CATALOG
-from footprint.exposition.metrics import Exposition, FootprintCollector, LedgerRenderer
+from footprint.exposition.metrics import Exposition, FootprintCollector, GaugeRenderer, LedgerRenderer, go_float
 from footprint.meters.rapl import RaplMeter
 from footprint.sampler import Sampler
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.utils import floatToGoString
 
 from tests.fakes.sysfs import RaplTree
 from tests.support.fixed_grid import FixedGrid
@@ -77,8 +82,6 @@ def _reference(ledger: Ledger, openmetrics: bool, created: bool) -> bytes:
     """What prometheus_client's generic path writes for the same counters (without OpenMetrics' EOF), with
     or without their `_created` series."""
     from prometheus_client import CollectorRegistry
-    from prometheus_client.core import CounterMetricFamily
-    from prometheus_client.exposition import generate_latest
     from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
     families = []
@@ -115,3 +118,54 @@ def test_fast_counter_rendering_is_byte_identical_to_prometheus_client() -> None
     assert b"_created" not in LedgerRenderer().render(ledger, True).encode()
     ledger.remove(WORKLOAD_EMISSIONS, ("ns", "plain", "c", "inference"))
     assert renderer.render(ledger, False).encode() == _reference(ledger, False, False)
+    ledger.add(WORKLOAD_EMISSIONS, ("ns", "new", "c", "inference"), 2.5, 1.7e9)  # a new series: sorted in
+    assert renderer.render(ledger, False).encode() == _reference(ledger, False, False)
+
+
+@given(st.one_of(st.floats(), st.integers(min_value=-(2**70), max_value=2**70),
+                 st.floats(min_value=1e5, max_value=1e8), st.floats(min_value=-1e-3, max_value=1e-3)))
+def test_go_float_is_floattogostring_byte_for_byte(value: float) -> None:
+    assert go_float(value) == floatToGoString(value)
+
+
+class _Static:
+    def __init__(self, families: list[object]) -> None:
+        self.families = families
+
+    def collect(self) -> list[object]:
+        return self.families
+
+
+def _families(values: list[float]) -> list[object]:
+    gauge = GaugeMetricFamily("footprint_power_watts", 'help with "quotes", back\\slash\nand newline',
+                              labels=("device", "component", "source"))
+    odd = ['plain', 'with "quotes"', "back\\slash", "new\nline", "ünïcödé", ""]
+    for i, v in enumerate(values):
+        gauge.add_metric((odd[i % len(odd)], f"c{i}", "rapl"), v)
+    plain = GaugeMetricFamily("footprint_node_power_watts", "node", value=values[0] if values else 0.0)
+    histogram = HistogramMetricFamily("footprint_sample_duration_seconds", "duration",
+                                      buckets=[("0.001", 1), ("+Inf", 3)], sum_value=0.25)
+    counter = CounterMetricFamily("footprint_grid_fetch_errors", "errors", labels=("provider",), created=1.7e9)
+    counter.add_metric(("fixed",), 2.0, created=1.7e9)
+    info = InfoMetricFamily("footprint_thing", "info", value={"version": "1"})
+    return [gauge, plain, histogram, counter, info]
+
+
+@given(st.lists(st.floats(), max_size=12))
+def test_gauge_rendering_is_byte_identical_to_generate_latest(values: list[float]) -> None:
+    renderer = GaugeRenderer()
+    for _ in range(2):  # the second render comes from the prefix cache
+        families = _families(values)
+        assert renderer.render(families).encode() == generate_latest(_Static(families))  # type: ignore[arg-type]
+
+
+@given(st.lists(st.one_of(st.floats(min_value=0.0, max_value=1e20), st.floats(min_value=0.0, max_value=1e-300),
+                          st.sampled_from([0.0, 999999.9999999999, 1e6, 1234567.5, 1e16 - 2.0, 1e16])),
+                min_size=1, max_size=8))
+def test_counter_values_render_as_prometheus_client_writes_them(values: list[float]) -> None:
+    ledger = Ledger()
+    for i, v in enumerate(values):
+        ledger.add(WORKLOAD_ENERGY, ("ns", f"pod-{i}", "c", "training", "gpu"), v, 1.7e9)
+    renderer = LedgerRenderer()
+    for openmetrics in (False, True):
+        assert renderer.render(ledger, openmetrics).encode() == _reference(ledger, openmetrics, False)

@@ -343,3 +343,18 @@ def test_describe_says_counter_or_integration_per_gpu(rig: Rig) -> None:
         "energy integrated from instant power (NVML field 186): no hardware energy counter",
         "nvml: gpu 2: DOWN: nvmlDeviceGetHandleByIndex: GPU is lost",
     ]
+
+
+def test_each_sample_reads_the_counter_and_utilisation_only_at_the_attribution_cadence(rig: Rig) -> None:
+    """Accounting needs the energy counter every sample; utilisation is a scrape-time gauge, read every
+    --attribution.interval (and with a GPU's first reading), so a sample makes one NVML call per GPU."""
+    sc = rig.set(gpus=[FakeGpu(utilization=(30, 0), power=[(0.0, 200.0)])], time=0.0)
+    meter = NvmlMeter(config.load(["--attribution.interval=5s"], env={}), clock=rig.clock, retry_interval=RETRY)
+    rig.meters.append(meter)
+    assert meter.read()[0].gauges["utilization_ratio"] == 0.3
+    sc = rig.set(gpus=[FakeGpu(utilization=(90, 0), power=[(0.0, 200.0)])], time=2.0)
+    r = meter.read()[0]
+    assert r.energy_joules == sc.energy_mj(0, 2.0) / 1000  # the counter: every sample
+    assert r.gauges["utilization_ratio"] == 0.3  # the last slow read, until the cadence comes round
+    rig.at(5.0)
+    assert meter.read()[0].gauges["utilization_ratio"] == 0.9

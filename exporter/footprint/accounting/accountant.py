@@ -261,7 +261,7 @@ class Accountant:
             for s in device_shares:
                 j = s.joules * scale
                 attributed += j
-                ledger.add(s.consumer.energy_metric, (*s.consumer.labels, s.component), j, now_wall)
+                ledger.add(s.consumer.energy_metric, s.consumer.energy_labels(s.component), j, now_wall)
                 ledger.add(s.consumer.emissions_metric, s.consumer.labels, j * g_per_j, now_wall)
             rest = max(joules - attributed, 0.0)
             ledger.add(UNATTRIBUTED_ENERGY, key, rest, now_wall)

@@ -16,6 +16,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from footprint import numbers
 from footprint.meters.base import Reading
@@ -68,8 +69,9 @@ def budget_joules(max_watts: float, elapsed_seconds: float) -> float:
     return max_watts * (elapsed_seconds * (1.0 + SLACK_RATIO) + SLACK_SECONDS)
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
+    """A tuple, not a frozen dataclass: one is made for every counter reading of every sample."""
+
     joules: float | None  # None: rejected, charge nothing, keep the previous baseline
     kind: str  # accepted: "ok", "wrap", "reset"; rejected: one of REJECTED (the `reason` label)
 
@@ -96,8 +98,9 @@ def judge_delta(prev_raw: float, new_raw: float, elapsed_seconds: float, max_wat
       ("out_of_range"), is never a reading.
     A rejected verdict has joules None: charge nothing and keep the previous baseline.
     """
-    values = (prev_raw, new_raw, elapsed_seconds, max_watts)
-    if not all(math.isfinite(v) for v in values) or elapsed_seconds < 0 or max_watts <= 0:
+    finite = math.isfinite
+    if not (finite(prev_raw) and finite(new_raw) and finite(elapsed_seconds) and finite(max_watts)) or (
+            elapsed_seconds < 0 or max_watts <= 0):
         return Verdict(None, "non_finite")
     if wrap_joules is not None and not (math.isfinite(wrap_joules) and wrap_joules > 0):
         wrap_joules = None  # a range we cannot use: judge as a counter that never wraps
@@ -124,7 +127,7 @@ def judge_delta(prev_raw: float, new_raw: float, elapsed_seconds: float, max_wat
 
 
 
-@dataclass
+@dataclass(slots=True)
 class CounterState:
     raw: float  # last accepted cumulative value, joules: the baseline
     epoch: str
@@ -143,8 +146,9 @@ class _Suspect:
     reason: str  # why it is (or, for a reset the counter comes back from, will be) counted as rejected
 
 
-@dataclass(frozen=True)
-class Judged:
+class Judged(NamedTuple):
+    """A tuple for the same reason as Verdict: one per reading per sample."""
+
     joules: float  # to charge for this reading (0 when nothing is)
     rejected: tuple[str, ...] = ()  # reasons, one per reading found to be a glitch now
     seconds: float = 0.0  # the time `joules` were drawn in (longer than a sample after a glitch)
@@ -170,7 +174,8 @@ class CounterTracker:
 
     def observe(self, r: Reading, now: float) -> Judged:
         """Judge reading `r`, read at monotonic time `now`, against the device's baseline."""
-        prev = self.states.get(r.key)
+        key = r.key
+        prev = self.states.get(key)
         if not r.hardware_counter:
             return self._integrated(r, prev, now)
         if prev is None or not prev.hardware or prev.at is None:
@@ -178,7 +183,7 @@ class CounterTracker:
         ceiling = ceiling_watts(r)
         restarted = prev.epoch != r.counter_epoch
         v = judge_delta(prev.raw, r.energy_joules, now - prev.at, ceiling, r.wrap_joules, restarted)
-        suspect = self._suspects.pop(r.key, None)
+        suspect = self._suspects.pop(key, None)
         if v.joules is not None and (v.kind != "reset" or restarted):
             self._accept(r, now)
             if restarted:
@@ -188,8 +193,17 @@ class CounterTracker:
                               now - prev.at)
             return Judged(v.joules, (), now - prev.at)
         if suspect is not None and suspect.epoch == r.counter_epoch and r.energy_joules == suspect.raw:
-            self._suspects[r.key] = suspect  # the same value again: wait until the counter moves
+            self._suspects[key] = suspect  # the same value again: wait until the counter moves
             return Judged(0.0)
+        if v.kind == "ambiguous_wrap":
+            # More than one wrap could hide in the time since the baseline: nothing since it can be
+            # known, nor can a suspect be confirmed against it. The span is refused and this reading,
+            # in range, is the new baseline (a suspect would only let a later glitch decide).
+            self._accept(r, now)
+            dropped: tuple[str, ...] = ()
+            if suspect is not None and suspect.reset_joules is not None:  # an unconfirmed reset, dropped
+                dropped = self._reject(r, suspect.reason, prev.raw, suspect.raw, suspect.at - prev.at)
+            return Judged(0.0, dropped + self._reject(r, v.kind, prev.raw, r.energy_joules, now - prev.at))
         if suspect is not None and suspect.epoch == r.counter_epoch:
             w = judge_delta(suspect.raw, r.energy_joules, now - suspect.at, ceiling, r.wrap_joules, False)
             if w.joules is not None and w.kind != "reset":  # it continues from the suspect: take it
@@ -203,9 +217,9 @@ class CounterTracker:
             rejected = self._reject(r, suspect.reason, prev.raw, suspect.raw, suspect.at - prev.at)
         if v.joules is not None:  # a plausible reset: wait for the next reading to confirm it
             reason = "implausible_wrap" if r.wrap_joules else "backwards"
-            self._suspects[r.key] = _Suspect(r.energy_joules, r.counter_epoch, now, v.joules, reason)
+            self._suspects[key] = _Suspect(r.energy_joules, r.counter_epoch, now, v.joules, reason)
             return Judged(0.0, rejected)
-        self._suspects[r.key] = _Suspect(r.energy_joules, r.counter_epoch, now, None, v.kind)
+        self._suspects[key] = _Suspect(r.energy_joules, r.counter_epoch, now, None, v.kind)
         return Judged(0.0, rejected + self._reject(r, v.kind, prev.raw, r.energy_joules, now - prev.at))
 
     def delta(self, r: Reading, now: float) -> float:

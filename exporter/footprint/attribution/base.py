@@ -18,8 +18,8 @@ short of the device total by at most one window).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from dataclasses import dataclass, field
+from typing import ClassVar, NamedTuple, Protocol
 
 from footprint.exposition.catalog import (
     PROCESS_GROUP_EMISSIONS,
@@ -48,37 +48,69 @@ class EnergyDelta:
     info: tuple[tuple[str, str], ...] = ()  # e.g. (("uuid", "GPU-..."),) so GPUs can be matched to pods
 
 
+class _SeriesKeys:
+    """A consumer's series keys, made once: an attribution pass looks consumers up in dicts and writes
+    their series thousands of times (a generated dataclass __hash__ rebuilt a tuple for every lookup)."""
+
+    labels: tuple[str, ...]
+    _hash: int
+    _energy: dict[str, tuple[str, ...]]
+
+    def _keys(self, labels: tuple[str, ...]) -> None:
+        object.__setattr__(self, "labels", labels)  # frozen: set once, here
+        object.__setattr__(self, "_hash", hash((type(self).__name__, labels)))
+        object.__setattr__(self, "_energy", {})
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def energy_labels(self, component: str) -> tuple[str, ...]:
+        """The labels of this consumer's energy series for `component` (its labels, then the component)."""
+        found = self._energy.get(component)
+        if found is None:
+            found = self._energy[component] = (*self.labels, component)
+        return found
+
+
 @dataclass(frozen=True)
-class Consumer:
+class Consumer(_SeriesKeys):
     """A pod's container: footprint_workload_* series, labelled (namespace, pod, container, workload)."""
 
     namespace: str
     pod: str
     container: str
     workload: str  # training | inference | unknown
+    labels: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
+    _energy: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     energy_metric: ClassVar[str] = WORKLOAD_ENERGY
     emissions_metric: ClassVar[str] = WORKLOAD_EMISSIONS
 
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return (self.namespace, self.pod, self.container, self.workload)
+    def __post_init__(self) -> None:
+        self._keys((self.namespace, self.pod, self.container, self.workload))
+
+    __hash__ = _SeriesKeys.__hash__
 
 
 @dataclass(frozen=True)
-class ProcessGroup:
+class ProcessGroup(_SeriesKeys):
     """A group of processes on a machine without pods (--attribution.processes): its own series,
     footprint_process_group_*{process_group}, so no pod-less name ever lands in `pod` beside an empty
     `namespace`, where the per-namespace rules and dashboards would take it for a workload."""
 
     group: str
+    labels: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
+    _energy: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     energy_metric: ClassVar[str] = PROCESS_GROUP_ENERGY
     emissions_metric: ClassVar[str] = PROCESS_GROUP_EMISSIONS
 
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return (self.group,)
+    def __post_init__(self) -> None:
+        self._keys((self.group,))
+
+    __hash__ = _SeriesKeys.__hash__
 
 
 AnyConsumer = Consumer | ProcessGroup
@@ -94,8 +126,9 @@ def consumer_of(labels: tuple[str, ...]) -> tuple[AnyConsumer, str] | None:
     return None
 
 
-@dataclass(frozen=True)
-class WorkloadShare:
+class WorkloadShare(NamedTuple):
+    """A tuple: an attribution pass makes one per consumer and device (2,400 with 200 pods)."""
+
     consumer: AnyConsumer
     component: str
     device: str

@@ -97,7 +97,7 @@ def cpu_usage_usec(cgroup_dir: str) -> int | None:
     A value that is not a plain non-negative decimal is no value.
     """
     try:
-        fd = os.open(os.path.join(cgroup_dir, "cpu.stat"), os.O_RDONLY)
+        fd = os.open(cgroup_dir + "/cpu.stat", os.O_RDONLY)  # not os.path.join: 600 times a pass
         try:
             data = os.read(fd, 4096)
         finally:

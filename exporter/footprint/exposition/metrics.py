@@ -122,6 +122,47 @@ def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
 
 
+INF = float("inf")
+# floatToGoString differs from `repr` only for inf and nan, non-floats, and positive floats with more than 6
+# digits before the point that repr still writes without an exponent: 1e6 <= v < 1e16 (Go: 1.234567e+06).
+_REPR_BELOW, _REPR_FROM = 1e6, 1e16
+
+
+def go_float(value: float) -> str:
+    """prometheus_client's floatToGoString, byte for byte, with `repr` wherever that is the same text.
+
+    Every value of every series is formatted on each render; the renderers inline the same test.
+    """
+    if type(value) is float and (-INF < value < _REPR_BELOW or _REPR_FROM <= value < INF):
+        return repr(value)
+    return floatToGoString(value)
+
+
+def _lines(prefixes: Mapping[Labels, str], series: Mapping[Labels, float], order: Iterable[Labels]) -> list[str]:
+    """`prefix value` lines, go_float inlined (a call per value was a third of a render)."""
+    return [f"{prefixes[labels]}{repr(v) if type(v := series[labels]) is float and (-INF < v < _REPR_BELOW or _REPR_FROM <= v < INF) else floatToGoString(v)}\n"  # noqa: E501
+            for labels in order]
+
+
+class SortedKeys:
+    """The sorted label sets of each metric, sorted again only when the set of series changed.
+
+    Sorting thousands of label tuples on every render was a sixth of a render; comparing the key set
+    with the last one is a C-level set comparison.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[frozenset[Labels], list[Labels]]] = {}
+
+    def of(self, name: str, series: Mapping[Labels, float]) -> list[Labels]:
+        found = self._seen.get(name)
+        keys = series.keys()
+        if found is None or found[0] != keys:
+            found = (frozenset(keys), sorted(keys))
+            self._seen[name] = found
+        return found[1]
+
+
 class LedgerRenderer:
     """The ledger's counters as exposition text, the same bytes prometheus_client would write.
 
@@ -140,7 +181,18 @@ class LedgerRenderer:
         self.created_series = created_series
         # (metric, labels, created, openmetrics) -> (total prefix, created line)
         self._lines: dict[tuple[str, Labels, float | None, bool], tuple[str, str]] = {}
+        # (metric, openmetrics) -> labels -> `name{labels} ` (no created line: the common case)
+        self._prefixes: dict[tuple[str, bool], dict[Labels, str]] = {}
+        self._sorted = SortedKeys()
         self._order = {s.name: tuple(sorted(range(len(s.labels)), key=lambda i: s.labels[i])) for s in CATALOG}
+
+    def _prefix_table(self, spec: MetricSpec, om: bool, labels_of: Iterable[Labels]) -> dict[Labels, str]:
+        """labels -> `name{labels} ` for every series of `labels_of`, built once per series."""
+        table = self._prefixes.setdefault((spec.name, om), {})
+        for labels in labels_of:
+            if labels not in table:
+                table[labels] = self._series(spec, labels, None, om)[0]
+        return table
 
     def _series(self, spec: MetricSpec, labels: Labels, created: float | None, om: bool) -> tuple[str, str]:
         key = (spec.name, labels, created, om)  # created: a series removed and made again is a new one
@@ -168,17 +220,24 @@ class LedgerRenderer:
                 live += len(series)
                 base = spec.name[: -len("_total")]
                 created = ledger.created.get(spec.name, {}) if self.created_series else {}
+                if not created:  # the common case: prefixes built once, keys sorted on change only
+                    name = spec.name if not openmetrics else base
+                    out.append(f"# HELP {name} {spec.help}\n# TYPE {name} counter\n")
+                    order = self._sorted.of(spec.name, series)
+                    prefixes = self._prefix_table(spec, openmetrics, order)
+                    out.extend(_lines(prefixes, series, order))
+                    continue
                 if openmetrics:
                     out.append(f"# HELP {base} {spec.help}\n# TYPE {base} counter\n")
                     for labels, value in sorted(series.items()):
                         prefix, created_line = self._series(spec, labels, created.get(labels), True)
-                        out.append(f"{prefix}{floatToGoString(value)}\n{created_line}")
+                        out.append(f"{prefix}{go_float(value)}\n{created_line}")
                 else:
                     out.append(f"# HELP {spec.name} {spec.help}\n# TYPE {spec.name} counter\n")
                     created_lines = []
                     for labels, value in sorted(series.items()):
                         prefix, created_line = self._series(spec, labels, created.get(labels), False)
-                        out.append(f"{prefix}{floatToGoString(value)}\n")
+                        out.append(f"{prefix}{go_float(value)}\n")
                         created_lines.append(created_line)
                     if any(created_lines):
                         out.append(f"# HELP {base}_created {spec.help}\n# TYPE {base}_created gauge\n")
@@ -187,10 +246,70 @@ class LedgerRenderer:
                 live += len(gauge)
                 spec = SPECS[name]
                 out.append(f"# HELP {name} {spec.help}\n# TYPE {name} gauge\n")
-                for labels, value in sorted(gauge.items()):
-                    out.append(f"{self._series(spec, labels, None, openmetrics)[0]}{floatToGoString(value)}\n")
+                order = self._sorted.of(name, gauge)
+                prefixes = self._prefix_table(spec, openmetrics, order)
+                out.extend(_lines(prefixes, gauge, order))
         if len(self._lines) > 4 * live + 64:  # series left (pods deleted): drop their cached lines
             self._lines.clear()
+            self._prefixes.clear()
+        return "".join(out)
+
+
+class _Families:
+    """A collector of given families, so prometheus_client renders one family its own way."""
+
+    def __init__(self, *families: Metric) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+_OM_ONLY = ("_created", "_gsum", "_gcount")  # samples generate_latest moves into gauges of their own
+
+
+class GaugeRenderer:
+    """The collector's gauge families in the text format, the same bytes generate_latest writes.
+
+    generate_latest validates and escapes every label name and value of every sample on every scrape;
+    here each sample's `name{labels} ` is built once per label set and kept, as LedgerRenderer does for
+    counters. Families of other types (counters with `_created`, info, ...) go through generate_latest.
+    """
+
+    def __init__(self) -> None:
+        self._prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self._help: dict[tuple[str, str, str], str] = {}
+
+    def _header(self, name: str, mtype: str, documentation: str) -> str:
+        key = (name, mtype, documentation)
+        found = self._help.get(key)
+        if found is None:
+            doc = documentation.replace("\\", r"\\").replace("\n", r"\n")
+            found = self._help[key] = f"# HELP {name} {doc}\n# TYPE {name} {mtype}\n"
+        return found
+
+    def _prefix(self, name: str, labels: Mapping[str, str]) -> str:
+        key = (name, tuple(labels.items()))
+        found = self._prefixes.get(key)
+        if found is None:
+            block = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+            found = self._prefixes[key] = f"{name}{{{block}}} " if block else f"{name} "
+        return found
+
+    def render(self, families: Iterable[Metric]) -> str:
+        out: list[str] = []
+        lines = 0
+        for family in families:
+            if family.type not in ("gauge", "histogram") or any(
+                    s.timestamp is not None or s.name.endswith(_OM_ONLY) for s in family.samples):
+                out.append(generate_latest(_Families(family)).decode())
+                continue
+            out.append(self._header(family.name, family.type, family.documentation))
+            prefix = self._prefix
+            out.extend([f"{prefix(s.name, s.labels)}{go_float(s.value)}\n" for s in family.samples])
+            lines += len(family.samples)
+        if len(self._prefixes) > 4 * lines + 256:  # label sets gone (devices, providers): drop their lines
+            self._prefixes.clear()
         return "".join(out)
 
 
@@ -201,6 +320,7 @@ class Exposition:
         self.ledger = collector.sampler.ledger
         self.pending = collector.sampler.pending
         self.counters = LedgerRenderer(created_series)
+        self.gauges = GaugeRenderer()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
         self._lock = threading.Lock()
@@ -220,7 +340,8 @@ class Exposition:
             if cached is not None and cached[0] == version:
                 return cached[1]
             counters = self.counters.render(self.ledger, openmetrics, self.pending).encode()
-            rest = generate_openmetrics(self.registry) if openmetrics else generate_latest(self.registry)
+            rest = generate_openmetrics(self.registry) if openmetrics else (
+                self.gauges.render(self.registry.collect()).encode())
             body = counters + rest
             self._cache[openmetrics] = (version, body)
             return body

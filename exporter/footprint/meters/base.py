@@ -22,8 +22,11 @@ class MeterUnavailable(MeterError):
     """The hardware or interface is not present on this host: "no data here", not a fault."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reading:
+    """One device's reading. Slotted and not frozen: a meter builds one per device every sample, and a
+    frozen dataclass's __init__ costs three times as much; nothing changes a reading once it is made."""
+
     component: str  # "gpu", "cpu", "dram", "psys"
     device: str  # stable id within the component: "0", "package-0", "uuid"...
     source: str  # "nvml", "nvml_power", "rapl", "estimate"
@@ -37,10 +40,11 @@ class Reading:
     in_node_total: bool = True
     info: Mapping[str, str] = field(default_factory=dict)  # static facts for footprint_device_info
     gauges: Mapping[str, float] = field(default_factory=dict)  # e.g. utilization_ratio, power_limit_watts
+    # (component, device), made once: the sampler, ledger and exposition look readings up by it many times.
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.component, self.device)
+    def __post_init__(self) -> None:
+        self.key = (self.component, self.device)
 
 
 class Meter(Protocol):

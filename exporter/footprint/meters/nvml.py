@@ -25,6 +25,7 @@ limit at any time) times `GPU_MARGIN`, or --counter.max-watts=gpu=W.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import threading
 import time
@@ -123,6 +124,42 @@ def _call(name: str, *args: Any) -> Any:
         raise NvmlNotSupported(name, FUNCTION_NOT_FOUND, str(exc)) from exc
 
 
+class _EnergyCall:
+    """nvmlDeviceGetTotalEnergyConsumption through a function pointer of its own on the library pynvml
+    loaded, with its argument types fixed and one output buffer: pynvml's wrapper looks the symbol up under
+    a lock and allocates on every call, and this runs for every GPU on every sample. Errors are pynvml's
+    (the same codes and texts) turned into ours; without the private lookup it falls back to pynvml.
+    """
+
+    NAME = "nvmlDeviceGetTotalEnergyConsumption"
+
+    def __init__(self) -> None:
+        self._fn: Any = None
+        self._value = ctypes.c_ulonglong()
+        self._ref = ctypes.byref(self._value)
+
+    def _bind(self) -> Any:
+        try:
+            pynvml._nvmlGetFunctionPointer(self.NAME)  # loads the library and checks the symbol, as pynvml does
+            fn = pynvml.nvmlLib[self.NAME]  # a new pointer object: its argtypes are ours alone
+        except (AttributeError, TypeError, pynvml.NVMLError):
+            return None
+        fn.argtypes = [pynvml.c_nvmlDevice_t, ctypes.POINTER(ctypes.c_ulonglong)]
+        fn.restype = ctypes.c_int
+        return fn
+
+    def __call__(self, handle: Any) -> int:
+        fn = self._fn
+        if fn is None:
+            fn = self._fn = self._bind()
+            if fn is None:
+                return int(_call(self.NAME, handle))
+        code = fn(handle, self._ref)
+        if code != SUCCESS:
+            raise _error(self.NAME, code, str(pynvml.NVMLError(code)))
+        return self._value.value
+
+
 def _field_number(value: Any) -> float:
     """The number in an nvmlFieldValue_t, by its valueType (double, uint, ulong, ull, sll, sint, ushort)."""
     members = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
@@ -156,6 +193,9 @@ class _Gpu:
     down: str = ""  # why it failed on the last read; "" while it works
     retry_at: float = 0.0
     last_util_timestamp: int = 0  # for nvmlDeviceGetProcessUtilization: samples newer than this
+    max_watts: float | None = None  # the counter's ceiling (see NvmlMeter.ceiling), fixed at set-up
+    gauges: dict[str, float] = field(default_factory=dict)  # utilisation and limit, from the last slow read
+    gauges_due: float = 0.0  # when utilisation is read next (the attribution cadence)
 
     @property
     def device(self) -> str:
@@ -202,6 +242,9 @@ class NvmlMeter:
         self._gpus: list[_Gpu] = []
         # Integrated counters outlive a re-initialisation (keyed by uuid), so they never go backwards.
         self._integrators: dict[str, PowerIntegrator] = {}
+        # Utilisation is shown at scrape time only: read at the attribution cadence, not every sample.
+        self._gauge_interval = settings.attribution_interval or settings.sample_interval
+        self._energy = _EnergyCall()
         try:
             self._init(clock())
         except NvmlInitError as exc:
@@ -287,6 +330,8 @@ class NvmlMeter:
         }  # static facts only: the power limit can change at runtime, so it is a gauge, not a label
         if gpu.mode != "counter":
             self._integrators.setdefault(gpu.uuid, PowerIntegrator())
+        gpu.max_watts = self.ceiling(gpu)
+        gpu.gauges_due = 0.0  # read utilisation with the first reading
         gpu.handle = h  # only now: a GPU whose set-up failed has no handle and is set up again later
 
     def _mark_down(self, gpu: _Gpu, now: float, exc: NvmlError) -> None:
@@ -317,30 +362,28 @@ class NvmlMeter:
         h = gpu.handle
         power: float | None
         if gpu.mode == "counter":
-            joules = int(_call("nvmlDeviceGetTotalEnergyConsumption", h)) / 1000.0
+            joules = self._energy(h) / 1000.0  # the one call a sample needs
             power = None  # the sampler's judged delta over its time: a glitch never makes a power figure
             source, hardware, epoch = "nvml", True, self._driver_version
         else:
             power = self._instant_power(h) if gpu.mode == "field" else int(_call("nvmlDeviceGetPowerUsage", h)) / 1000.0
             joules = self._integrators[gpu.uuid].add(now, power)
             source, hardware, epoch = "nvml_power", False, ""
+        if now >= gpu.gauges_due:
+            gpu.gauges = self._gauges(gpu)
+            gpu.gauges_due = now + self._gauge_interval
+        return Reading("gpu", gpu.device, source, joules, power, None, gpu.max_watts, hardware, epoch, True,
+                       gpu.info, gpu.gauges)
+
+    @staticmethod
+    def _gauges(gpu: _Gpu) -> dict[str, float]:
+        """Utilisation and the limit, for scrape-time gauges (a new dict: readings already made keep theirs)."""
         gauges: dict[str, float] = {}
         with contextlib.suppress(NvmlNotSupported):  # MIG mode has no whole-GPU utilisation
-            gauges["utilization_ratio"] = int(_call("nvmlDeviceGetUtilizationRates", h).gpu) / 100.0
+            gauges["utilization_ratio"] = int(_call("nvmlDeviceGetUtilizationRates", gpu.handle).gpu) / 100.0
         if gpu.power_limit_watts is not None:
             gauges["power_limit_watts"] = gpu.power_limit_watts
-        return Reading(
-            component="gpu",
-            device=gpu.device,
-            source=source,
-            energy_joules=joules,
-            power_watts=power,
-            hardware_counter=hardware,
-            max_watts=self.ceiling(gpu),
-            counter_epoch=epoch,
-            info=gpu.info,
-            gauges=gauges,
-        )
+        return gauges
 
     def ceiling(self, gpu: _Gpu) -> float | None:
         """--counter.max-watts=gpu=W, else the highest limit the board allows x GPU_MARGIN (None: unknown,

@@ -22,7 +22,7 @@ from footprint import __version__
 from footprint.accounting.accountant import EMBODIED, NODE_EMISSIONS, NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY
 from footprint.accounting.ledger import Ledger
 from footprint.sampler import Sample, Sampler
-from footprint.web.history import MAX_SERIES, PowerHistory, SeriesKey, Totals
+from footprint.web.history import MAX_SERIES, PowerHistory, Totals
 from footprint.web.runs import RecentRuns
 
 log = logging.getLogger("footprint.api")
@@ -53,13 +53,13 @@ def _num(value: float | None, digits: int | None = None) -> float | None:
 
 @dataclass(frozen=True)
 class PageFigures:
-    """One sample as the page shows it (taken in the sampler thread)."""
+    """One sample as the page shows it (taken in the sampler thread). The device lines are built from
+    the (immutable) sample only when a page asks: most samples are never shown."""
 
     number: int
     at: float
     node_watts: float | None  # None before the first interval (the first sample is a baseline)
-    devices: tuple[dict[str, Any], ...]  # at most MAX_DEVICES
-    devices_dropped: int
+    sample: Sample
     lifetime: Totals
     lifetime_since: float | None
     embodied_grams: float
@@ -99,13 +99,13 @@ class LiveView:
             totals = Totals(at, ledger.get(NODE_ENERGY), ledger.get(NODE_EMISSIONS))
             since = ledger.created.get(NODE_ENERGY, {}).get(())
             embodied = float(sum(ledger.series(EMBODIED).values()))
-        node_watts, devices = _power(state, state.known_devices)
-        self.history.record(at, node_watts, {_key(d): d["watts"] for d in devices if d["watts"] is not None},
+        node_watts = _node_watts(state)
+        self.history.record(at, node_watts, {k: float(w) for k, w in sorted(state.power.items()) if math.isfinite(w)},
                             totals)
         started, today = self.history.started, self.history.day_start
         assert started is not None and today is not None  # set by the record above
-        snap = PageFigures(state.samples, at, node_watts, tuple(devices[:MAX_DEVICES]),
-                        max(0, len(devices) - MAX_DEVICES), totals, since, embodied, started, today)
+        snap = PageFigures(state.samples, at, node_watts, state, totals, since,
+                           embodied, started, today)
         with self._lock:
             self._snapshot = snap
 
@@ -130,13 +130,15 @@ class LiveView:
         if snap is None:
             return out
         out["sample"] = {"number": snap.number, "at": _num(snap.at, 3)}
-        provenances = {d["provenance"] for d in snap.devices if d["in_node_total"] and d["watts"] is not None}
+        every = _devices(snap.sample, snap.sample.known_devices)
+        devices = every[:MAX_DEVICES]
+        provenances = {d["provenance"] for d in devices if d["in_node_total"] and d["watts"] is not None}
         out["power"] = {
             "unit": "W",
             "node_watts": _num(snap.node_watts),
             "node_provenance": max(provenances, key=_RANK.__getitem__) if provenances else None,
-            "devices": [dict(d) for d in snap.devices],
-            "devices_dropped": snap.devices_dropped,
+            "devices": devices,
+            "devices_dropped": max(0, len(every) - MAX_DEVICES),
         }
 
         def since(base: Totals | None, at: float | None) -> dict[str, Any]:
@@ -193,16 +195,18 @@ class LiveView:
         }
 
 
-def _key(device: Mapping[str, Any]) -> SeriesKey:
-    return (device["component"], device["device"], device["source"])
+def _node_watts(state: Sample) -> float | None:
+    """Node power as /metrics has it (devices in the node total)."""
+    if not state.power:
+        return None  # no interval yet (the first sample is a baseline): power unknown, not 0 W
+    in_total = {r.key for r in state.readings if r.in_node_total}
+    return sum(w for (c, d, _), w in state.power.items() if (c, d) in in_total)
 
 
-def _power(state: Sample, known: Mapping[tuple[str, str], Any]) -> tuple[float | None, list[dict[str, Any]]]:
-    """Node power as /metrics has it (devices in the node total), and every device's line."""
+def _devices(state: Sample, known: Mapping[tuple[str, str], Any]) -> list[dict[str, Any]]:
+    """Every device's line: the ones with power first, then those known without (down, first sample)."""
     in_total = {r.key for r in state.readings if r.in_node_total}
     current = {r.key: r for r in state.readings}
-    # No interval yet (the first sample is a baseline): power unknown, not 0 W.
-    node = sum(w for (c, d, _), w in state.power.items() if (c, d) in in_total) if state.power else None
     devices = []
     seen = set()
     for (component, device, source), watts in sorted(state.power.items()):
@@ -223,7 +227,7 @@ def _power(state: Sample, known: Mapping[tuple[str, str], Any]) -> tuple[float |
             "up": key in current and key not in state.device_down,
             "in_node_total": bool(r.in_node_total) if r else True, "watts": None,
         })
-    return node, devices
+    return devices
 
 
 def grid_summary(payload: Mapping[str, Any], now: float) -> dict[str, Any]:
