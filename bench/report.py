@@ -15,9 +15,13 @@ Doc = Mapping[str, Any]
 
 
 def load(out: Path) -> dict[str, Doc]:
-    docs = {}
+    """Every <name>.json of `out`; a `before/` folder beside them (the figures before issue 21's changes)
+    comes as docs["before"], shown as a column of the goals table."""
+    docs: dict[str, Doc] = {}
     for path in sorted(out.glob("*.json")):
         docs[path.stem] = json.loads(path.read_text())
+    if (out / "before").is_dir():
+        docs["before"] = load(out / "before")
     return docs
 
 
@@ -33,8 +37,17 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("pass" if ok else "**miss**")
 
 
-def goals(docs: Mapping[str, Doc]) -> list[tuple[str, str, str, str]]:
-    """(goal, target, measured, pass/miss) for each goal the results can answer."""
+def goals(docs: Mapping[str, Doc]) -> list[tuple[str, ...]]:
+    """(goal, target, measured, [before,] pass/miss) for each goal the results can answer; the target
+    names the goal, so the before figures are matched by it."""
+    rows = _goals(docs)
+    if "before" not in docs:
+        return rows
+    before = {row[1]: row[2] for row in _goals(docs["before"])}
+    return [(goal, target, measured, before.get(target, "n/a"), verdict) for goal, target, measured, verdict in rows]
+
+
+def _goals(docs: Mapping[str, Doc]) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
     over = docs.get("overhead", {}).get("figures")
     if over:
@@ -224,7 +237,7 @@ def attribution_table(doc: Doc) -> str:
 def summary(docs: Mapping[str, Doc]) -> str:
     """The machine and the goals: what the top-level README shows."""
     # attribution: its machine block is shorter; history: says its own machine and date in its table
-    ours = [d for name, d in docs.items() if name not in ("attribution", "history")]
+    ours = [d for name, d in docs.items() if name not in ("attribution", "history", "before")]
     any_doc = ours[0] if ours else None
     out = []
     if any_doc and "machine" in any_doc:
@@ -234,7 +247,11 @@ def summary(docs: Mapping[str, Doc]) -> str:
         out.append(f"Machine: {m['cpu_model']}, {m['cores']} cores, {m.get('memory_gib', '?')} GiB, kernel "
                    f"{m['kernel']}, Python {m['python']}. Mode: {', '.join(modes)}. Run: {dates[0]} to {dates[-1]}.")
     out.append("")
-    out.append(table(("goal", "target", "measured", "result"), goals(docs)))
+    header: tuple[str, ...] = ("goal", "target", "measured", "result")
+    if "before" in docs:
+        modes = ", ".join(sorted({str(d.get("mode", "?")) for d in docs["before"].values()}))
+        header = ("goal", "target", "measured", f"before issue 21 ({modes}, bench/results/before)", "result")
+    out.append(table(header, goals(docs)))
     return "\n".join(out) + "\n"
 
 
