@@ -54,6 +54,17 @@ def test_rapl_going_back_without_a_wrap_loses_only_that_interval() -> None:
     assert rejected == ["implausible_wrap"]
 
 
+def test_a_dip_held_through_a_stall_longer_than_a_wrap_confirms_no_reset() -> None:
+    """A 5 mJ dip read while the sampler stalls past the point where a wrap could hide: when the counter
+    reads its old value again, neither a reset (0.995 J + 0.005 J) nor anything else is charged; the
+    span is refused and the reading becomes the baseline (found by the glitch-stream property test)."""
+    stream = [(0.0, rapl(0.0)), (1.0, rapl(1.0)), (3.0, rapl(0.995)), (4.0, rapl(0.995)), (7.0, rapl(0.995)),
+              (11.0, rapl(1.0)), (12.0, rapl(3.0))]
+    total, rejected = run(CounterTracker(), stream)
+    assert total == 1.0 + 2.0
+    assert rejected == ["implausible_wrap", "ambiguous_wrap"]
+
+
 def test_rapl_one_millijoule_lower_once() -> None:
     stream = [(0.0, rapl(900.0)), (1.0, rapl(900.0 - 0.001)), (2.0, rapl(912.0))]
     assert run(CounterTracker(), stream) == (12.0, ["implausible_wrap"])
