@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import NamedTuple
 
 from footprint import numbers
@@ -259,6 +260,10 @@ class CounterTracker:
             )
         return (reason,)
 
+    def baselines(self) -> Mapping[tuple[str, str], CounterState]:
+        """The accepted baseline of every counter (read-only: the checkpoint saves them)."""
+        return MappingProxyType(self.states)
+
     def mark(self) -> tuple[dict[tuple[str, str], CounterState], dict[tuple[str, str], _Suspect]]:
         """The baselines as they are now, for `rollback` when a sample is dropped after judging."""
         return dict(self.states), dict(self._suspects)
@@ -336,6 +341,14 @@ class Ledger:
 
     def series(self, metric: str) -> dict[Labels, float]:
         return self.totals.get(metric, {})
+
+    def created_series(self, metric: str) -> dict[Labels, float]:
+        """When each series of `metric` was created (wall clock): what `_created` shows."""
+        return self.created.get(metric, {})
+
+    def copy(self) -> tuple[dict[str, dict[Labels, float]], dict[str, dict[Labels, float]]]:
+        """Every total and its creation time, copied: what the checkpoint saves. Call under `lock`."""
+        return ({m: dict(s) for m, s in self.totals.items()}, {m: dict(s) for m, s in self.created.items()})
 
     def remove(self, metric: str, labels: Labels) -> None:
         """Drop a series that no longer exists (a deleted pod after its grace period)."""

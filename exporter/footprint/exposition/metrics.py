@@ -219,7 +219,7 @@ class LedgerRenderer:
                     continue
                 live += len(series)
                 base = spec.name[: -len("_total")]
-                created = ledger.created.get(spec.name, {}) if self.created_series else {}
+                created = ledger.created_series(spec.name) if self.created_series else {}
                 if not created:  # the common case: prefixes built once, keys sorted on change only
                     name = spec.name if not openmetrics else base
                     out.append(f"# HELP {name} {spec.help}\n# TYPE {name} counter\n")

@@ -258,7 +258,7 @@ class Checkpointer:
         restart = self._restart
         assert restart is not None
         now = time.monotonic()
-        states = self.ledger.counters.states
+        states = self.ledger.counters.baselines()
         for r in readings:
             saved = restart.waiting.get(r.key)
             state = states.get(r.key)
@@ -347,8 +347,7 @@ class Checkpointer:
             self._seq += 1
             self._latest = SavedState(
                 self._seq,
-                {m: dict(s) for m, s in self.ledger.totals.items()},
-                {m: dict(s) for m, s in self.ledger.created.items()},
+                *self.ledger.copy(),
                 self._counters(),
                 tuple(self._restart.gaps) if self._restart else (),
                 self.last_gap,
@@ -364,7 +363,7 @@ class Checkpointer:
         """Tracker baselines with when they were read, plus the saved counters still waiting."""
         now, boot, wall = time.monotonic(), boottime(), self.wall()
         out = dict(self._restart.waiting) if self._restart else {}
-        for key, s in self.ledger.counters.states.items():
+        for key, s in self.ledger.counters.baselines().items():
             if not s.hardware or key in out:
                 continue
             if s.at is None:

@@ -97,7 +97,7 @@ class LiveView:
         ledger = self.ledger
         with ledger.lock:
             totals = Totals(at, ledger.get(NODE_ENERGY), ledger.get(NODE_EMISSIONS))
-            since = ledger.created.get(NODE_ENERGY, {}).get(())
+            since = ledger.created_series(NODE_ENERGY).get(())
             embodied = float(sum(ledger.series(EMBODIED).values()))
         node_watts = _node_watts(state)
         self.history.record(at, node_watts, {k: float(w) for k, w in sorted(state.power.items()) if math.isfinite(w)},
