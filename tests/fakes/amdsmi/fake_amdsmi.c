@@ -46,13 +46,7 @@
  *     process <partition> <pid> <gfx_pct> <vram_bytes> <name>
  */
 #define _GNU_SOURCE
-#include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
 typedef uint32_t amdsmi_status_t;
 enum {
@@ -73,28 +67,23 @@ enum {
 #define MAX_RELOADS 8
 #define TEXT 96
 #define NJ_PER_TICK 15300 /* 15.3 uJ */
+#include "../fake_common.h" /* the scenario file, the clock, the power trace: shared with fake_nvml.c */
 
-typedef struct { int64_t from, until; } window_t;
 typedef struct { unsigned part, pid, gfx_pct; unsigned long long vram; char name[TEXT]; } proc_t;
 
 typedef struct {
     char name[TEXT], serial[TEXT], uuid[TEXT], compute[TEXT], memory[TEXT];
     unsigned bus, activity, partitions, counter, secondary_same;
     unsigned long long cap_uw, offset_ticks;
-    int nsteps;
-    int64_t step_from[MAX_STEPS];
-    unsigned step_mw[MAX_STEPS];
-    int nlost;
-    window_t lost[MAX_WINDOWS];
+    trace_t tr;
     int nprocs;
     proc_t procs[MAX_PROCS];
 } gpu_t;
 
 typedef struct {
-    int loaded, init_error, manual, ngpus, nreloads, nunloaded;
+    int loaded, init_error, ngpus, nunloaded;
     char driver_version[TEXT];
-    int64_t manual_us, epoch_ns;
-    int64_t reloads[MAX_RELOADS];
+    timeline_t tl;
     window_t unloaded[MAX_WINDOWS];
     gpu_t gpus[MAX_GPUS];
 } scenario_t;
@@ -104,9 +93,7 @@ typedef struct { unsigned gpu, part; } logical_t;
 static logical_t logical[MAX_GPUS * MAX_PARTS];
 static unsigned sockets[MAX_GPUS];
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static scenario_t sc;
-static struct stat seen;
 static int initialised;
 
 #pragma pack(push, 1)
@@ -133,17 +120,10 @@ typedef struct {
 
 /* ---- scenario file ------------------------------------------------------------------------ */
 
-static void copy_text(char *dst, const char *src) {
-    size_t n = strcspn(src, "\r\n");
-    if (n >= TEXT) n = TEXT - 1;
-    memcpy(dst, src, n);
-    dst[n] = 0;
-}
-
 static void parse(FILE *f) {
     memset(&sc, 0, sizeof sc);
     sc.loaded = 1;
-    sc.manual = 1;
+    sc.tl.manual = 1;
     strcpy(sc.driver_version, "6.10.5");
     gpu_t *g = NULL;
     char line[512], key[64];
@@ -151,20 +131,11 @@ static void parse(FILE *f) {
         int off = 0;
         if (sscanf(line, "%63s %n", key, &off) < 1 || key[0] == '#') continue;
         const char *rest = line + off;
-        long long a = 0, b = 0;
+        if (parse_timeline(&sc.tl, key, rest)) continue;
         if (!strcmp(key, "driver_version")) copy_text(sc.driver_version, rest);
         else if (!strcmp(key, "init_error")) sc.init_error = atoi(rest);
-        else if (!strcmp(key, "clock")) {
-            char mode[16] = "";
-            sscanf(rest, "%15s %lld", mode, &a);
-            sc.manual = strcmp(mode, "monotonic") != 0;
-            if (sc.manual) sc.manual_us = a; else sc.epoch_ns = a;
-        } else if (!strcmp(key, "reload") && sc.nreloads < MAX_RELOADS) {
-            sc.reloads[sc.nreloads++] = atoll(rest);
-        } else if (!strcmp(key, "unloaded") && sc.nunloaded < MAX_WINDOWS) {
-            sscanf(rest, "%lld %lld", &a, &b);
-            sc.unloaded[sc.nunloaded].from = a;
-            sc.unloaded[sc.nunloaded++].until = b;
+        else if (!strcmp(key, "unloaded") && sc.nunloaded < MAX_WINDOWS) {
+            parse_window(&sc.unloaded[sc.nunloaded++], rest);
         } else if (!strcmp(key, "gpu")) {
             int i = atoi(rest);
             if (i < 0 || i >= MAX_GPUS) { g = NULL; continue; }
@@ -179,7 +150,7 @@ static void parse(FILE *f) {
             g->cap_uw = 750000000ull;
             g->counter = 1;
             g->partitions = 1;
-        } else if (!g) {
+        } else if (!g || parse_trace(&g->tr, key, rest)) {
             continue;
         } else if (!strcmp(key, "name")) copy_text(g->name, rest);
         else if (!strcmp(key, "serial")) copy_text(g->serial, rest);
@@ -195,14 +166,6 @@ static void parse(FILE *f) {
         else if (!strcmp(key, "partitions")) {
             int n = atoi(rest);
             g->partitions = n < 1 ? 1 : n > MAX_PARTS ? MAX_PARTS : (unsigned)n;
-        } else if (!strcmp(key, "power") && g->nsteps < MAX_STEPS) {
-            sscanf(rest, "%lld %lld", &a, &b);
-            g->step_from[g->nsteps] = a;
-            g->step_mw[g->nsteps++] = (unsigned)b;
-        } else if (!strcmp(key, "lost") && g->nlost < MAX_WINDOWS) {
-            sscanf(rest, "%lld %lld", &a, &b);
-            g->lost[g->nlost].from = a;
-            g->lost[g->nlost++].until = b;
         } else if (!strcmp(key, "process") && g->nprocs < MAX_PROCS) {
             proc_t *p = &g->procs[g->nprocs++];
             int n = 0;
@@ -212,70 +175,22 @@ static void parse(FILE *f) {
     }
 }
 
-static void refresh(void) {
-    const char *path = getenv("FAKE_AMDSMI_SCENARIO");
-    struct stat st;
-    if (!path || !*path || stat(path, &st) != 0) {
-        if (!path || !*path) sc.loaded = 0;
-        return;
-    }
-    if (sc.loaded && st.st_ino == seen.st_ino && st.st_size == seen.st_size &&
-        st.st_mtim.tv_sec == seen.st_mtim.tv_sec && st.st_mtim.tv_nsec == seen.st_mtim.tv_nsec)
-        return;
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    parse(f);
-    fclose(f);
-    seen = st;
-}
+static void refresh(void) { refresh_scenario("FAKE_AMDSMI_SCENARIO", &sc.loaded, parse); }
 
 /* ---- time and energy ---------------------------------------------------------------------- */
 
-static int64_t now_us(void) {
-    if (sc.manual) return sc.manual_us;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ((int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec - sc.epoch_ns) / 1000;
-}
-
-static unsigned power_at(const gpu_t *g, int64_t t) {
-    if (g->nsteps == 0) return 0;
-    unsigned mw = g->step_mw[0];
-    for (int i = 0; i < g->nsteps && g->step_from[i] <= t; i++) mw = g->step_mw[i];
-    return mw;
-}
-
-/* Exact integral of the step trace over [a, b), in nJ (mW x us). */
-static unsigned __int128 integral_nj(const gpu_t *g, int64_t a, int64_t b) {
-    unsigned __int128 sum = 0;
-    for (int i = 0; i < g->nsteps; i++) {
-        int64_t lo = i == 0 ? INT64_MIN : g->step_from[i];
-        int64_t hi = i + 1 < g->nsteps ? g->step_from[i + 1] : INT64_MAX;
-        if (lo < a) lo = a;
-        if (hi > b) hi = b;
-        if (hi > lo) sum += (unsigned __int128)(uint64_t)(hi - lo) * g->step_mw[i];
-    }
-    return sum;
-}
+static int64_t now_us(void) { return timeline_now_us(&sc.tl); }
 
 /* Ticks since the last driver load: the offset (energy before t=0) counts until the first reload. */
 static uint64_t energy_ticks(const gpu_t *g, int64_t t) {
-    if (t < 0) t = 0;
-    int64_t start = 0;
-    int reloaded = 0;
-    for (int i = 0; i < sc.nreloads; i++)
-        if (sc.reloads[i] <= t && sc.reloads[i] >= start) { start = sc.reloads[i]; reloaded = 1; }
-    return (uint64_t)(integral_nj(g, start, t) / NJ_PER_TICK) + (reloaded ? 0 : g->offset_ticks);
+    int reloaded;
+    unsigned __int128 nj = since_load_nj(&sc.tl, &g->tr, t, &reloaded);
+    return (uint64_t)(nj / NJ_PER_TICK) + (reloaded ? 0 : g->offset_ticks);
 }
 
 /* ---- entry checks ------------------------------------------------------------------------- */
 
-static int unloaded_now(void) {
-    int64_t t = now_us();
-    for (int i = 0; i < sc.nunloaded; i++)
-        if (t >= sc.unloaded[i].from && t < sc.unloaded[i].until) return 1;
-    return 0;
-}
+static int unloaded_now(void) { return in_any_window(sc.unloaded, sc.nunloaded, now_us()); }
 
 /* A library-wide entry: initialised (AMDSMI_CHECK_INIT in amd_smi.cc answers NOT_INIT otherwise). */
 static amdsmi_status_t enter(void) {
@@ -294,21 +209,12 @@ static amdsmi_status_t enter_dev(void *h, gpu_t **g, unsigned *part) {
     *part = l->part;
     int64_t t = now_us();
     if (unloaded_now()) return AMDSMI_STATUS_FILE_ERROR;  /* the device's sysfs files are gone */
-    for (int i = 0; i < (*g)->nlost; i++)
-        if (t >= (*g)->lost[i].from && t < (*g)->lost[i].until) return AMDSMI_STATUS_FILE_ERROR;
+    if (in_any_window((*g)->tr.lost, (*g)->tr.nlost, t)) return AMDSMI_STATUS_FILE_ERROR;
     return AMDSMI_STATUS_SUCCESS;
 }
 
 /* Package-level values: the primary partition always, the others only with `secondary same`. */
 static int package_answers(const gpu_t *g, unsigned part) { return part == 0 || g->secondary_same; }
-
-#define LOCKED(expr)                   \
-    do {                               \
-        pthread_mutex_lock(&lock);     \
-        amdsmi_status_t r_ = (expr);   \
-        pthread_mutex_unlock(&lock);   \
-        return r_;                     \
-    } while (0)
 
 #define DEV_ENTER()                                        \
     gpu_t *g = NULL;                                       \
@@ -489,7 +395,7 @@ static amdsmi_status_t do_power(void *handle, power_info_t *info) {
     info->socket_power = info->current_socket_power = info->average_socket_power = 0xFFFF;
     info->power_limit = (uint32_t)(g->cap_uw / 1000000u);
     if (package_answers(g, part)) {
-        unsigned w = power_at(g, now_us()) / 1000u;
+        unsigned w = power_at(&g->tr, now_us()) / 1000u;
         info->socket_power = info->current_socket_power = info->average_socket_power = w;
     }
     return AMDSMI_STATUS_SUCCESS;

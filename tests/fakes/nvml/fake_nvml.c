@@ -41,13 +41,6 @@
  *     process <pid> <sm%> <mem%> <used_bytes> <gpu_instance> <compute_instance>
  */
 #define _GNU_SOURCE
-#include <pthread.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
 typedef int nvmlReturn_t;
 enum {
@@ -69,8 +62,8 @@ enum {
 #define MAX_PROCS 32
 #define MAX_RELOADS 16
 #define TEXT 96
+#include "../fake_common.h" /* the scenario file, the clock, the power trace: shared with fake_amdsmi.c */
 
-typedef struct { int64_t from, until; } window_t;
 typedef struct { char fn[64]; int code; int always; window_t w; } err_rule_t;
 typedef struct { unsigned pid, sm, mem, gi, ci; unsigned long long used; } proc_t;
 typedef struct { window_t w; unsigned long long mj; } glitch_t;
@@ -84,11 +77,7 @@ typedef struct {
     glitch_t glitches[MAX_WINDOWS];
     unsigned long long energy_offset_mj;
     int mig;
-    int nsteps;
-    int64_t step_from[MAX_STEPS];
-    unsigned step_mw[MAX_STEPS];
-    int nlost;
-    window_t lost[MAX_WINDOWS];
+    trace_t tr;
     int nerrors;
     err_rule_t errors[MAX_ERRORS];
     int nprocs;
@@ -99,10 +88,7 @@ typedef struct {
     int loaded;
     char driver_version[TEXT], nvml_version[TEXT];
     int init_error;
-    int manual;
-    int64_t manual_us, epoch_ns;
-    int nreloads;
-    int64_t reloads[MAX_RELOADS];
+    timeline_t tl;
     int nerrors;
     err_rule_t errors[MAX_ERRORS];
     int nhangs;
@@ -140,20 +126,11 @@ typedef struct {
     unsigned int smUtil, memUtil, encUtil, decUtil;
 } nvmlProcessUtilizationSample_t;
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static scenario_t sc;
-static struct stat seen;
 static int init_count;
 static struct nvmlDevice_st handles[MAX_GPUS] = {{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}};
 
 /* ---- scenario file ------------------------------------------------------------------------ */
-
-static void copy_text(char *dst, const char *src) {
-    size_t n = strcspn(src, "\r\n");
-    if (n >= TEXT) n = TEXT - 1;
-    memcpy(dst, src, n);
-    dst[n] = 0;
-}
 
 static void parse_error(err_rule_t *e, const char *rest) {
     long long a = 0, b = 0;
@@ -168,7 +145,7 @@ static void parse(FILE *f) {
     sc.loaded = 1;
     strcpy(sc.driver_version, "550.54.15");
     strcpy(sc.nvml_version, "12.550.54.15");
-    sc.manual = 1;
+    sc.tl.manual = 1;
     gpu_t *g = NULL;
     char line[512], key[64];
     while (fgets(line, sizeof line, f)) {
@@ -176,17 +153,11 @@ static void parse(FILE *f) {
         if (sscanf(line, "%63s %n", key, &off) < 1 || key[0] == '#') continue;
         const char *rest = line + off;
         long long a = 0, b = 0;
+        if (parse_timeline(&sc.tl, key, rest)) continue;
         if (!strcmp(key, "driver_version")) copy_text(sc.driver_version, rest);
         else if (!strcmp(key, "nvml_version")) copy_text(sc.nvml_version, rest);
         else if (!strcmp(key, "init_error")) sc.init_error = atoi(rest);
-        else if (!strcmp(key, "clock")) {
-            char mode[16] = "";
-            sscanf(rest, "%15s %lld", mode, &a);
-            sc.manual = strcmp(mode, "monotonic") != 0;
-            if (sc.manual) sc.manual_us = a; else sc.epoch_ns = a;
-        } else if (!strcmp(key, "reload") && sc.nreloads < MAX_RELOADS) {
-            sc.reloads[sc.nreloads++] = atoll(rest);
-        } else if (!strcmp(key, "hang") && sc.nhangs < MAX_HANGS) {
+        else if (!strcmp(key, "hang") && sc.nhangs < MAX_HANGS) {
             hang_t *h = &sc.hangs[sc.nhangs++];
             if (sscanf(rest, "%63s %255s", h->fn, h->path) != 2) sc.nhangs--;
         } else if (!strcmp(key, "gpu")) {
@@ -202,7 +173,7 @@ static void parse(FILE *f) {
         } else if (!strcmp(key, "error")) {
             if (g && g->nerrors < MAX_ERRORS) parse_error(&g->errors[g->nerrors++], rest);
             else if (!g && sc.nerrors < MAX_ERRORS) parse_error(&sc.errors[sc.nerrors++], rest);
-        } else if (!g) {
+        } else if (!g || parse_trace(&g->tr, key, rest)) {
             continue;
         } else if (!strcmp(key, "name")) copy_text(g->name, rest);
         else if (!strcmp(key, "uuid")) copy_text(g->uuid, rest);
@@ -218,81 +189,25 @@ static void parse(FILE *f) {
         else if (!strcmp(key, "util")) sscanf(rest, "%u %u", &g->util_gpu, &g->util_mem);
         else if (!strcmp(key, "mig")) g->mig = atoi(rest);
         else if (!strcmp(key, "arch")) g->arch = (unsigned)strtoul(rest, NULL, 10);
-        else if (!strcmp(key, "power") && g->nsteps < MAX_STEPS) {
-            sscanf(rest, "%lld %lld", &a, &b);
-            g->step_from[g->nsteps] = a;
-            g->step_mw[g->nsteps++] = (unsigned)b;
-        } else if (!strcmp(key, "lost") && g->nlost < MAX_WINDOWS) {
-            sscanf(rest, "%lld %lld", &a, &b);
-            g->lost[g->nlost].from = a;
-            g->lost[g->nlost++].until = b;
-        } else if (!strcmp(key, "process") && g->nprocs < MAX_PROCS) {
+        else if (!strcmp(key, "process") && g->nprocs < MAX_PROCS) {
             proc_t *p = &g->procs[g->nprocs++];
             sscanf(rest, "%u %u %u %llu %u %u", &p->pid, &p->sm, &p->mem, &p->used, &p->gi, &p->ci);
         }
     }
 }
 
-/* Re-read the scenario if its file changed; keep the last good one if it cannot be read now. */
-static void refresh(void) {
-    const char *path = getenv("FAKE_NVML_SCENARIO");
-    struct stat st;
-    if (!path || !*path || stat(path, &st) != 0) {
-        if (!path || !*path) sc.loaded = 0;
-        return;
-    }
-    if (sc.loaded && st.st_ino == seen.st_ino && st.st_size == seen.st_size &&
-        st.st_mtim.tv_sec == seen.st_mtim.tv_sec && st.st_mtim.tv_nsec == seen.st_mtim.tv_nsec)
-        return;
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    parse(f);
-    fclose(f);
-    seen = st;
-}
+static void refresh(void) { refresh_scenario("FAKE_NVML_SCENARIO", &sc.loaded, parse); }
 
 /* ---- time, power and energy ---------------------------------------------------------------- */
 
-static int64_t now_us(void) {
-    if (sc.manual) return sc.manual_us;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec - sc.epoch_ns;
-    return ns / 1000;
-}
-
-static unsigned power_at(const gpu_t *g, int64_t t) {
-    if (g->nsteps == 0) return 0;
-    unsigned mw = g->step_mw[0];
-    for (int i = 0; i < g->nsteps && g->step_from[i] <= t; i++) mw = g->step_mw[i];
-    return mw;
-}
-
-/* Exact integral of the step trace over [a, b), in nJ (mW x us). */
-static unsigned __int128 integral_nj(const gpu_t *g, int64_t a, int64_t b) {
-    unsigned __int128 sum = 0;
-    for (int i = 0; i < g->nsteps; i++) {
-        int64_t lo = i == 0 ? INT64_MIN : g->step_from[i];
-        int64_t hi = i + 1 < g->nsteps ? g->step_from[i + 1] : INT64_MAX;
-        if (lo < a) lo = a;
-        if (hi > b) hi = b;
-        if (hi > lo) sum += (unsigned __int128)(uint64_t)(hi - lo) * g->step_mw[i];
-    }
-    return sum;
-}
+static int64_t now_us(void) { return timeline_now_us(&sc.tl); }
 
 /* Counter since the last driver load: the offset (energy before t=0) until the first reload. */
 static unsigned long long energy_mj(const gpu_t *g, int64_t t) {
-    if (t < 0) t = 0;
-    int64_t start = 0;
-    int reloaded = 0;
-    for (int i = 0; i < sc.nreloads; i++)
-        if (sc.reloads[i] <= t && sc.reloads[i] >= start) { start = sc.reloads[i]; reloaded = 1; }
-    unsigned __int128 nj = integral_nj(g, start, t);
+    int reloaded;
+    unsigned __int128 nj = since_load_nj(&sc.tl, &g->tr, t, &reloaded);
     return (unsigned long long)(nj / 1000000u) + (reloaded ? 0 : g->energy_offset_mj);
 }
-
-static int in_window(window_t w, int64_t t) { return t >= w.from && t < w.until; }
 
 static nvmlReturn_t rule(const err_rule_t *errs, int n, const char *fn, int64_t t) {
     for (int i = 0; i < n; i++)
@@ -314,19 +229,10 @@ static nvmlReturn_t enter_dev(const char *fn, nvmlDevice_t h, gpu_t **out) {
     if (h < handles || h >= handles + MAX_GPUS || (int)h->index >= sc.ngpus) return NVML_ERROR_INVALID_ARGUMENT;
     gpu_t *g = &sc.gpus[h->index];
     int64_t t = now_us();
-    for (int i = 0; i < g->nlost; i++)
-        if (in_window(g->lost[i], t)) return NVML_ERROR_GPU_IS_LOST;
+    if (in_any_window(g->tr.lost, g->tr.nlost, t)) return NVML_ERROR_GPU_IS_LOST;
     *out = g;
     return rule(g->errors, g->nerrors, fn, t);
 }
-
-#define LOCKED(expr)                   \
-    do {                               \
-        pthread_mutex_lock(&lock);     \
-        nvmlReturn_t r_ = (expr);      \
-        pthread_mutex_unlock(&lock);   \
-        return r_;                     \
-    } while (0)
 
 #define DEV_ENTER(fn)                            \
     gpu_t *g = NULL;                             \
@@ -497,7 +403,7 @@ nvmlReturn_t nvmlDeviceGetPowerManagementLimitConstraints(nvmlDevice_t device, u
 
 static nvmlReturn_t do_power(nvmlDevice_t device, unsigned int *power) {
     DEV_ENTER("nvmlDeviceGetPowerUsage");
-    *power = power_at(g, now_us());
+    *power = power_at(&g->tr, now_us());
     return NVML_SUCCESS;
 }
 
@@ -531,7 +437,7 @@ static nvmlReturn_t do_fields(nvmlDevice_t device, int count, nvmlFieldValue_t *
         if (v->nvmlReturn) continue;
         switch (v->fieldId) {
         case 83: v->valueType = 3; v->value.ullVal = energy_mj(g, t); break;
-        case 185: case 186: v->valueType = 1; v->value.uiVal = power_at(g, t); break;
+        case 185: case 186: v->valueType = 1; v->value.uiVal = power_at(&g->tr, t); break;
         default: v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
         }
     }
