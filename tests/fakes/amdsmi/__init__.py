@@ -14,17 +14,15 @@ it into joules the way the meter does (ticks x the float32 resolution / 1e6).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import importlib.util
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.fakes.cfake import build_library, clock_line, since_load_nj, watts_at, write_atomic
+from tests.fakes.cfake import us as _us
 
 SOURCE = Path(__file__).with_name("fake_amdsmi.c")
 CACHE = Path(__file__).resolve().parents[3] / ".cache" / "fake-amdsmi"
@@ -52,37 +50,13 @@ def _stubs(wrapper: str) -> str:
 
 def build_fake_amdsmi() -> Path:
     """Compile the fake (once per source and bindings version); return the ROCm root holding lib/."""
-    stubs = _stubs(_wrapper_source())
-    digest = hashlib.sha256(SOURCE.read_bytes() + stubs.encode()).hexdigest()[:16]
-    root = CACHE / digest
-    library = root / "lib" / "libamd_smi.so"
-    if library.exists():
-        return root
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise RuntimeError("gcc is needed to build the fake libamd_smi.so (apt-get install gcc)")
-    library.parent.mkdir(parents=True, exist_ok=True)
-    stub_file = root / "stubs.c"
-    stub_file.write_text(stubs)
-    fd, tmp = tempfile.mkstemp(dir=library.parent, suffix=".so")
-    os.close(fd)
-    cmd = [gcc, "-std=gnu11", "-O2", "-Wall", "-Wextra", "-shared", "-fPIC", "-Wl,-soname,libamd_smi.so",
-           "-o", tmp, str(SOURCE), str(stub_file), "-lpthread"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        Path(tmp).unlink(missing_ok=True)
-        raise RuntimeError(f"building the fake libamd_smi.so failed:\n{result.stderr}")
-    os.replace(tmp, library)  # atomic: parallel builders never see half a library
-    return root
+    return build_library("libamd_smi.so", CACHE, SOURCE, "lib/libamd_smi.so", "libamd_smi.so",
+                         generated=_stubs(_wrapper_source()))
 
 
 def fake_env(scenario: Path) -> dict[str, str]:
     """Environment for an exporter that should load the fake with `scenario` (with --path.rocm=root)."""
     return {SCENARIO_ENV: str(scenario)}
-
-
-def _us(seconds: float) -> int:
-    return round(seconds * 1_000_000)
 
 
 @dataclass
@@ -115,11 +89,7 @@ class FakeGpu:
     processes: Sequence[FakeProcess] = ()
 
     def watts_at(self, t: float) -> float:
-        watts = self.power[0][1]
-        for start, w in self.power:
-            if start <= t:
-                watts = w
-        return watts
+        return watts_at(self.power, t)
 
 
 @dataclass
@@ -135,9 +105,8 @@ class Scenario:
     def text(self) -> str:
         if len(self.gpus) > 8:
             raise ValueError("the fake holds at most 8 GPUs")
-        clock = f"clock manual {_us(self.time)}" if self.time is not None else (
-            f"clock monotonic {round(self.epoch * 1e9)}")
-        lines = [f"driver_version {self.driver_version}", f"init_error {self.init_error}", clock]
+        lines = [f"driver_version {self.driver_version}", f"init_error {self.init_error}",
+                 clock_line(self.time, self.epoch)]
         lines += [f"reload {_us(t)}" for t in self.reloads]
         lines += [f"unloaded {_us(a)} {_us(b)}" for a, b in self.unloaded]
         for i, gpu in enumerate(self.gpus):
@@ -162,25 +131,12 @@ class Scenario:
         return "\n".join(lines) + "\n"
 
     def write(self, path: Path) -> None:
-        """Atomically (new inode), so the fake never reads half a file and always sees the change."""
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.text())
-        os.replace(tmp, path)
+        write_atomic(path, self.text())
 
     def ticks(self, index: int, t: float) -> int:
         """The fake's accumulator for GPU `index` at `t` seconds: the same integer arithmetic as the C."""
-        gpu = self.gpus[index]
-        now = max(_us(t), 0)
-        past = [_us(r) for r in self.reloads if _us(r) <= now]
-        start = max(past, default=0)
-        steps = [(_us(s), round(w * 1000)) for s, w in gpu.power]
-        nj = 0
-        for k, (lo, mw) in enumerate(steps):
-            lo = start if k == 0 else max(lo, start)
-            hi = min(steps[k + 1][0] if k + 1 < len(steps) else now, now)
-            if hi > lo:
-                nj += (hi - lo) * mw
-        return nj // NJ_PER_TICK + (0 if past else gpu.offset_ticks)
+        nj, reloaded = since_load_nj(self.gpus[index].power, self.reloads, t)
+        return nj // NJ_PER_TICK + (0 if reloaded else self.gpus[index].offset_ticks)
 
     def joules(self, index: int, t: float) -> float:
         """The counter as the meter reports it: ticks x resolution (µJ) / 1e6."""

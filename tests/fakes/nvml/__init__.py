@@ -26,15 +26,14 @@ ceiling (`--counter.max-watts=gpu=...`), since the exporter judges every delta a
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.fakes.cfake import build_library, clock_line, since_load_nj, watts_at, write_atomic
+from tests.fakes.cfake import us as _us
 
 SOURCE = Path(__file__).with_name("fake_nvml.c")
 CACHE = Path(__file__).resolve().parents[3] / ".cache" / "fake-nvml"
@@ -57,25 +56,8 @@ def build_fake_nvml(wrapper: Path | None = None) -> Path:
     `wrapper`: a C file that #includes fake_nvml.c and adds calls (the benchmarks' extras); it is
     compiled instead, and its text is part of the cache key.
     """
-    main = wrapper or SOURCE
-    digest = hashlib.sha256(SOURCE.read_bytes() + (wrapper.read_bytes() if wrapper else b"")).hexdigest()[:16]
-    out = CACHE / digest
-    if (out / LIBRARY).exists():
-        return out
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise RuntimeError("gcc is needed to build the fake libnvidia-ml.so.1 (apt-get install gcc)")
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".so")
-    os.close(fd)
-    cmd = [gcc, "-std=gnu11", "-O2", "-Wall", "-Wextra", "-shared", "-fPIC",
-           f"-Wl,-soname,{LIBRARY}", "-o", tmp, str(main), "-lpthread"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        Path(tmp).unlink(missing_ok=True)
-        raise RuntimeError(f"building the fake NVML failed:\n{result.stderr}")
-    os.replace(tmp, out / LIBRARY)  # atomic: parallel builders never see half a library
-    return out
+    return build_library("libnvidia-ml.so.1", CACHE, wrapper or SOURCE, LIBRARY, LIBRARY,
+                         depends=[SOURCE] if wrapper else [])
 
 
 def preload() -> Path:
@@ -94,10 +76,6 @@ def fake_env(scenario: Path) -> dict[str, str]:
         "LD_LIBRARY_PATH": str(directory) + (os.pathsep + previous if previous else ""),
         SCENARIO_ENV: str(scenario),
     }
-
-
-def _us(seconds: float) -> int:
-    return round(seconds * 1_000_000)
 
 
 @dataclass
@@ -143,11 +121,7 @@ class FakeGpu:
     glitches: Sequence[tuple[float, float, int]] = ()  # [from, until) seconds: the counter answers this mJ
 
     def watts_at(self, t: float) -> float:
-        watts = self.power[0][1]
-        for start, w in self.power:
-            if start <= t:
-                watts = w
-        return watts
+        return watts_at(self.power, t)
 
 
 @dataclass
@@ -164,9 +138,8 @@ class Scenario:
     def text(self) -> str:
         if len(self.gpus) > 8:
             raise ValueError("the fake holds at most 8 GPUs")
-        clock = f"clock manual {_us(self.time)}" if self.time is not None else (
-            f"clock monotonic {round(self.epoch * 1e9)}")
-        lines = [f"driver_version {self.driver_version}", f"init_error {self.init_error}", clock]
+        lines = [f"driver_version {self.driver_version}", f"init_error {self.init_error}",
+                 clock_line(self.time, self.epoch)]
         lines += [f"reload {_us(t)}" for t in self.reloads]
         lines += [e.line() for e in self.errors]
         lines += [f"hang {function} {path}" for function, path in self.hangs]
@@ -201,25 +174,12 @@ class Scenario:
         return "\n".join(lines) + "\n"
 
     def write(self, path: Path) -> None:
-        """Atomically (new inode), so the fake never reads half a file and always sees the change."""
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.text())
-        os.replace(tmp, path)
+        write_atomic(path, self.text())
 
     def energy_mj(self, index: int, t: float) -> int:
         """The fake's counter for GPU `index` at time `t` (s): the same integer arithmetic as the C."""
-        gpu = self.gpus[index]
-        now = max(_us(t), 0)
-        past = [_us(r) for r in self.reloads if _us(r) <= now]
-        start = max(past, default=0)
-        steps = [(_us(s), round(w * 1000)) for s, w in gpu.power]
-        nj = 0
-        for k, (lo, mw) in enumerate(steps):
-            lo = start if k == 0 else max(lo, start)
-            hi = min(steps[k + 1][0] if k + 1 < len(steps) else now, now)
-            if hi > lo:
-                nj += (hi - lo) * mw
-        return nj // 1_000_000 + (0 if past else gpu.energy_offset_mj)
+        nj, reloaded = since_load_nj(self.gpus[index].power, self.reloads, t)
+        return nj // 1_000_000 + (0 if reloaded else self.gpus[index].energy_offset_mj)
 
 
 def write_scenario(path: Path, gpus: Sequence[FakeGpu] | None = None, **kwargs: Any) -> Scenario:
