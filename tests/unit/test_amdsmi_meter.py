@@ -31,34 +31,18 @@ from hypothesis import strategies as st
 
 from tests.fakes.amdsmi import SCENARIO_ENV, FakeGpu, FakeProcess, Scenario, build_fake_amdsmi, mi300x_node
 from tests.fakes.amdsmi.hwmon import AmdgpuTree
+from tests.support.meter_rig import MeterRig
 
 RETRY = 2.0
 
 
-class Rig:
+class Rig(MeterRig[Scenario, AmdSmiMeter]):
     def __init__(self, path: Path, settings: Settings) -> None:
-        self.path = path
+        super().__init__(path, Scenario())
         self.settings = settings
-        self.scenario = Scenario()
-        self.meters: list[AmdSmiMeter] = []
 
-    def set(self, **changes: object) -> Scenario:
-        for key, value in changes.items():
-            setattr(self.scenario, key, value)
-        self.scenario.write(self.path)
-        return self.scenario
-
-    def at(self, t: float) -> None:
-        self.set(time=t)
-
-    def clock(self) -> float:
-        assert self.scenario.time is not None
-        return self.scenario.time
-
-    def meter(self) -> AmdSmiMeter:
-        meter = AmdSmiMeter(self.settings, clock=self.clock, retry_interval=RETRY)
-        self.meters.append(meter)
-        return meter
+    def make(self) -> AmdSmiMeter:
+        return AmdSmiMeter(self.settings, clock=self.clock, retry_interval=RETRY)
 
 
 @pytest.fixture
@@ -68,8 +52,7 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     settings = dataclasses.replace(Settings(), path_rocm=str(build_fake_amdsmi()), path_sysfs=str(tmp_path / "sys"))
     r = Rig(tmp_path / "scenario", settings)
     yield r
-    for meter in r.meters:
-        meter.close()
+    r.close()
 
 
 def by_device(readings: list[Reading]) -> dict[str, Reading]:

@@ -39,35 +39,14 @@ from tests.fakes.nvml import (
     preload,
 )
 from tests.support.exporter import REPO
+from tests.support.meter_rig import MeterRig
 
 RETRY = 2.0
 
 
-class Rig:
-    """One scenario file, the fake's clock, and the meters made on it (closed after the test)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.scenario = Scenario()
-        self.meters: list[NvmlMeter] = []
-
-    def set(self, **changes: object) -> Scenario:
-        for key, value in changes.items():
-            setattr(self.scenario, key, value)
-        self.scenario.write(self.path)
-        return self.scenario
-
-    def at(self, t: float) -> None:
-        self.set(time=t)
-
-    def clock(self) -> float:
-        assert self.scenario.time is not None
-        return self.scenario.time
-
-    def meter(self) -> NvmlMeter:
-        meter = NvmlMeter(Settings(), clock=self.clock, retry_interval=RETRY)
-        self.meters.append(meter)
-        return meter
+class Rig(MeterRig[Scenario, NvmlMeter]):
+    def make(self) -> NvmlMeter:
+        return NvmlMeter(Settings(), clock=self.clock, retry_interval=RETRY)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -78,10 +57,9 @@ def _fake_library() -> None:
 @pytest.fixture
 def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     monkeypatch.setenv(SCENARIO_ENV, str(tmp_path / "scenario"))
-    r = Rig(tmp_path / "scenario")
+    r = Rig(tmp_path / "scenario", Scenario())
     yield r
-    for meter in r.meters:
-        meter.close()
+    r.close()
 
 
 def by_device(readings: list[Reading]) -> dict[str, Reading]:
