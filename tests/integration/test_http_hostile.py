@@ -17,24 +17,9 @@ import requests
 from tests.support.exporter import free_port, start_exporter
 from tests.support.prometheus import start_prometheus, static_job, wait_until
 from tests.support.promtext import parse
+from tests.support.rawhttp import exchange
 
 ARGS = ["--no-meter.nvml", "--no-meter.rapl", "--grid.provider=constant", "--grid.constant.value=300"]
-
-
-def exchange(port: int, data: bytes, host: str = "127.0.0.1") -> bytes:
-    """Send raw bytes, read until the server closes (or 5 s pass): the server's whole answer."""
-    with socket.create_connection((host, port), timeout=5) as s:
-        s.sendall(data)
-        chunks = []
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def get(port: int, path: str, host: str = "127.0.0.1") -> int:

@@ -25,6 +25,7 @@ import pytest
 
 from tests.support.exporter import REPO, ExporterProcess, free_port, start_exporter
 from tests.support.promtext import parse
+from tests.support.rawhttp import exchange
 from tests.support.tls import CA, Issued
 
 PASSWORD = "correct horse"
@@ -156,38 +157,22 @@ def test_minimum_tls_version_is_enforced(tmp_path: Path, pki: tuple[CA, Issued])
         assert request(exp.port, client_context(ca))[0] == 200
 
 
-def raw_exchange(port: int, data: bytes) -> bytes:
-    """Send raw bytes, read until the server closes or 5 s pass; the server's whole answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(data)
-        chunks = []
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-
 def test_only_small_get_and_head_requests_on_known_paths(tmp_path: Path) -> None:
     with exporter(tmp_path, "", None) as exp:
         port = exp.port
         assert request(port, None, "/nope")[0] == 404
-        assert raw_exchange(port, b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
-                            b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 405")
-        answer = raw_exchange(port, b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
+        assert exchange(port, b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                        b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 405")
+        answer = exchange(port, b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
         assert answer.count(b"HTTP/1.1 ") == 1  # the body was not read as a second request
-        assert raw_exchange(port, b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 405")
-        assert raw_exchange(port, b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 414")
+        assert exchange(port, b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 405")
+        assert exchange(port, b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 414")
         many = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"b" * 100) for i in range(200))  # 20 KiB of headers
-        assert raw_exchange(port, b"GET /metrics HTTP/1.1\r\n" + many + b"\r\n").startswith(b"HTTP/1.1 431")
-        assert raw_exchange(port, b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400")
+        assert exchange(port, b"GET /metrics HTTP/1.1\r\n" + many + b"\r\n").startswith(b"HTTP/1.1 431")
+        assert exchange(port, b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400")
         # Keep-alive: two requests on one connection, both answered.
-        two = raw_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                                 b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        two = exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                             b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert two.count(b"HTTP/1.1 200") == 2
         assert request(port, None)[0] == 200
 
