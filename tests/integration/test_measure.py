@@ -72,17 +72,23 @@ def measure(args: Sequence[str], command: Sequence[str], env: dict[str, str],
                           env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
-def test_the_runs_gpu_energy_is_its_share_of_the_counter_delta_and_the_rest_is_apart(tmp_path: Path) -> None:
+def gpu_child(tmp_path: Path, sm: int, code: int, burn: float) -> tuple[Path, list[str], dict[str, str]]:
+    """A 300 W GPU on the fake's monotonic clock and a CHILD command for it: (scenario, command, env)."""
     scenario = tmp_path / "scenario"
     epoch = time.monotonic()
     Scenario(gpus=[FakeGpu(power=[(0.0, 300.0)])], time=None, epoch=epoch).write(scenario)
     child = tmp_path / "child.py"
     child.write_text(CHILD)
+    command = [sys.executable, str(child), str(sm), str(code), str(burn)]
+    return scenario, command, env_for(scenario, CHILD_FAKE_EPOCH=repr(epoch))
+
+
+def test_the_runs_gpu_energy_is_its_share_of_the_counter_delta_and_the_rest_is_apart(tmp_path: Path) -> None:
+    _, command, env = gpu_child(tmp_path, 40, 3, 0.3)
     out = tmp_path / "runs.csv"
     # One attribution window (the whole run): NVML's process sample at its end (40 % SM) holds for all of it.
     proc = measure([*FAST, "--attribution.interval=1h", f"--output={out}", "--name=gpu-run", "--tag=model=bert",
-                    "--pue=1.5"], [sys.executable, str(child), "40", "3", "0.3"],
-                   env_for(scenario, CHILD_FAKE_EPOCH=repr(epoch)))
+                    "--pue=1.5"], command, env)
     assert proc.returncode == 3, proc.stderr
     (row,) = runlog.read_rows(out)
     gpu = row["devices"]["gpu/0"]
@@ -206,17 +212,11 @@ def test_bad_options_exit_2_with_one_line_naming_them(tmp_path: Path) -> None:
 
 
 def test_from_a_running_exporter_gives_its_totals_within_one_sample(tmp_path: Path) -> None:
-    scenario = tmp_path / "scenario"
-    epoch = time.monotonic()
-    Scenario(gpus=[FakeGpu(power=[(0.0, 300.0)])], time=None, epoch=epoch).write(scenario)
-    child = tmp_path / "child.py"
-    child.write_text(CHILD)
+    scenario, command, env = gpu_child(tmp_path, 50, 0, 0.5)
     out = tmp_path / "runs.csv"
     interval = 0.05
     with start_exporter(["--sample.interval=50ms", "--no-meter.rapl"], env=fake_env(scenario)) as exp:
-        proc = measure(["--no-meter.rapl", f"--from={exp.url}", f"--output={out}"],
-                       [sys.executable, str(child), "50", "0", "0.5"],
-                       env_for(scenario, CHILD_FAKE_EPOCH=repr(epoch)))
+        proc = measure(["--no-meter.rapl", f"--from={exp.url}", f"--output={out}"], command, env)
     assert proc.returncode == 0, proc.stderr
     (row,) = runlog.read_rows(out)
     assert (row["source"], row["source_url"], row["samples"]) == ("exporter", exp.url, 2)
