@@ -39,40 +39,31 @@ def static_files() -> dict[str, tuple[bytes, str]]:
     return {f"/static/{n}": (folder.joinpath(n).read_bytes(), CONTENT_TYPES[n.rsplit(".", 1)[1]]) for n in STATIC}
 
 
+# The stepped units: (below this value, divide by, decimals, unit shown); the last step takes the rest.
+STEPS: dict[str, tuple[tuple[float, float, int, str], ...]] = {
+    "J": ((3600, 1, 1, "J"), (3.6e6, 3600, 2, "Wh"), (math.inf, 3.6e6, 3, "kWh")),
+    "g": ((1, 1, 4, "gCO2e"), (1000, 1, 2, "gCO2e"), (math.inf, 1000, 3, "kgCO2e")),
+    "s": ((10, 1, 1, "s"), (120, 1, 0, "s"), (7200, 60, 0, "min"), (math.inf, 3600, 1, "h")),
+}
+
+
 def fmt(value: float | None, unit: str) -> str:
     """A number with its unit, as the page shows it (page.js `fmt` does the same)."""
     if value is None or not math.isfinite(value):
         return "—"
+    if unit == "g" and 0 < value < 0.001:
+        return f"{value * 1000:.3f} mgCO2e"
+    for below, scale, decimals, shown in STEPS.get(unit, ()):
+        if value < below:
+            return f"{value / scale:.{decimals}f} {shown}"
     if unit == "W":
         return f"{value:.1f} W"
-    if unit == "J":
-        if value < 3600:
-            return f"{value:.1f} J"
-        if value < 3.6e6:
-            return f"{value / 3600:.2f} Wh"
-        return f"{value / 3.6e6:.3f} kWh"
-    if unit == "g":
-        if 0 < value < 0.001:
-            return f"{value * 1000:.3f} mgCO2e"
-        if value < 1:
-            return f"{value:.4f} gCO2e"
-        if value < 1000:
-            return f"{value:.2f} gCO2e"
-        return f"{value / 1000:.3f} kgCO2e"
     if unit == "gkwh":
         return f"{value:.1f} gCO2e/kWh"
     if unit == "ratio":
         return f"{value * 100:.1f} %"
     if unit == "pue":
         return f"{value:.2f}"
-    if unit == "s":
-        if value < 10:
-            return f"{value:.1f} s"
-        if value < 120:
-            return f"{value:.0f} s"
-        if value < 7200:
-            return f"{value / 60:.0f} min"
-        return f"{value / 3600:.1f} h"
     raise ValueError(f"unknown unit {unit!r}")
 
 
