@@ -5,7 +5,7 @@
  * library it imitates; this file holds no behaviour of either. tests/fakes/power_trace.py mirrors
  * the same integer arithmetic in Python.
  *
- * The including file defines TEXT, MAX_STEPS, MAX_WINDOWS and MAX_RELOADS first. Scenario lines
+ * The including file defines TEXT, MAX_GPUS, MAX_STEPS, MAX_WINDOWS and MAX_RELOADS first. Scenario lines
  * handled here (times in microseconds, power in milliwatts):
  *   clock manual <us> | clock monotonic <epoch_ns>     reload <us>      (scenario-wide)
  *   power <from_us> <mW> (repeat, ascending)           lost <from_us> <until_us>   (per GPU)
@@ -71,6 +71,25 @@ static int in_any_window(const window_t *w, int n, int64_t t) {
     for (int i = 0; i < n; i++)
         if (in_window(w[i], t)) return 1;
     return 0;
+}
+
+/* The next scenario line that is not blank or a comment: its first word in `key`, what follows in *rest. */
+static int next_line(FILE *f, char line[512], char key[64], const char **rest) {
+    while (fgets(line, 512, f)) {
+        int off = 0;
+        if (sscanf(line, "%63s %n", key, &off) < 1 || key[0] == '#') continue;
+        *rest = line + off;
+        return 1;
+    }
+    return 0;
+}
+
+/* A `gpu <i>` line: the index, counted into *ngpus, or -1 outside [0, MAX_GPUS). */
+static int gpu_index(const char *rest, int *ngpus) {
+    int i = atoi(rest);
+    if (i < 0 || i >= MAX_GPUS) return -1;
+    if (i + 1 > *ngpus) *ngpus = i + 1;
+    return i;
 }
 
 /* A scenario-wide `clock` or `reload` line: 1 if `key` is one of them (a reload past the table is dropped). */

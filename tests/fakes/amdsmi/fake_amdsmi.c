@@ -127,20 +127,17 @@ static void parse(FILE *f) {
     strcpy(sc.driver_version, "6.10.5");
     gpu_t *g = NULL;
     char line[512], key[64];
-    while (fgets(line, sizeof line, f)) {
-        int off = 0;
-        if (sscanf(line, "%63s %n", key, &off) < 1 || key[0] == '#') continue;
-        const char *rest = line + off;
+    const char *rest;
+    while (next_line(f, line, key, &rest)) {
         if (parse_timeline(&sc.tl, key, rest)) continue;
         if (!strcmp(key, "driver_version")) copy_text(sc.driver_version, rest);
         else if (!strcmp(key, "init_error")) sc.init_error = atoi(rest);
         else if (!strcmp(key, "unloaded") && sc.nunloaded < MAX_WINDOWS) {
             parse_window(&sc.unloaded[sc.nunloaded++], rest);
         } else if (!strcmp(key, "gpu")) {
-            int i = atoi(rest);
-            if (i < 0 || i >= MAX_GPUS) { g = NULL; continue; }
-            if (i + 1 > sc.ngpus) sc.ngpus = i + 1;
-            g = &sc.gpus[i];
+            int i = gpu_index(rest, &sc.ngpus);
+            g = i < 0 ? NULL : &sc.gpus[i];
+            if (!g) continue;
             snprintf(g->name, TEXT, "AMD Instinct MI300X");
             snprintf(g->serial, TEXT, "%016llX", 0x6D8F1A2B00000000ull + (unsigned long long)i);
             snprintf(g->uuid, TEXT, "5fff74a1-0000-1000-80%02x-000000000000", (unsigned)i);

@@ -148,10 +148,8 @@ static void parse(FILE *f) {
     sc.tl.manual = 1;
     gpu_t *g = NULL;
     char line[512], key[64];
-    while (fgets(line, sizeof line, f)) {
-        int off = 0;
-        if (sscanf(line, "%63s %n", key, &off) < 1 || key[0] == '#') continue;
-        const char *rest = line + off;
+    const char *rest;
+    while (next_line(f, line, key, &rest)) {
         long long a = 0, b = 0;
         if (parse_timeline(&sc.tl, key, rest)) continue;
         if (!strcmp(key, "driver_version")) copy_text(sc.driver_version, rest);
@@ -161,10 +159,9 @@ static void parse(FILE *f) {
             hang_t *h = &sc.hangs[sc.nhangs++];
             if (sscanf(rest, "%63s %255s", h->fn, h->path) != 2) sc.nhangs--;
         } else if (!strcmp(key, "gpu")) {
-            int i = atoi(rest);
-            if (i < 0 || i >= MAX_GPUS) { g = NULL; continue; }
-            if (i + 1 > sc.ngpus) sc.ngpus = i + 1;
-            g = &sc.gpus[i];
+            int i = gpu_index(rest, &sc.ngpus);
+            g = i < 0 ? NULL : &sc.gpus[i];
+            if (!g) continue;
             g->mig = -1;
             snprintf(g->name, TEXT, "NVIDIA H100 80GB HBM3");
             snprintf(g->uuid, TEXT, "GPU-fa4e0000-0000-4000-8000-00000000000%d", i);
