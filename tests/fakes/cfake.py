@@ -23,9 +23,15 @@ def us(seconds: float) -> int:
     return round(seconds * 1_000_000)
 
 
-def clock_line(time: float | None, epoch: float) -> str:
-    """The scenario's clock: fixed at `time` seconds, or CLOCK_MONOTONIC - `epoch` when time is None."""
-    return f"clock manual {us(time)}" if time is not None else f"clock monotonic {round(epoch * 1e9)}"
+def timeline_lines(time: float | None, epoch: float, reloads: Sequence[float]) -> list[str]:
+    """The clock (fixed at `time` s, or CLOCK_MONOTONIC - `epoch` when time is None) and the reloads."""
+    clock = f"clock manual {us(time)}" if time is not None else f"clock monotonic {round(epoch * 1e9)}"
+    return [clock, *(f"reload {us(t)}" for t in reloads)]
+
+
+def trace_lines(power: Sequence[tuple[float, float]], lost: Sequence[tuple[float, float]]) -> list[str]:
+    """A GPU's power steps ((from s, W), ascending) and lost windows ([from, until) s)."""
+    return [*(f"power {us(t)} {round(w * 1000)}" for t, w in power), *(f"lost {us(a)} {us(b)}" for a, b in lost)]
 
 
 def watts_at(power: Sequence[tuple[float, float]], t: float) -> float:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.cfake import build_library, clock_line, since_load_nj, watts_at, write_atomic
+from tests.fakes.cfake import build_library, since_load_nj, timeline_lines, trace_lines, watts_at, write_atomic
 from tests.fakes.cfake import us as _us
 
 SOURCE = Path(__file__).with_name("fake_amdsmi.c")
@@ -106,8 +106,7 @@ class Scenario:
         if len(self.gpus) > 8:
             raise ValueError("the fake holds at most 8 GPUs")
         lines = [f"driver_version {self.driver_version}", f"init_error {self.init_error}",
-                 clock_line(self.time, self.epoch)]
-        lines += [f"reload {_us(t)}" for t in self.reloads]
+                 *timeline_lines(self.time, self.epoch, self.reloads)]
         lines += [f"unloaded {_us(a)} {_us(b)}" for a, b in self.unloaded]
         for i, gpu in enumerate(self.gpus):
             lines += [
@@ -125,8 +124,7 @@ class Scenario:
             lines += [f"serial {gpu.serial}"] if gpu.serial else []
             lines += [f"uuid {gpu.uuid}"] if gpu.uuid else []
             lines += [f"bus {gpu.bus}"] if gpu.bus is not None else []
-            lines += [f"power {_us(t)} {round(w * 1000)}" for t, w in gpu.power]
-            lines += [f"lost {_us(a)} {_us(b)}" for a, b in gpu.lost]
+            lines += trace_lines(gpu.power, gpu.lost)
             lines += [f"process {p.partition} {p.pid} {p.gfx_pct} {p.vram_bytes} {p.name}" for p in gpu.processes]
         return "\n".join(lines) + "\n"
 

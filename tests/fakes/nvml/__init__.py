@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.cfake import build_library, clock_line, since_load_nj, watts_at, write_atomic
+from tests.fakes.cfake import build_library, since_load_nj, timeline_lines, trace_lines, watts_at, write_atomic
 from tests.fakes.cfake import us as _us
 
 SOURCE = Path(__file__).with_name("fake_nvml.c")
@@ -139,8 +139,7 @@ class Scenario:
         if len(self.gpus) > 8:
             raise ValueError("the fake holds at most 8 GPUs")
         lines = [f"driver_version {self.driver_version}", f"init_error {self.init_error}",
-                 clock_line(self.time, self.epoch)]
-        lines += [f"reload {_us(t)}" for t in self.reloads]
+                 *timeline_lines(self.time, self.epoch, self.reloads)]
         lines += [e.line() for e in self.errors]
         lines += [f"hang {function} {path}" for function, path in self.hangs]
         for i, gpu in enumerate(self.gpus):
@@ -158,8 +157,7 @@ class Scenario:
             if gpu.power_limit_max_watts is not None:
                 lines.append(f"power_limit_max_mw {round(gpu.power_limit_max_watts * 1000)}")
             lines += [f"energy_glitch {_us(a)} {_us(b)} {mj}" for a, b, mj in gpu.glitches]
-            lines += [f"power {_us(t)} {round(w * 1000)}" for t, w in gpu.power]
-            lines += [f"lost {_us(a)} {_us(b)}" for a, b in gpu.lost]
+            lines += trace_lines(gpu.power, gpu.lost)
             errors = list(gpu.errors)
             if not gpu.energy_counter:
                 errors.append(FakeError("nvmlDeviceGetTotalEnergyConsumption", NOT_SUPPORTED))
