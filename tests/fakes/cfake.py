@@ -46,7 +46,7 @@ def watts_at(power: Sequence[tuple[float, float]], t: float) -> float:
 def since_load_nj(power: Sequence[tuple[float, float]], reloads: Sequence[float], t: float) -> tuple[int, bool]:
     """Energy (nJ) of the trace since the last reload at or before `t`, and whether there was one."""
     now = max(us(t), 0)
-    past = [us(r) for r in reloads if us(r) <= now]
+    past = [us(r) for r in reloads if 0 <= us(r) <= now]  # the C fake ignores reloads at negative times
     start = max(past, default=0)
     steps = [(us(s), round(w * 1000)) for s, w in power]
     nj = 0
