@@ -19,7 +19,7 @@ from footprint import config
 from footprint.accounting.accountant import WORKLOAD_EMISSIONS, WORKLOAD_ENERGY, Accountant
 from footprint.accounting.ledger import Ledger
 from footprint.grid.feed import GridFeed
-from footprint.meters.rapl import RaplMeter
+from footprint.meters.registry import rapl_meter
 from footprint.sampler import Sampler
 from footprint.tracking import runlog
 from footprint.web import page
@@ -67,7 +67,7 @@ def scenario(tmp_path: Path, em: ElectricityMapsFake) -> tuple[LiveView, Clock]:
     grid = GridFeed(settings, clock=wall)
     grid.refresh_due()
     ledger = Ledger()
-    sampler = Sampler([RaplMeter(settings)], ledger, Accountant(settings), grid, 1.0, clock=wall, wall=wall)
+    sampler = Sampler([rapl_meter(settings)], ledger, Accountant(settings), grid, 1.0, clock=wall, wall=wall)
     view = LiveView(sampler, ledger, PowerHistory(2.0, points=4), grid.api_payload, settings.pue, False,
                     started_at=T0, wall=wall)
     sampler.on_sample = view.sampled

@@ -39,7 +39,7 @@ from footprint.exposition.attribution import attribution_families
 from footprint.exposition.metrics import Exposition, FootprintCollector
 from footprint.meters.base import Meter
 from footprint.meters.nvml import NvmlMeter
-from footprint.meters.rapl import RaplMeter
+from footprint.meters.registry import rapl_meter
 from footprint.sampler import Sampler
 
 from tests.fakes.cgroupfs import CgroupTree, FakeProcfs, container_id
@@ -127,7 +127,7 @@ class Node:
             **settings,
         )
         self.nvml = NvmlMeter(self.settings, clock=lambda: self.t)
-        self.meters: list[Meter] = [RaplMeter(self.settings), self.nvml]
+        self.meters: list[Meter] = [rapl_meter(self.settings), self.nvml]
         s = self.settings
         self.attributor = KubernetesAttributor(
             s, list(self.meters),

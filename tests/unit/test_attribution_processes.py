@@ -16,7 +16,7 @@ from footprint.config import Settings
 from footprint.exposition.attribution import attribution_families
 from footprint.meters.base import Meter
 from footprint.meters.nvml import NvmlMeter
-from footprint.meters.rapl import RaplMeter
+from footprint.meters.registry import rapl_meter
 from footprint.sampler import Sampler
 
 from tests.fakes.cgroupfs import FakeProcfs
@@ -42,7 +42,7 @@ class Host:
                                  attribution_processes=True, attribution_group_by=group_by,
                                  **settings)
         self.nvml = NvmlMeter(self.settings, clock=lambda: self.t)
-        meters: list[Meter] = [RaplMeter(self.settings), self.nvml]
+        meters: list[Meter] = [rapl_meter(self.settings), self.nvml]
         attributor = factory.build(self.settings, meters)
         assert isinstance(attributor, ProcessAttributor)
         assert attributor.ticks_per_second == HZ

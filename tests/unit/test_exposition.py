@@ -11,7 +11,7 @@ from footprint.accounting.accountant import NODE_ENERGY, WORKLOAD_EMISSIONS, WOR
 from footprint.accounting.ledger import Ledger
 from footprint.exposition.catalog import CATALOG
 from footprint.exposition.metrics import Exposition, FootprintCollector, GaugeRenderer, LedgerRenderer, go_float
-from footprint.meters.rapl import RaplMeter
+from footprint.meters.registry import rapl_meter
 from footprint.sampler import Sampler
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,7 +31,7 @@ def _scenario(tmp_path: Path) -> tuple[Sampler, Exposition, RaplTree]:
         [f"--path.sysfs={tree.root}", f"--path.procfs={tmp_path}", "--pue=1.2", "--water.wue=1.8",
          "--cost.price-per-kwh=0.25", "--cost.currency=EUR"], env={})
     ticks = iter(k / 2 for k in range(200))  # two clock reads a sample: its start, and when its meter read
-    sampler = Sampler([RaplMeter(settings)], Ledger(), Accountant(settings), FixedGrid(300.0, "DE"), 1.0,
+    sampler = Sampler([rapl_meter(settings)], Ledger(), Accountant(settings), FixedGrid(300.0, "DE"), 1.0,
                       clock=lambda: float(next(ticks)), wall=lambda: 1_750_000_000.0)
     exposition = Exposition(FootprintCollector(sampler, settings.pue))
     sampler.on_sample = exposition.invalidate

@@ -17,7 +17,7 @@ from footprint.exposition.catalog import REJECTED_METRIC
 from footprint.meters.base import MeterError, MeterUnavailable, Reading
 from footprint.meters.estimate import EstimateMeter
 from footprint.meters.rapl import RAPL_MARGIN, RaplMeter
-from footprint.meters.registry import detect
+from footprint.meters.registry import detect, rapl_meter
 from footprint.sampler import Sampler
 
 from tests.fakes.sysfs import RaplTree
@@ -32,7 +32,7 @@ class Rig:
         self.settings = config.load([f"--path.sysfs={tree.root}", f"--path.procfs={tmp_path / 'proc'}",
                                      "--no-meter.nvml", "--no-meter.amdsmi", *args], env={})
         self.ledger = Ledger()
-        self.meter = RaplMeter(self.settings, clock=lambda: self.t)
+        self.meter = rapl_meter(self.settings, clock=lambda: self.t)
         self.sampler = Sampler([self.meter], self.ledger, Accountant(self.settings), FixedGrid(100.0), 1.0,
                                clock=lambda: self.t, wall=lambda: 1.7e9)
 
@@ -102,8 +102,8 @@ def test_sampling_too_slowly_for_a_range_is_refused_at_start(tmp_path: Path) -> 
     settings = [f"--path.sysfs={tree.root}", "--sample.interval=45m"]
     with pytest.raises(ConfigError, match=r"^sample\.interval: too slow for RAPL zone package-0: .*wraps every "
                                           r"2\.19e\+03s at up to 30 W"):
-        RaplMeter(config.load(settings, env={}))
-    RaplMeter(config.load([*settings[:1], "--sample.interval=30s"], env={}))  # 30 s is fine
+        rapl_meter(config.load(settings, env={}))
+    rapl_meter(config.load([*settings[:1], "--sample.interval=30s"], env={}))  # 30 s is fine
 
 
 def test_unreadable_zone_marks_device_down_and_keeps_others(tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_unreadable_zone_marks_device_down_and_keeps_others(tmp_path: Path) -> N
 def test_no_powercap_is_no_data_not_an_error(tmp_path: Path) -> None:
     settings = config.load([f"--path.sysfs={tmp_path}"], env={})
     with pytest.raises(MeterUnavailable, match=r"no RAPL zones"):
-        RaplMeter(settings)
+        rapl_meter(settings)
 
 
 def test_a_denied_zone_is_left_to_the_estimate_and_doctor_says_how_to_grant_access(
@@ -158,7 +158,7 @@ def test_zones_found_later_or_lost_switch_between_rapl_and_the_estimate(tmp_path
     tree = RaplTree(tmp_path / "sys", packages=1, dram=False, cpu_packages=2)
     t = [0.0]
     settings = config.load([f"--path.sysfs={tree.root}", "--sample.interval=1s"], env={})
-    rapl = RaplMeter(settings, clock=lambda: t[0])
+    rapl = rapl_meter(settings, clock=lambda: t[0])
     estimate = EstimateMeter(settings, {"cpu"}, clock=lambda: t[0], covered=rapl.covered)
     ledger = Ledger()
     sampler = Sampler([rapl, estimate], ledger, Accountant(settings), FixedGrid(100.0), 1.0,

@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from footprint.accounting.ledger import DEFAULT_MAX_WATTS, budget_joules, parse_max_watts
-from footprint.config import ConfigError, Settings
+from footprint.accounting.ledger import DEFAULT_MAX_WATTS, budget_joules
+from footprint.config import ConfigError
 from footprint.meters.base import MeterError, MeterUnavailable, Reading, boot_id, cpu_model
 
 log = logging.getLogger("footprint.meters.rapl")
@@ -145,16 +145,18 @@ def covers(zone: Zone) -> tuple[str, str] | None:
 class RaplMeter:
     name = "rapl"
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
-        self.sysfs = settings.path_sysfs
+    def __init__(self, *, sysfs: str, procfs: str, sample_interval: float, max_watts: Mapping[str, float],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`max_watts`: --counter.max-watts ceilings by component, which replace the zones' own bounds."""
+        self.sysfs = sysfs
         if not (Path(self.sysfs) / "class" / "powercap").is_dir():
             raise MeterUnavailable(f"no RAPL zones under {self.sysfs}/class/powercap")
-        self.interval = settings.sample_interval
-        self.overrides = parse_max_watts(settings.counter_max_watts)
-        self.rediscover_seconds = max(1.0, 10 * settings.sample_interval)
+        self.interval = sample_interval
+        self.overrides = dict(max_watts)
+        self.rediscover_seconds = max(1.0, 10 * sample_interval)
         self.clock = clock
-        self.epoch = boot_id(settings.path_procfs)
-        model = cpu_model(settings.path_procfs)
+        self.epoch = boot_id(procfs)
+        model = cpu_model(procfs)
         self.info = {"model": model} if model else {}
         self.zones: list[Zone] = []
         self.unreadable: dict[str, str] = {}  # device -> why RAPL does not measure it

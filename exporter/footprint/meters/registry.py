@@ -3,17 +3,24 @@
 Real meters first (rapl, nvml, amdsmi or else its hwmon fallback); the estimate meter then covers,
 at each read, only the CPU packages and DRAM that RAPL does not read at that moment, so nothing is
 counted twice and nothing is left out when a zone appears or stops being readable. Every decision
-is kept as a line for `doctor`.
+is kept as a line for `doctor`. This is the one place that reads `Settings` for the meters: the
+`*_meter(settings)` builders pass each meter only the values it uses.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from footprint.accounting.ledger import parse_max_watts
 from footprint.config import Settings
 from footprint.meters.base import Meter, MeterUnavailable
+
+if TYPE_CHECKING:
+    from footprint.meters.rapl import RaplMeter
 
 log = logging.getLogger("footprint.meters")
 
@@ -24,15 +31,20 @@ class Detection:
     notes: list[str] = field(default_factory=list)  # why a meter is off or absent
 
 
+def rapl_meter(settings: Settings, clock: Callable[[], float] = time.monotonic) -> RaplMeter:
+    from footprint.meters.rapl import RaplMeter
+
+    return RaplMeter(sysfs=settings.path_sysfs, procfs=settings.path_procfs, sample_interval=settings.sample_interval,
+                     max_watts=parse_max_watts(settings.counter_max_watts), clock=clock)
+
+
 def detect(settings: Settings) -> Detection:
     found = Detection()
     covered: Callable[[], set[tuple[str, str]]] = set  # CPU/DRAM devices a real meter reads now
 
     if settings.meter_rapl:
-        from footprint.meters.rapl import RaplMeter
-
         try:
-            rapl = RaplMeter(settings)
+            rapl = rapl_meter(settings)
             found.meters.append(rapl)
             covered = rapl.covered
         except MeterUnavailable as exc:
