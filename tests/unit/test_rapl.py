@@ -17,7 +17,7 @@ from footprint.exposition.catalog import REJECTED_METRIC
 from footprint.meters.base import MeterError, MeterUnavailable, Reading
 from footprint.meters.estimate import EstimateMeter
 from footprint.meters.rapl import RAPL_MARGIN, RaplMeter
-from footprint.meters.registry import detect, rapl_meter
+from footprint.meters.registry import detect, estimate_meter, rapl_meter
 from footprint.sampler import Sampler
 
 from tests.fakes.sysfs import RaplTree
@@ -159,7 +159,7 @@ def test_zones_found_later_or_lost_switch_between_rapl_and_the_estimate(tmp_path
     t = [0.0]
     settings = config.load([f"--path.sysfs={tree.root}", "--sample.interval=1s"], env={})
     rapl = rapl_meter(settings, clock=lambda: t[0])
-    estimate = EstimateMeter(settings, {"cpu"}, clock=lambda: t[0], covered=rapl.covered)
+    estimate = estimate_meter(settings, {"cpu"}, clock=lambda: t[0], covered=rapl.covered)
     ledger = Ledger()
     sampler = Sampler([rapl, estimate], ledger, Accountant(settings), FixedGrid(100.0), 1.0,
                       clock=lambda: t[0], wall=lambda: 1.7e9)
@@ -199,7 +199,7 @@ def test_a_vanished_proc_stat_is_a_meter_error_not_a_traceback(tmp_path: Path) -
     for name in ("stat", "meminfo", "cpuinfo"):
         (proc / name).write_bytes(Path("/proc", name).read_bytes())
     settings = config.load([f"--path.procfs={proc}", f"--path.sysfs={tmp_path}"], env={})
-    meter = EstimateMeter(settings, {"cpu", "dram"})
+    meter = estimate_meter(settings, {"cpu", "dram"})
     assert [r.device for r in meter.read()] == ["package-0", "dram-0"]
     (proc / "stat").unlink()
     try:

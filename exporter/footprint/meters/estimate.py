@@ -22,7 +22,6 @@ from pathlib import Path
 
 import psutil
 
-from footprint.config import Settings
 from footprint.meters.base import MeterError, MeterUnavailable, Reading, cpu_model
 
 GIB = 1024**3
@@ -50,29 +49,34 @@ class EstimateMeter:
 
     def __init__(
         self,
-        settings: Settings,
         components: set[str],
+        *,
+        sysfs: str,
+        procfs: str,
+        cpu_idle_watts: float,
+        cpu_max_watts: float,
+        dram_watts_per_gib: float,
         clock: Callable[[], float] = time.monotonic,
         covered: Callable[[], set[tuple[str, str]]] = set,
     ) -> None:
         """`components`: which of {"cpu", "dram"} to estimate; `covered`: devices a real meter reads now."""
-        self.procfs = settings.path_procfs
-        psutil.PROCFS_PATH = settings.path_procfs
+        self.procfs = procfs
+        psutil.PROCFS_PATH = procfs
         self.components = components
         self.covered = covered
-        self.idle = settings.estimate_cpu_idle_watts
-        self.max = settings.estimate_cpu_max_watts
-        self.packages = packages(settings.path_sysfs)
+        self.idle = cpu_idle_watts
+        self.max = cpu_max_watts
+        self.packages = packages(sysfs)
         try:
             memory = psutil.virtual_memory().total
         except (OSError, psutil.Error) as exc:
             raise MeterUnavailable(f"cannot read installed memory from {self.procfs}/meminfo: {exc}") from None
-        self.dram_watts = memory / GIB * settings.estimate_dram_watts_per_gib
+        self.dram_watts = memory / GIB * dram_watts_per_gib
         self.devices = [(c, f"{prefix}-{p}") for c, prefix in (("cpu", "package"), ("dram", "dram"))
                         if c in components for p in self.packages]
         self.clock = clock
         self.joules = dict.fromkeys(self.devices, 0.0)
-        self.model = cpu_model(settings.path_procfs)
+        self.model = cpu_model(procfs)
         self._last = clock()
         try:
             self._utilisation()  # starts psutil's utilisation window

@@ -20,6 +20,7 @@ from footprint.config import Settings
 from footprint.meters.base import Meter, MeterUnavailable
 
 if TYPE_CHECKING:
+    from footprint.meters.estimate import EstimateMeter
     from footprint.meters.rapl import RaplMeter
 
 log = logging.getLogger("footprint.meters")
@@ -36,6 +37,16 @@ def rapl_meter(settings: Settings, clock: Callable[[], float] = time.monotonic) 
 
     return RaplMeter(sysfs=settings.path_sysfs, procfs=settings.path_procfs, sample_interval=settings.sample_interval,
                      max_watts=parse_max_watts(settings.counter_max_watts), clock=clock)
+
+
+def estimate_meter(settings: Settings, components: set[str], clock: Callable[[], float] = time.monotonic,
+                   covered: Callable[[], set[tuple[str, str]]] = set) -> EstimateMeter:
+    from footprint.meters.estimate import EstimateMeter
+
+    return EstimateMeter(components, sysfs=settings.path_sysfs, procfs=settings.path_procfs,
+                         cpu_idle_watts=settings.estimate_cpu_idle_watts,
+                         cpu_max_watts=settings.estimate_cpu_max_watts,
+                         dram_watts_per_gib=settings.estimate_dram_watts_per_gib, clock=clock, covered=covered)
 
 
 def detect(settings: Settings) -> Detection:
@@ -79,10 +90,8 @@ def detect(settings: Settings) -> Detection:
         found.notes.append("amdsmi: disabled (--no-meter.amdsmi)")
 
     if settings.meter_estimate:
-        from footprint.meters.estimate import EstimateMeter
-
         try:  # every read, it estimates the CPU packages and DRAM that RAPL does not read at that moment
-            found.meters.append(EstimateMeter(settings, {"cpu", "dram"}, covered=covered))
+            found.meters.append(estimate_meter(settings, {"cpu", "dram"}, covered=covered))
         except MeterUnavailable as exc:
             found.notes.append(f"estimate: not used: {exc}")
     else:
