@@ -30,7 +30,7 @@ from footprint import config
 from footprint.accounting.accountant import EMISSIONS, ENERGY, Accountant
 from footprint.accounting.ledger import Ledger
 from footprint.grid.base import IntensityReading
-from footprint.meters.nvml import NvmlMeter
+from footprint.meters.registry import nvml_meter
 from footprint.sampler import Sampler
 
 INTERVALS = (0.1, 1.0, 5.0)
@@ -106,7 +106,7 @@ def play(steps: list[tuple[float, float]], duration: float, interval: float, sce
     now = [0.0]
     set_time(0.0)
     settings = config.load([f"--pue={PUE}", f"--sample.interval={interval}"], env={})
-    meter = NvmlMeter(settings, clock=lambda: now[0])
+    meter = nvml_meter(settings, clock=lambda: now[0])
     ledger = Ledger()
     sampler = Sampler([meter], ledger, Accountant(settings), SimulatedGrid(now), interval,
                       clock=lambda: now[0], wall=lambda: WALL0 + now[0])

@@ -39,7 +39,7 @@ from footprint.attribution.base import EnergyDelta  # noqa: E402
 from footprint.attribution.kubernetes import KubernetesAttributor  # noqa: E402
 from footprint.attribution.podresources import PodResourcesClient  # noqa: E402
 from footprint.config import Settings  # noqa: E402
-from footprint.meters.nvml import NvmlMeter  # noqa: E402
+from footprint.meters.registry import nvml_meter  # noqa: E402
 
 from tests.fakes import nvml as fake_nvml  # noqa: E402
 from tests.fakes.cgroupfs import CgroupTree, FakeProcfs, container_id  # noqa: E402
@@ -116,7 +116,7 @@ def main() -> int:
         api = FakeApiServer("t", pods).start()
         kubelet = FakePodResourcesServer(root / "kubelet.sock", allocations).start()
         settings = Settings(path_cgroup=str(root / "cgroup"), path_procfs=str(root / "proc"), kubernetes_enabled=True)
-        nvml = NvmlMeter(settings)
+        nvml = nvml_meter(settings)
         attributor = KubernetesAttributor(
             settings, [nvml], ApiServerClient(api.url, "bench-node", str(root / "token"), ""),
             PodResourcesClient(str(root / "kubelet.sock")),

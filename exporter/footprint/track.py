@@ -260,9 +260,9 @@ class Tracker:
         if not self.settings.meter_nvml:
             return []
         try:
-            from footprint.meters.nvml import NvmlMeter
+            from footprint.meters.registry import nvml_meter
 
-            return [NvmlMeter(self.settings)]
+            return [nvml_meter(self.settings)]
         except MeterUnavailable:
             return []
 

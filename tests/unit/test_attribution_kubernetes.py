@@ -38,8 +38,7 @@ from footprint.config import ConfigError, Settings
 from footprint.exposition.attribution import attribution_families
 from footprint.exposition.metrics import Exposition, FootprintCollector
 from footprint.meters.base import Meter
-from footprint.meters.nvml import NvmlMeter
-from footprint.meters.registry import rapl_meter
+from footprint.meters.registry import nvml_meter, rapl_meter
 from footprint.sampler import Sampler
 
 from tests.fakes.cgroupfs import CgroupTree, FakeProcfs, container_id
@@ -126,7 +125,7 @@ class Node:
             kubernetes_token_file=str(tmp / "token"), kubernetes_pod_resources_socket=str(sock_dir / "kubelet.sock"),
             **settings,
         )
-        self.nvml = NvmlMeter(self.settings, clock=lambda: self.t)
+        self.nvml = nvml_meter(self.settings, clock=lambda: self.t)
         self.meters: list[Meter] = [rapl_meter(self.settings), self.nvml]
         s = self.settings
         self.attributor = KubernetesAttributor(

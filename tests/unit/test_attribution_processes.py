@@ -15,8 +15,7 @@ from footprint.attribution.processes import ProcessAttributor
 from footprint.config import Settings
 from footprint.exposition.attribution import attribution_families
 from footprint.meters.base import Meter
-from footprint.meters.nvml import NvmlMeter
-from footprint.meters.registry import rapl_meter
+from footprint.meters.registry import nvml_meter, rapl_meter
 from footprint.sampler import Sampler
 
 from tests.fakes.cgroupfs import FakeProcfs
@@ -41,7 +40,7 @@ class Host:
         self.settings = Settings(path_procfs=str(tmp / "proc"), path_sysfs=str(tmp / "sys"),
                                  attribution_processes=True, attribution_group_by=group_by,
                                  **settings)
-        self.nvml = NvmlMeter(self.settings, clock=lambda: self.t)
+        self.nvml = nvml_meter(self.settings, clock=lambda: self.t)
         meters: list[Meter] = [rapl_meter(self.settings), self.nvml]
         attributor = factory.build(self.settings, meters)
         assert isinstance(attributor, ProcessAttributor)

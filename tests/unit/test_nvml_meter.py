@@ -26,6 +26,7 @@ from footprint.meters.nvml import (
     NvmlMeter,
     NvmlNotInstalled,
 )
+from footprint.meters.registry import nvml_meter
 
 from tests.fakes.nvml import (
     DRIVER_NOT_LOADED,
@@ -46,7 +47,7 @@ RETRY = 2.0
 
 class Rig(MeterRig[Scenario, NvmlMeter]):
     def make(self) -> NvmlMeter:
-        return NvmlMeter(Settings(), clock=self.clock, retry_interval=RETRY)
+        return nvml_meter(Settings(), clock=self.clock, retry_interval=RETRY)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -109,7 +110,7 @@ def test_eight_gpus_report_the_hardware_counter_exactly(rig: Rig) -> None:
 def test_the_ceiling_is_the_highest_settable_limit_or_the_override(rig: Rig) -> None:
     rig.set(gpus=[FakeGpu(power_limit_watts=500.0, power_limit_max_watts=700.0), FakeGpu(power_limit_watts=400.0)])
     assert [r.max_watts for r in rig.meter().read()] == [700.0 * GPU_MARGIN, 400.0 * GPU_MARGIN]
-    meter = NvmlMeter(config.load(["--counter.max-watts=gpu=2000"], env={}), clock=rig.clock, retry_interval=RETRY)
+    meter = nvml_meter(config.load(["--counter.max-watts=gpu=2000"], env={}), clock=rig.clock, retry_interval=RETRY)
     rig.meters.append(meter)
     assert [r.max_watts for r in meter.read()] == [2000.0, 2000.0]
 
@@ -253,7 +254,7 @@ def test_library_without_a_scenario_counts_as_absent(rig: Rig, monkeypatch: pyte
     """The loaded fake without a scenario answers like a host without NVML (so it leaks into no other test)."""
     monkeypatch.delenv(SCENARIO_ENV)
     with pytest.raises(NvmlNotInstalled, match=r"libnvidia-ml\.so\.1 not found"):
-        NvmlMeter(Settings())
+        nvml_meter(Settings())
 
 
 def test_no_nvml_library_at_all_is_no_data_here() -> None:
@@ -262,8 +263,8 @@ def test_no_nvml_library_at_all_is_no_data_here() -> None:
         "try:\n    ctypes.CDLL('libnvidia-ml.so.1'); print('PRESENT')\nexcept OSError: pass\n"
         "from footprint.config import Settings\n"
         "from footprint.meters.base import MeterUnavailable\n"
-        "from footprint.meters.nvml import NvmlMeter\n"
-        "try:\n    NvmlMeter(Settings())\nexcept MeterUnavailable as exc:\n    print('UNAVAILABLE', exc)\n"
+        "from footprint.meters.registry import nvml_meter\n"
+        "try:\n    nvml_meter(Settings())\nexcept MeterUnavailable as exc:\n    print('UNAVAILABLE', exc)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "LD_PRELOAD", SCENARIO_ENV)}
     env["PYTHONPATH"] = str(REPO / "exporter")
@@ -327,7 +328,7 @@ def test_each_sample_reads_the_counter_and_utilisation_only_at_the_attribution_c
     """Accounting needs the energy counter every sample; utilisation is a scrape-time gauge, read every
     --attribution.interval (and with a GPU's first reading), so a sample makes one NVML call per GPU."""
     sc = rig.set(gpus=[FakeGpu(utilization=(30, 0), power=[(0.0, 200.0)])], time=0.0)
-    meter = NvmlMeter(config.load(["--attribution.interval=5s"], env={}), clock=rig.clock, retry_interval=RETRY)
+    meter = nvml_meter(config.load(["--attribution.interval=5s"], env={}), clock=rig.clock, retry_interval=RETRY)
     rig.meters.append(meter)
     assert meter.read()[0].gauges["utilization_ratio"] == 0.3
     sc = rig.set(gpus=[FakeGpu(utilization=(90, 0), power=[(0.0, 200.0)])], time=2.0)

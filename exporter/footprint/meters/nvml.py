@@ -33,8 +33,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from footprint.accounting.ledger import parse_max_watts
-from footprint.config import Settings
 from footprint.meters.base import MeterError, MeterUnavailable, PowerIntegrator, Reading
 
 try:
@@ -224,16 +222,19 @@ class NvmlMeter:
 
     def __init__(
         self,
-        settings: Settings,
         *,
+        sample_interval: float,
+        attribution_interval: float,
+        max_watts: float | None,
         clock: Callable[[], float] = time.monotonic,
         retry_interval: float | None = None,
     ) -> None:
+        """`max_watts`: the --counter.max-watts gpu ceiling, else None (each GPU's own power limit)."""
         if pynvml is None:
             raise NvmlNotInstalled("the nvidia-ml-py bindings (module pynvml) are not installed")
         self._clock = clock
-        self._override = parse_max_watts(settings.counter_max_watts).get("gpu")
-        self._retry = retry_interval if retry_interval is not None else max(1.0, 5 * settings.sample_interval)
+        self._override = max_watts
+        self._retry = retry_interval if retry_interval is not None else max(1.0, 5 * sample_interval)
         self._lock = threading.RLock()
         self._initialised = False
         self._init_error: NvmlError | None = None
@@ -243,7 +244,7 @@ class NvmlMeter:
         # Integrated counters outlive a re-initialisation (keyed by uuid), so they never go backwards.
         self._integrators: dict[str, PowerIntegrator] = {}
         # Utilisation is shown at scrape time only: read at the attribution cadence, not every sample.
-        self._gauge_interval = settings.attribution_interval or settings.sample_interval
+        self._gauge_interval = attribution_interval or sample_interval
         self._energy = _EnergyCall()
         try:
             self._init(clock())

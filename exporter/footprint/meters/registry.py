@@ -21,6 +21,7 @@ from footprint.meters.base import Meter, MeterUnavailable
 
 if TYPE_CHECKING:
     from footprint.meters.estimate import EstimateMeter
+    from footprint.meters.nvml import NvmlMeter
     from footprint.meters.rapl import RaplMeter
 
 log = logging.getLogger("footprint.meters")
@@ -49,6 +50,15 @@ def estimate_meter(settings: Settings, components: set[str], clock: Callable[[],
                          dram_watts_per_gib=settings.estimate_dram_watts_per_gib, clock=clock, covered=covered)
 
 
+def nvml_meter(settings: Settings, clock: Callable[[], float] = time.monotonic,
+               retry_interval: float | None = None) -> NvmlMeter:
+    from footprint.meters.nvml import NvmlMeter
+
+    return NvmlMeter(sample_interval=settings.sample_interval, attribution_interval=settings.attribution_interval,
+                     max_watts=parse_max_watts(settings.counter_max_watts).get("gpu"), clock=clock,
+                     retry_interval=retry_interval)
+
+
 def detect(settings: Settings) -> Detection:
     found = Detection()
     covered: Callable[[], set[tuple[str, str]]] = set  # CPU/DRAM devices a real meter reads now
@@ -65,9 +75,7 @@ def detect(settings: Settings) -> Detection:
 
     if settings.meter_nvml:
         try:
-            from footprint.meters.nvml import NvmlMeter
-
-            found.meters.append(NvmlMeter(settings))
+            found.meters.append(nvml_meter(settings))
         except MeterUnavailable as exc:
             found.notes.append(f"nvml: not used: {exc}")
     else:
