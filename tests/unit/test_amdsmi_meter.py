@@ -25,7 +25,7 @@ from footprint.meters.amdsmi import (
     partition_shares,
 )
 from footprint.meters.base import MeterError, MeterUnavailable, Reading
-from footprint.meters.registry import detect
+from footprint.meters.registry import amdsmi_meter, detect
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -42,7 +42,7 @@ class Rig(MeterRig[Scenario, AmdSmiMeter]):
         self.settings = settings
 
     def make(self) -> AmdSmiMeter:
-        return AmdSmiMeter(self.settings, clock=self.clock, retry_interval=RETRY)
+        return amdsmi_meter(self.settings, clock=self.clock, retry_interval=RETRY)
 
 
 @pytest.fixture
@@ -254,7 +254,7 @@ def test_next_to_nvidia_gpus_amd_devices_are_named_apart(rig: Rig, tmp_path: Pat
 # --- hwmon fallback ----------------------------------------------------------------------------------
 
 def hwmon_meter(root: Path, clock: list[float]) -> AmdHwmonMeter:
-    return AmdHwmonMeter(dataclasses.replace(Settings(), path_sysfs=str(root)), clock=lambda: clock[0])
+    return AmdHwmonMeter(sysfs=str(root), max_watts=None, clock=lambda: clock[0])
 
 
 def test_hwmon_integrates_socket_power_per_pci_gpu(tmp_path: Path) -> None:

@@ -39,8 +39,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from footprint.accounting.ledger import parse_max_watts
-from footprint.config import Settings
 from footprint.meters.base import MeterError, MeterUnavailable, PowerIntegrator, Reading
 
 log = logging.getLogger("footprint.meters.amdsmi")
@@ -166,17 +164,20 @@ class AmdSmiMeter:
 
     def __init__(
         self,
-        settings: Settings,
         *,
+        rocm: str,
+        sample_interval: float,
+        max_watts: float | None,
         clock: Callable[[], float] = time.monotonic,
         retry_interval: float | None = None,
         device_prefix: str = "",
     ) -> None:
-        self.smi = load_bindings(settings.path_rocm)
+        """`rocm`: where the amdsmi bindings live; `max_watts`: the --counter.max-watts gpu ceiling, else None."""
+        self.smi = load_bindings(rocm)
         self._clock = clock
         self._prefix = device_prefix
-        self._override = parse_max_watts(settings.counter_max_watts).get("gpu")
-        self._retry = retry_interval if retry_interval is not None else max(1.0, 5 * settings.sample_interval)
+        self._override = max_watts
+        self._retry = retry_interval if retry_interval is not None else max(1.0, 5 * sample_interval)
         self._lock = threading.RLock()
         self._initialised = False
         self._init_error: AmdSmiError | None = None
@@ -611,11 +612,11 @@ class AmdHwmonMeter:
 
     name = "amdgpu_hwmon"
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, *, sysfs: str, max_watts: float | None, clock: Callable[[], float] = time.monotonic,
                  device_prefix: str = "") -> None:
-        self.sysfs = settings.path_sysfs
+        self.sysfs = sysfs
         self._clock = clock
-        self._override = parse_max_watts(settings.counter_max_watts).get("gpu")
+        self._override = max_watts
         self.gpus, self.skipped = discover_hwmon(self.sysfs, device_prefix)
         if not self.gpus:
             why = "".join(f"; {address}: {reason}" for address, reason in self.skipped.items())

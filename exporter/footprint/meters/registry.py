@@ -20,6 +20,7 @@ from footprint.config import Settings
 from footprint.meters.base import Meter, MeterUnavailable
 
 if TYPE_CHECKING:
+    from footprint.meters.amdsmi import AmdHwmonMeter, AmdSmiMeter
     from footprint.meters.estimate import EstimateMeter
     from footprint.meters.nvml import NvmlMeter
     from footprint.meters.rapl import RaplMeter
@@ -59,6 +60,23 @@ def nvml_meter(settings: Settings, clock: Callable[[], float] = time.monotonic,
                      retry_interval=retry_interval)
 
 
+def amdsmi_meter(settings: Settings, clock: Callable[[], float] = time.monotonic,
+                 retry_interval: float | None = None, device_prefix: str = "") -> AmdSmiMeter:
+    from footprint.meters.amdsmi import AmdSmiMeter
+
+    return AmdSmiMeter(rocm=settings.path_rocm, sample_interval=settings.sample_interval,
+                       max_watts=parse_max_watts(settings.counter_max_watts).get("gpu"), clock=clock,
+                       retry_interval=retry_interval, device_prefix=device_prefix)
+
+
+def amd_hwmon_meter(settings: Settings, clock: Callable[[], float] = time.monotonic,
+                    device_prefix: str = "") -> AmdHwmonMeter:
+    from footprint.meters.amdsmi import AmdHwmonMeter
+
+    return AmdHwmonMeter(sysfs=settings.path_sysfs, max_watts=parse_max_watts(settings.counter_max_watts).get("gpu"),
+                         clock=clock, device_prefix=device_prefix)
+
+
 def detect(settings: Settings) -> Detection:
     found = Detection()
     covered: Callable[[], set[tuple[str, str]]] = set  # CPU/DRAM devices a real meter reads now
@@ -82,16 +100,14 @@ def detect(settings: Settings) -> Detection:
         found.notes.append("nvml: disabled (--no-meter.nvml)")
 
     if settings.meter_amdsmi:
-        from footprint.meters.amdsmi import AmdHwmonMeter, AmdSmiMeter
-
         # NVIDIA GPUs are devices "0", "1"...: AMD ones on the same node become "amd0"... (never the same key)
         prefix = "amd" if any(m.name == "nvml" for m in found.meters) else ""
         try:
-            found.meters.append(AmdSmiMeter(settings, device_prefix=prefix))
+            found.meters.append(amdsmi_meter(settings, device_prefix=prefix))
         except MeterUnavailable as exc:
             found.notes.append(f"amdsmi: not used: {exc}")
             try:  # only where amdsmi is not available, so no AMD GPU is read twice
-                found.meters.append(AmdHwmonMeter(settings, device_prefix=prefix))
+                found.meters.append(amd_hwmon_meter(settings, device_prefix=prefix))
             except MeterUnavailable as hwmon_exc:
                 found.notes.append(f"amdgpu_hwmon: not used: {hwmon_exc}")
     else:
