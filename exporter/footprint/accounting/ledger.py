@@ -295,11 +295,20 @@ class Transaction:
                           extra={"metric": bad[0][0], "labels": ",".join(bad[0][1]), "amount": repr(bad[0][2]),
                                  "bad_amounts": len(bad)})
             return
-        for metric, labels, amount, wall in self.ops:
+        ledger = self.ledger
+        totals, created = ledger.totals, ledger.created
+        for metric, labels, amount, wall in self.ops:  # Ledger._apply inlined: ~30 additions a sample
             if amount is None:
-                self.ledger._remove(metric, labels)
-            else:
-                self.ledger._apply(metric, labels, amount, wall)
+                ledger._remove(metric, labels)
+                continue
+            series = totals.get(metric)
+            if series is None:
+                series = totals[metric] = {}
+            old = series.get(labels)
+            if old is None:
+                old = 0.0
+                created.setdefault(metric, {})[labels] = wall
+            series[labels] = old + amount
 
 
 class Ledger:
