@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -65,12 +66,7 @@ class DurationHistogram:
     total: float = 0.0
 
     def observe(self, seconds: float) -> None:
-        for i, bound in enumerate(self.buckets):
-            if seconds <= bound:
-                self.counts[i] += 1
-                break
-        else:
-            self.counts[-1] += 1
+        self.counts[bisect_left(self.buckets, seconds)] += 1  # the first bucket with seconds <= bound, else +Inf
         self.total += seconds
 
 
@@ -140,45 +136,43 @@ class Sampler:
             read_at.extend([self.clock()] * len(got))
             for r in got:
                 self._components[(meter.name, r.device)] = r.component
+                self._known_devices[r.key] = r
             for device, reason in meter.down_devices().items():
                 component = self._components.get((meter.name, device), DEFAULT_COMPONENT.get(meter.name, "cpu"))
                 device_down[(component, device)] = reason
 
         mark = self.ledger.counters.mark()
-        energy, rejected, spans = self._judge(readings, read_at)
-        for r in readings:
-            self._known_devices[r.key] = r
+        energy, rejected, power = self._judge(readings, read_at, seconds)
         intensity = self.grid.accounting_intensity()
         with self.ledger.lock:
             if not self._charge(energy, rejected, seconds, intensity, now_wall):
                 self.ledger.counters.rollback(mark)
         if self._attribution_due(now):
             self._attribute(now, now_wall)
-        power = {}
-        for r, joules in energy:
-            span = spans.get(r.key) or seconds  # a delta charged after a glitch spans more than a sample
-            if r.power_watts is not None and not r.hardware_counter:
-                power[(r.component, r.device, r.source)] = r.power_watts
-            elif span > 0 and r.key not in rejected:  # a rejected reading says nothing about power
-                power[(r.component, r.device, r.source)] = joules / span
         self.duration.observe(time.perf_counter() - started)
         self.state = Sample(tuple(readings), meter_up, device_down, intensity, self.state.samples + 1, power,
                             dict(self._known_devices), tuple(self.duration.counts), self.duration.total)
         self.on_sample()
 
-    def _judge(self, readings: list[Reading], read_at: list[float]) -> tuple[
-            list[tuple[Reading, float]], dict[tuple[str, str], tuple[str, ...]], dict[tuple[str, str], float]]:
+    def _judge(self, readings: list[Reading], read_at: list[float], seconds: float) -> tuple[
+            list[tuple[Reading, float]], dict[tuple[str, str], tuple[str, ...]], dict[tuple[str, str, str], float]]:
         """Every reading's delta, judged against its device's ceiling over the real time since its
         last read (a stalled sample is judged over the stall), before anything is charged. Also the
-        time each delta was drawn in, and the reasons of readings rejected now."""
-        energy, rejected, spans = [], {}, {}
+        reasons of readings rejected now, and each device's power: its delta over the time it was drawn in."""
+        energy, rejected, power = [], {}, {}
+        observe = self.ledger.counters.observe
         for r, at in zip(readings, read_at, strict=True):
-            judged = self.ledger.counters.observe(r, at)
-            energy.append((r, judged.joules))
-            spans[r.key] = judged.seconds
+            judged = observe(r, at)
+            joules = judged.joules
+            energy.append((r, joules))
             if judged.rejected:
                 rejected[r.key] = judged.rejected
-        return energy, rejected, spans
+            span = judged.seconds or seconds  # a delta charged after a glitch spans more than a sample
+            if r.power_watts is not None and not r.hardware_counter:
+                power[(r.component, r.device, r.source)] = r.power_watts
+            elif span > 0 and not judged.rejected:  # a rejected reading says nothing about power
+                power[(r.component, r.device, r.source)] = joules / span
+        return energy, rejected, power
 
     def _charge(self, energy: list[tuple[Reading, float]], rejected: Mapping[tuple[str, str], tuple[str, ...]],
                 seconds: float, intensity: IntensityReading, now_wall: float) -> bool:

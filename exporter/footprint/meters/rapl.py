@@ -160,7 +160,8 @@ class RaplMeter:
         self.info = {"model": model} if model else {}
         self.zones: list[Zone] = []
         self.unreadable: dict[str, str] = {}  # device -> why RAPL does not measure it
-        self._counters: list[str] = []
+        # Per readable zone, built at each discovery: its energy_uj path and the reading's fixed fields.
+        self._plan: list[tuple[str, str, str, float | None, float, bool, Mapping[str, str]]] = []
         self._down: dict[str, str] = {}
         self._next_discovery = 0.0
         self._refresh(clock(), starting=True)
@@ -205,7 +206,8 @@ class RaplMeter:
         if newly_denied:
             log.warning(PERMISSION_HINT, extra={"zones": ",".join(sorted(newly_denied))})
         self.zones, self.unreadable = readable, unreadable
-        self._counters = [str(z.path / "energy_uj") for z in readable]  # built once, read every sample
+        self._plan = [(str(z.path / "energy_uj"), z.component, z.device, z.wrap_joules, self.ceiling(z),
+                       z.in_node_total, self.info if z.component == "cpu" else {}) for z in readable]
         self._next_discovery = now + self.rediscover_seconds
 
     @property
@@ -221,25 +223,15 @@ class RaplMeter:
         if now >= self._next_discovery:
             self._refresh(now)
         readings, down = [], {}
-        for z, counter in zip(self.zones, self._counters, strict=True):
+        epoch = self.epoch
+        for counter, component, device, wrap, ceiling, in_total, info in self._plan:
             try:
                 uj = _read_counter(counter)
             except (OSError, ValueError) as exc:
-                down[z.device] = type(exc).__name__
+                down[device] = type(exc).__name__
                 continue
-            readings.append(
-                Reading(
-                    component=z.component,
-                    device=z.device,
-                    source="rapl",
-                    energy_joules=uj / 1e6,
-                    wrap_joules=z.wrap_joules,
-                    max_watts=self.ceiling(z),
-                    counter_epoch=self.epoch,
-                    in_node_total=z.in_node_total,
-                    info=self.info if z.component == "cpu" else {},
-                )
-            )
+            readings.append(Reading(component, device, "rapl", uj / 1e6, None, wrap, ceiling, True, epoch, in_total,
+                                    info))
         self._down = down
         if down and not readings:
             raise MeterError(f"no RAPL zone could be read: {', '.join(sorted(down))}")
