@@ -204,19 +204,22 @@ class Accountant:
         if shares is not None:
             window = AttributionWindow()
         node_joules = 0.0
+        add, figures = ledger.add, self._figures
         for r, joules in energy:
-            ledger.add(ENERGY, (r.component, r.device, r.source), joules, now_wall)
+            add(ENERGY, (r.component, r.device, r.source), joules, now_wall)
             if r.in_node_total:
+                key = r.key
                 node_joules += joules
                 grams = joules * g_per_j
-                ledger.add(EMISSIONS, (r.component, r.device), grams, now_wall)
+                add(EMISSIONS, key, grams, now_wall)
                 if m_per_j is not None:
-                    ledger.add(MARGINAL_EMISSIONS, (r.component, r.device), joules * m_per_j, now_wall)
+                    add(MARGINAL_EMISSIONS, key, joules * m_per_j, now_wall)
                 if window is not None:
                     window.add(r, joules, grams)
-                figure = self.embodied_figure(r.component, r.device, r.info.get("model", ""))
+                figure = figures[key] if key in figures else self.embodied_figure(r.component, r.device,
+                                                                                   r.info.get("model", ""))
                 if figure is not None and seconds > 0:
-                    ledger.add(EMBODIED, (r.component, r.device), self.embodied.grams(figure, seconds), now_wall)
+                    add(EMBODIED, key, self.embodied.grams(figure, seconds), now_wall)
         if self.server_figure is not None and seconds > 0:
             ledger.add(EMBODIED, ("server", "node"), self.embodied.grams(self.server_figure, seconds), now_wall)
         ledger.add(NODE_ENERGY, (), node_joules, now_wall)

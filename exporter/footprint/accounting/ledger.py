@@ -184,9 +184,9 @@ class CounterTracker:
         ceiling = ceiling_watts(r)
         restarted = prev.epoch != r.counter_epoch
         v = judge_delta(prev.raw, r.energy_joules, now - prev.at, ceiling, r.wrap_joules, restarted)
-        suspect = self._suspects.pop(key, None)
+        suspect = self._suspects.pop(key, None) if self._suspects else None
         if v.joules is not None and (v.kind != "reset" or restarted):
-            self._accept(r, now)
+            self.states[key] = CounterState(r.energy_joules, r.counter_epoch, True, now)  # _accept, inlined
             if restarted:
                 log.info("counter restarted", extra={"component": r.component, "device": r.device})
             if suspect is not None and suspect.reset_joules is not None:
