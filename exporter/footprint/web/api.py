@@ -200,7 +200,11 @@ def _node_watts(state: Sample) -> float | None:
     if not state.power:
         return None  # no interval yet (the first sample is a baseline): power unknown, not 0 W
     in_total = {r.key for r in state.readings if r.in_node_total}
-    return sum(w for (c, d, _), w in state.power.items() if (c, d) in in_total)
+    watts: float = 0  # as sum() would: int 0 when no device is in the total
+    for (c, d, _), w in state.power.items():
+        if (c, d) in in_total:
+            watts += w
+    return watts
 
 
 def _devices(state: Sample, known: Mapping[tuple[str, str], Any]) -> list[dict[str, Any]]:

@@ -82,14 +82,17 @@ class PowerHistory:
             # A wall clock stepped backwards: keep adding to the step in progress, never rewrite the past.
             if node_watts is not None:
                 self._add(self._node, node_watts)
+            rings, finite = self._devices, math.isfinite
             for key, watts in devices.items():
-                ring = self._devices.get(key)
+                ring = rings.get(key)
                 if ring is None:
-                    if len(self._devices) >= self.max_series:
+                    if len(rings) >= self.max_series:
                         self.dropped_series += 1
                         continue
-                    ring = self._devices[key] = _Ring(self.points)
-                self._add(ring, watts)
+                    ring = rings[key] = _Ring(self.points)
+                if finite(watts) and watts >= 0:  # _add, inlined: once per device per sample
+                    ring.sum += watts
+                    ring.count += 1
             self._baselines(totals)
 
     @staticmethod
