@@ -16,6 +16,7 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -116,7 +117,7 @@ def judge_delta(prev_raw: float, new_raw: float, elapsed_seconds: float, max_wat
         return Verdict(None, "ambiguous_wrap")
     if new_raw >= prev_raw:
         delta = new_raw - prev_raw
-        return Verdict(delta, "ok") if delta <= budget else Verdict(None, "jump")
+        return _verdict((delta, "ok")) if delta <= budget else Verdict(None, "jump")
     if wrap_joules is not None:
         wrapped = new_raw + wrap_joules - prev_raw
         if wrapped <= budget:
@@ -153,6 +154,12 @@ class Judged(NamedTuple):
     joules: float  # to charge for this reading (0 when nothing is)
     rejected: tuple[str, ...] = ()  # reasons, one per reading found to be a glitch now
     seconds: float = 0.0  # the time `joules` were drawn in (longer than a sample after a glitch)
+
+
+# The hot paths (an accepted delta, every reading of every sample) build their named tuples with
+# tuple.__new__ directly: a NamedTuple's own __new__ is a Python frame.
+_verdict = partial(tuple.__new__, Verdict)
+_judged = partial(tuple.__new__, Judged)
 
 
 class CounterTracker:
@@ -192,7 +199,7 @@ class CounterTracker:
             if suspect is not None and suspect.reset_joules is not None:
                 return Judged(v.joules, self._reject(r, suspect.reason, prev.raw, suspect.raw, suspect.at - prev.at),
                               now - prev.at)
-            return Judged(v.joules, (), now - prev.at)
+            return _judged((v.joules, (), now - prev.at))
         if suspect is not None and suspect.epoch == r.counter_epoch and r.energy_joules == suspect.raw:
             self._suspects[key] = suspect  # the same value again: wait until the counter moves
             return Judged(0.0)
