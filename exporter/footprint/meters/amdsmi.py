@@ -40,6 +40,8 @@ from types import ModuleType
 from typing import Any
 
 from footprint.meters.base import MeterError, MeterUnavailable, PowerIntegrator, Reading
+from footprint.meters.session import GPU_MARGIN as GPU_MARGIN
+from footprint.meters.session import LibrarySession, gpu_ceiling
 
 log = logging.getLogger("footprint.meters.amdsmi")
 
@@ -55,7 +57,6 @@ LIBRARY_WIDE = {FAIL_LOAD_MODULE, INIT_ERROR, NOT_INIT, DRIVER_NOT_LOADED, NO_DR
 NO_GPU_HERE = {DRIVER_NOT_LOADED, NO_DRV, FAIL_LOAD_MODULE}
 
 MAX_WATTS = 5000.0  # above any accelerator package (MI300X 750 W, MI355X 1400 W): more is a glitch
-GPU_MARGIN = 1.5  # the ledger's ceiling: the highest cap the board allows x this (as the NVML meter)
 NA = 0xFFFF  # amdsmi's "not available" in power fields (the bindings turn it into "N/A")
 
 
@@ -179,9 +180,7 @@ class AmdSmiMeter:
         self._override = max_watts
         self._retry = retry_interval if retry_interval is not None else max(1.0, 5 * sample_interval)
         self._lock = threading.RLock()
-        self._initialised = False
-        self._init_error: AmdSmiError | None = None
-        self._next_init = 0.0
+        self._session: LibrarySession[AmdSmiError] = LibrarySession(self._retry, self._init, self._shutdown)
         self._gpus: list[_Gpu] = []
         self._integrators: dict[str, PowerIntegrator] = {}  # by uuid: outlive a re-initialisation
         try:
@@ -190,7 +189,7 @@ class AmdSmiMeter:
             if exc.code in NO_GPU_HERE:
                 raise AmdSmiNotInstalled(f"amdsmi_init: no AMD GPU driver here ({exc})") from exc
             log.warning("amdsmi initialisation failed, retrying every %gs: %s", self._retry, exc)
-        if self._initialised and not self._gpus:
+        if self._session.initialised and not self._gpus:
             self.close()
             raise AmdSmiNotInstalled("amdsmi found no AMD GPU")
 
@@ -210,9 +209,9 @@ class AmdSmiMeter:
         try:
             self._call("amdsmi_init", self.smi.AmdSmiInitFlags.INIT_AMD_GPUS)
         except AmdSmiError as exc:
-            self._init_error, self._next_init = exc, now + self._retry
+            self._session.failed(exc, now + self._retry)
             raise
-        self._initialised, self._init_error = True, None
+        self._session.started()
         try:
             self._gpus = self._enumerate()
         except AmdSmiError as exc:
@@ -245,16 +244,14 @@ class AmdSmiMeter:
         ]
 
     def _lose_library(self, now: float, exc: AmdSmiError, retry_at: float | None = None) -> AmdSmiError:
-        if self._initialised:
-            with contextlib.suppress(AmdSmiError):  # already gone; nothing to release
-                self._call("amdsmi_shut_down")
-        self._initialised = False
-        self._init_error = exc
-        self._next_init = now if retry_at is None else retry_at
+        self._session.failed(exc, now if retry_at is None else retry_at)
         for gpu in self._gpus:
             gpu.down = str(exc)
         log.warning("amdsmi failed, will initialise again: %s", exc)
         return exc
+
+    def _shutdown(self) -> None:
+        self._call("amdsmi_shut_down")
 
     def _optional(self, name: str, *args: Any) -> Any:
         """A call whose NOT_SUPPORTED means "this GPU does not have it" (None), not a fault."""
@@ -383,22 +380,12 @@ class AmdSmiMeter:
     def ceiling(self, gpu: _Gpu) -> float | None:
         """--counter.max-watts=gpu=W, else the highest cap the board allows x GPU_MARGIN (None: unknown,
         the ledger's default applies)."""
-        if self._override is not None:
-            return self._override
-        caps = [w for w in (gpu.cap_watts, gpu.max_cap_watts) if w is not None]
-        return max(caps) * GPU_MARGIN if caps else None
-
-    def _ensure_initialised(self, now: float) -> None:
-        if self._initialised:
-            return
-        if now < self._next_init and self._init_error is not None:
-            raise self._init_error
-        self._init(now)
+        return gpu_ceiling(self._override, gpu.cap_watts, gpu.max_cap_watts)
 
     def read(self) -> list[Reading]:
         with self._lock:
             now = self._clock()
-            self._ensure_initialised(now)
+            self._session.ensure(now)
             with contextlib.suppress(AmdSmiError):  # that GPU's own read below says what is wrong
                 self._check_driver()
             readings = []
@@ -435,7 +422,7 @@ class AmdSmiMeter:
         A device whose processes cannot be read is left out: its energy stays unattributed.
         """
         with self._lock:
-            if not self._initialised:
+            if not self._session.initialised:
                 return {}
             out = {}
             for gpu in self._gpus:
@@ -484,10 +471,9 @@ class AmdSmiMeter:
 
     def doctor_lines(self) -> list[str]:
         with self._lock:
-            with contextlib.suppress(AmdSmiError):  # said below
-                self._ensure_initialised(self._clock())
-            if not self._initialised:
-                return [f"amdsmi: not working: {self._init_error} (initialisation retried every {self._retry:g}s)"]
+            failure = self._session.doctor_line("amdsmi", self._clock())
+            if failure:
+                return [failure]
             lines = [f"amdsmi: {len(self._gpus)} AMD GPU(s), {sum(len(g.handles) for g in self._gpus)} logical"]
             for gpu in self._gpus:
                 if gpu.down:
@@ -505,10 +491,7 @@ class AmdSmiMeter:
 
     def close(self) -> None:
         with self._lock:
-            if self._initialised:
-                with contextlib.suppress(AmdSmiError):  # shutting down anyway
-                    self._call("amdsmi_shut_down")
-                self._initialised = False
+            self._session.stop()
 
 
 # --- fallback: amdgpu hwmon ----------------------------------------------------------------------
@@ -656,10 +639,7 @@ class AmdHwmonMeter:
 
     def ceiling(self, gpu: _HwmonGpu) -> float | None:
         """As AmdSmiMeter.ceiling: the override, else the highest cap x GPU_MARGIN, else the default."""
-        if self._override is not None:
-            return self._override
-        caps = [w for w in (gpu.cap_watts, gpu.max_cap_watts) if w is not None]
-        return max(caps) * GPU_MARGIN if caps else None
+        return gpu_ceiling(self._override, gpu.cap_watts, gpu.max_cap_watts)
 
     def _fail(self, gpu: _HwmonGpu, integrator: PowerIntegrator, reason: str) -> None:
         if gpu.device not in self._down:

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from footprint.meters.base import MeterError, MeterUnavailable, PowerIntegrator, Reading
+from footprint.meters.session import GPU_MARGIN as GPU_MARGIN
+from footprint.meters.session import LibrarySession, gpu_ceiling
 
 try:
     import pynvml
@@ -60,9 +62,6 @@ UNKNOWN = 999
 
 FIELD_POWER_INSTANT = 186
 
-# Over the power limit: boards exceed it for milliseconds (power excursions), and the counter advances in
-# steps of its ~20-100 ms update period, so a sample may see a little more than limit x interval.
-GPU_MARGIN = 1.5
 NO_INSTANCE = 0xFFFFFFFF  # gpuInstanceId / computeInstanceId of a process outside MIG
 
 
@@ -236,9 +235,7 @@ class NvmlMeter:
         self._override = max_watts
         self._retry = retry_interval if retry_interval is not None else max(1.0, 5 * sample_interval)
         self._lock = threading.RLock()
-        self._initialised = False
-        self._init_error: NvmlError | None = None
-        self._next_init = 0.0
+        self._session: LibrarySession[NvmlInitError] = LibrarySession(self._retry, self._init, self._shutdown)
         self._driver_version = ""
         self._gpus: list[_Gpu] = []
         # Integrated counters outlive a re-initialisation (keyed by uuid), so they never go backwards.
@@ -259,11 +256,8 @@ class NvmlMeter:
         try:
             _call("nvmlInit")
         except NvmlError as exc:
-            self._init_error = NvmlInitError("nvmlInit", exc.code, exc.reason)
-            self._next_init = now + self._retry
-            raise self._init_error from exc
-        self._initialised = True
-        self._init_error = None
+            raise self._session.failed(NvmlInitError("nvmlInit", exc.code, exc.reason), now + self._retry) from exc
+        self._session.started()
         try:
             self._driver_version = str(_call("nvmlSystemGetDriverVersion"))
             count = int(_call("nvmlDeviceGetCount"))
@@ -282,16 +276,16 @@ class NvmlMeter:
     def _lose_library(self, now: float, exc: NvmlError, retry_at: float | None = None) -> NvmlInitError:
         """NVML as a whole failed: shut it down and mark every GPU down; initialise again at `retry_at`
         (default: the next read). Returns the error that reads raise until then."""
-        if self._initialised:
-            with contextlib.suppress(NvmlError):  # already gone; nothing to release
-                _call("nvmlShutdown")
-        self._initialised = False
-        self._init_error = NvmlInitError(exc.call, exc.code, exc.reason)
-        self._next_init = now if retry_at is None else retry_at
+        error = NvmlInitError(exc.call, exc.code, exc.reason)
+        self._session.failed(error, now if retry_at is None else retry_at)
         for gpu in self._gpus:
             gpu.down = str(exc)
         log.warning("NVML failed, will initialise again: %s", exc)
-        return self._init_error
+        return error
+
+    @staticmethod
+    def _shutdown() -> None:
+        _call("nvmlShutdown")
 
     def _setup(self, gpu: _Gpu) -> None:
         """(Re)acquire the handle and the static facts, and choose where energy comes from."""
@@ -389,22 +383,12 @@ class NvmlMeter:
     def ceiling(self, gpu: _Gpu) -> float | None:
         """--counter.max-watts=gpu=W, else the highest limit the board allows x GPU_MARGIN (None: unknown,
         the ledger's default applies)."""
-        if self._override is not None:
-            return self._override
-        limits = [w for w in (gpu.power_limit_watts, gpu.max_limit_watts) if w is not None and w > 0]
-        return max(limits) * GPU_MARGIN if limits else None
-
-    def _ensure_initialised(self, now: float) -> None:
-        if self._initialised:
-            return
-        if now < self._next_init and self._init_error is not None:
-            raise self._init_error
-        self._init(now)
+        return gpu_ceiling(self._override, gpu.power_limit_watts, gpu.max_limit_watts)
 
     def read(self) -> list[Reading]:
         with self._lock:
             now = self._clock()
-            self._ensure_initialised(now)
+            self._session.ensure(now)
             readings = []
             for gpu in self._gpus:
                 if gpu.down and now < gpu.retry_at:
@@ -432,7 +416,9 @@ class NvmlMeter:
     # --- attribution ---------------------------------------------------------------------------
 
     def _healthy(self) -> list[_Gpu]:
-        return [gpu for gpu in self._gpus if not gpu.down and gpu.handle is not None] if self._initialised else []
+        if not self._session.initialised:
+            return []
+        return [gpu for gpu in self._gpus if not gpu.down and gpu.handle is not None]
 
     def _per_device(self, read: Callable[[_Gpu], T], what: str) -> dict[str, T]:
         """read(gpu) for every healthy GPU; a device that cannot be read is left out."""
@@ -500,10 +486,9 @@ class NvmlMeter:
 
     def doctor_lines(self) -> list[str]:
         with self._lock:
-            with contextlib.suppress(NvmlError):  # said below
-                self._ensure_initialised(self._clock())
-            if not self._initialised:
-                return [f"nvml: not working: {self._init_error} (initialisation retried every {self._retry:g}s)"]
+            failure = self._session.doctor_line("nvml", self._clock())
+            if failure:
+                return [failure]
             lines = [f"nvml: driver {self._driver_version}, {len(self._gpus)} GPU(s)"]
             for gpu in self._gpus:
                 if gpu.down:
@@ -521,7 +506,4 @@ class NvmlMeter:
 
     def close(self) -> None:
         with self._lock:
-            if self._initialised:
-                with contextlib.suppress(NvmlError):  # shutting down anyway
-                    _call("nvmlShutdown")
-                self._initialised = False
+            self._session.stop()
