@@ -411,3 +411,12 @@ def tool(name: str) -> str:
     if found is None:
         raise RuntimeError(f"{name} not found on PATH or in .tools/bin: run `make tools`")
     return found
+
+
+def print_figures(doc: str | None, run: Callable[[bool], object]) -> None:
+    """A benchmark module run on its own: `--quick` or not, its figures printed as JSON."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--quick", action="store_true")
+    print(json.dumps(run(parser.parse_args().quick), indent=2))

@@ -116,12 +116,7 @@ def run(quick: bool) -> dict[str, object]:
 
 
 def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(args.quick), indent=2))
+    common.print_figures(__doc__, run)
 
 
 if __name__ == "__main__":

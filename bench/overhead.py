@@ -180,6 +180,15 @@ def isolated(fx: Fixture, mode: str, cmd: list[str]) -> list[str]:
     return cmd
 
 
+
+def last_report(log: str) -> dict[str, object]:
+    """The tracker's summary: the last JSON object line it logged (empty if it logged none)."""
+    report: dict[str, object] = {}
+    for line in log.splitlines():
+        if line.startswith("{"):
+            report = json.loads(line)
+    return report
+
 def run_codecarbon(fx: Fixture, warmup: float, window: float) -> dict[str, object]:
     python = venv_python("codecarbon_venv.sh")
     shim = fx.root / "shim"
@@ -200,10 +209,7 @@ def run_codecarbon(fx: Fixture, warmup: float, window: float) -> dict[str, objec
             proc.stop(timeout=60)
         finally:
             clock.close()
-        report: dict[str, object] = {}
-        for line in proc.log().splitlines():
-            if line.startswith("{"):
-                report = json.loads(line)
+        report = last_report(proc.log())
         valid = report.get("codecarbon_gpu_count") == common.GPUS and float(str(report.get("gpu_energy_kwh") or 0)) > 0
         return {
             "window": result.figures(),
@@ -234,10 +240,7 @@ def run_zeus(fx: Fixture, warmup: float, window: float) -> dict[str, object]:
             proc.stop(timeout=60)
         finally:
             clock.close()
-        report: dict[str, object] = {}
-        for line in proc.log().splitlines():
-            if line.startswith("{"):
-                report = json.loads(line)
+        report = last_report(proc.log())
         valid = (report.get("zeus_gpu_count") == common.GPUS and report.get("zeus_cpu_count") == 2
                  and all(float(str(report.get(k) or 0)) > 0 for k in ("gpu_energy_j", "cpu_energy_j")))
         return {"window": result.figures(), "isolation": mode, "rapl_fixture": mode == "netns+mountns",
@@ -307,12 +310,7 @@ def run(quick: bool, with_pods: bool = True) -> dict[str, object]:
 
 
 def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(args.quick), indent=2))
+    common.print_figures(__doc__, run)
 
 
 if __name__ == "__main__":
