@@ -163,10 +163,10 @@ def isolation() -> str:
     return "none"
 
 
-def venv_python(script: str) -> str:
-    """The python of a peer's own venv, installed by its script (idempotent)."""
-    return subprocess.run(["bash", str(common.BENCH / script)], check=True, capture_output=True,
-                          text=True).stdout.strip().splitlines()[-1]
+def venv_python(name: str, dist: str, version: str) -> str:
+    """The python of a peer's own venv, installed by bench/peer_venv.sh (idempotent)."""
+    return subprocess.run(["bash", str(common.BENCH / "peer_venv.sh"), name, dist, version], check=True,
+                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
 
 
 def isolated(fx: Fixture, mode: str, cmd: list[str]) -> list[str]:
@@ -190,7 +190,7 @@ def last_report(log: str) -> dict[str, object]:
     return report
 
 def run_codecarbon(fx: Fixture, warmup: float, window: float) -> dict[str, object]:
-    python = venv_python("codecarbon_venv.sh")
+    python = venv_python("codecarbon", "codecarbon", os.environ.get("CODECARBON_VERSION", "3.3.2"))
     shim = fx.root / "shim"
     shim.mkdir(exist_ok=True)
     smi = shim / "nvidia-smi"  # CodeCarbon only checks that `nvidia-smi --help` runs before using pynvml
@@ -224,7 +224,7 @@ def run_codecarbon(fx: Fixture, warmup: float, window: float) -> dict[str, objec
 
 
 def run_zeus(fx: Fixture, warmup: float, window: float) -> dict[str, object]:
-    python = venv_python("zeus_venv.sh")
+    python = venv_python("zeus", "zeus-ml", os.environ.get("ZEUS_VERSION", "0.11.0.post1"))
     env = {**os.environ, **fx.env(), "ZEUS_LOG_LEVEL": "WARNING"}
     mode = isolation()
     cmd = isolated(fx, mode, [python, str(common.BENCH / "zeus_tracker.py")])
