@@ -101,10 +101,6 @@ def _text(value: int | bytes) -> str:
     return value.decode("utf-8", errors="replace")
 
 
-def _int64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
 def _devices(data: bytes) -> ContainerDevices:
     name, ids = "", []
     for number, _, value in fields(data):
