@@ -4,6 +4,9 @@ Building the library once per source version, writing a scenario file the fake c
 moment, and the ground truth of its energy counter: the exact integral of a step power trace since
 the last driver reload, in the same integer arithmetic as since_load_nj() in fake_common.h (times
 rounded to whole µs, power to whole mW, energy in nJ).
+
+It imitates nothing itself: the header of each C fake says which real library behaviour it copies
+(counter units, restart at driver reload, error codes) and where that was learned.
 """
 
 from __future__ import annotations

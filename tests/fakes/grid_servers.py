@@ -5,6 +5,15 @@ can be told to misbehave: `fault` pre-empts every answer (an HTTP status with op
 raw body, a delay longer than the client's timeout); the per-API attributes (value, omitted fields,
 zone) shape the JSON itself. Times come from `clock`, so a test with a fake clock gets answers that
 are as old as it says.
+
+What the real APIs do (their public API docs, summed up in shared/REFERENCE.md) and the fakes copy:
+Electricity Maps' `carbonIntensity` can be null and a free key answers one zone; WattTime's login
+token expires after 30 minutes and is then refused with 401 (`expire_tokens`); NESO's `actual` is
+null for future periods (forecast periods carry no `actual`); throttling answers 429. The ugly cases
+a test can set beyond that: a Retry-After on any status, a non-number or missing field
+(`intensity`, `omit`), a datetime far in the past or in our future (`age`, clock skew), an answer
+for another zone than asked (`answer_zone`), a body that is not JSON, an answer slower than the
+client's timeout, and (PeerFake) NaN / Infinity as bare words.
 """
 
 from __future__ import annotations

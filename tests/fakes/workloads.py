@@ -11,6 +11,10 @@ environment and a cleanup function:
     finally:
         cleanup()
 
+The real behaviour of each part, and where it is learned, is in the docstrings of
+kube_apiserver.py (API server), podresources_server.py (kubelet socket) and cgroupfs.py (kernel,
+kubelet and runtime cgroup layout); this module only wires them into one node.
+
 `fake_cluster(tmp_path)` is the same node with every counter still, for tests that move them by hand.
 
 GPUs: the training pod holds TRAINING_GPU exclusively (the fake NVML's default UUID of GPU 0), and

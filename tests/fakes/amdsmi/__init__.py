@@ -9,6 +9,14 @@ Time is the fake's own: `Scenario.time` fixes it (seconds), or `time=None` makes
 CLOCK_MONOTONIC from `Scenario.epoch`. The energy counter is the exact integral of the step power
 trace in 15.3 µJ ticks; `Scenario.ticks()` computes the same integer in Python and `joules()` turns
 it into joules the way the meter does (ticks x the float32 resolution / 1e6).
+
+The real behaviour copied, and its sources (ROCm/amdsmi amdsmi.h and rocm_smi.cc, amd_smi_system.cc,
+ROCm/rocm-systems and k8s-gpu-dra-driver issues), are in fake_amdsmi.c's header. The ugly cases a
+scenario sets: `reloads` (every counter restarts from 0), `offset_ticks` (a counter already large
+from an earlier load), `unloaded` (the driver goes under a live library: reads answer FILE_ERROR,
+init DRIVER_NOT_LOADED), `lost` (a GPU off the bus: FILE_ERROR), `init_error`, `counter=False`
+(NOT_SUPPORTED), and partitions whose secondaries answer N/A (0xFFFF power) or, with
+`secondary_same`, the whole package's energy again.
 """
 
 from __future__ import annotations

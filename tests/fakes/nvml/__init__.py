@@ -19,6 +19,11 @@ nvmlDeviceGetArchitecture answers `FakeGpu.architecture` (nvmlDeviceArchitecture
 UNKNOWN 0xffffffff); peers such as Zeus read the energy counter only from VOLTA on.
 A driver call can hang for seconds (a GPU falling off the bus): `Scenario.hangs` blocks
 nvmlDeviceGetTotalEnergyConsumption while a file exists (`<file>.entered` appears once it blocks).
+Other failures a scenario sets, all as NVML answers them (NVML API reference, return codes):
+`lost` windows (NVML_ERROR_GPU_IS_LOST, a GPU off the bus), `errors` (a call or field ID answering
+an NVML error code, optionally only in a window), `init_error` (nvmlInit failing, e.g.
+DRIVER_NOT_LOADED), `reloads`, `energy_counter=False` (NOT_SUPPORTED, as before Volta) and
+`mig=True` (utilisation calls NOT_SUPPORTED, as on MIG-enabled GPUs).
 Fake time that a test moves by seconds in one real sample is not physics: such tests raise the GPU
 ceiling (`--counter.max-watts=gpu=...`), since the exporter judges every delta against real time.
 """
