@@ -77,10 +77,6 @@ class Verdict(NamedTuple):
     joules: float | None  # None: rejected, charge nothing, keep the previous baseline
     kind: str  # accepted: "ok", "wrap", "reset"; rejected: one of REJECTED (the `reason` label)
 
-    @property
-    def accepted(self) -> bool:
-        return self.joules is not None
-
 
 def judge_delta(prev_raw: float, new_raw: float, elapsed_seconds: float, max_watts: float,
                 wrap_joules: float | None, restarted: bool) -> Verdict:
@@ -125,8 +121,6 @@ def judge_delta(prev_raw: float, new_raw: float, elapsed_seconds: float, max_wat
     if new_raw <= budget:
         return Verdict(new_raw, "reset")
     return Verdict(None, "implausible_wrap" if wrap_joules is not None else "backwards")
-
-
 
 
 @dataclass(slots=True)

@@ -210,10 +210,6 @@ class RaplMeter:
                        z.in_node_total, self.info if z.component == "cpu" else {}) for z in readable]
         self._next_discovery = now + self.rediscover_seconds
 
-    @property
-    def components(self) -> set[str]:
-        return {z.component for z in self.zones if z.in_node_total}
-
     def covered(self) -> set[tuple[str, str]]:
         """The estimate devices RAPL measures now (readable zones in the node total)."""
         return {key for z in self.zones if z.in_node_total and (key := covers(z)) is not None}
