@@ -26,7 +26,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -96,6 +96,18 @@ class GridStatus:
     fallback_active: bool
 
 
+def upcoming(points: Sequence[tuple[float, float]], now: float) -> Iterator[tuple[float, float, float]]:
+    """(start, end, value) of the sorted (start, value) points not over yet that start within
+    FORECAST_HOURS clock hours: a point lasts until the next one starts, the last one an hour."""
+    for i, (start, value) in enumerate(points):
+        end = points[i + 1][0] if i + 1 < len(points) else start + 3600.0
+        if end <= now:
+            continue  # over already
+        if start // 3600 - now // 3600 >= FORECAST_HOURS:
+            return
+        yield start, end, value
+
+
 def _forecast_summary(r: IntensityReading, now: float) -> ForecastSummary | None:
     # Providers validate every point; this guard keeps one that slipped through from failing /metrics.
     points = sorted((p for p in r.forecast if math.isfinite(p.start) and math.isfinite(p.value)),
@@ -103,19 +115,14 @@ def _forecast_summary(r: IntensityReading, now: float) -> ForecastSummary | None
     if not points:
         return None
     hours: dict[int, list[float]] = {}
-    best = None
-    for i, p in enumerate(points):
-        end = points[i + 1].start if i + 1 < len(points) else p.start + 3600.0
-        if end <= now:
-            continue  # over already
-        h = max(0, int(p.start // 3600 - now // 3600))  # clock hours: 0 is the hour we are in
-        if h >= FORECAST_HOURS:
-            break
-        hours.setdefault(h, []).append(p.value)
-        if best is None or p.value < best.value:
-            best = p
+    best: tuple[float, float] | None = None  # (value, start)
+    for start, _, value in upcoming([(p.start, p.value) for p in points], now):
+        h = max(0, int(start // 3600 - now // 3600))  # clock hours: 0 is the hour we are in
+        hours.setdefault(h, []).append(value)
+        if best is None or value < best[0]:
+            best = (value, start)
     means = {h: sum(values) / len(values) for h, values in sorted(hours.items())}
-    return ForecastSummary(r.zone, r.signal, means, None if best is None else (best.value, best.start))
+    return ForecastSummary(r.zone, r.signal, means, best)
 
 
 class GridFeed:

@@ -21,6 +21,7 @@ from typing import Any
 from footprint import __version__
 from footprint.accounting.accountant import EMBODIED, NODE_EMISSIONS, NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY
 from footprint.accounting.ledger import Ledger
+from footprint.grid.feed import upcoming
 from footprint.sampler import Sample, Sampler
 from footprint.web.history import MAX_SERIES, PowerHistory, Totals
 from footprint.web.runs import RecentRuns
@@ -31,7 +32,6 @@ API_VERSION = 1
 MAX_DEVICES = MAX_SERIES
 TOP_WORKLOADS = 10
 FORECAST_POINTS = 48
-FORECAST_HOURS = 48
 
 # What a `source` says about the number: read from a hardware energy counter, hardware power
 # integrated over time by the exporter, or modelled (CPU utilisation x configured watts).
@@ -283,11 +283,8 @@ def forecast_ahead(points: Sequence[Mapping[str, Any]], now: float) -> Forecast:
     )
     ahead: list[dict[str, float]] = []
     best: dict[str, float] | None = None
-    for i, (start, value) in enumerate(clean):
-        end = clean[i + 1][0] if i + 1 < len(clean) else start + 3600.0
-        if end <= now:
-            continue
-        if start // 3600 - now // 3600 >= FORECAST_HOURS or len(ahead) >= FORECAST_POINTS:
+    for start, end, value in upcoming(clean, now):
+        if len(ahead) >= FORECAST_POINTS:
             break
         ahead.append({"start": start, "value": value})
         if best is None or value < best["value"]:
