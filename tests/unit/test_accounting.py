@@ -45,30 +45,30 @@ class TestCounterTracker:
 
     def test_baseline_then_deltas(self) -> None:
         t = CounterTracker()
-        assert t.delta(reading(100.0), 0.0) == 0.0
-        assert t.delta(reading(150.5), 1.0) == 50.5
+        assert t.observe(reading(100.0), 0.0).joules == 0.0
+        assert t.observe(reading(150.5), 1.0).joules == 50.5
 
     def test_wrap_uses_range(self) -> None:
         t = CounterTracker()
-        t.delta(reading(90.0, wrap_joules=100.0, max_watts=20.0), 0.0)
-        assert t.delta(reading(5.0, wrap_joules=100.0, max_watts=20.0), 1.0) == pytest.approx(15.0)
+        t.observe(reading(90.0, wrap_joules=100.0, max_watts=20.0), 0.0)
+        assert t.observe(reading(5.0, wrap_joules=100.0, max_watts=20.0), 1.0).joules == pytest.approx(15.0)
 
     def test_reset_without_wrap_counts_energy_since_reset_once_confirmed(self) -> None:
         t = CounterTracker()
-        t.delta(reading(1000.0), 0.0)
-        assert t.delta(reading(7.0), 1.0) == 0.0  # a reset, or a glitch: the next reading tells
-        assert t.delta(reading(10.0), 2.0) == 10.0  # it continues from 7: a reset, 7 + 3 J
-        assert t.delta(reading(12.0), 3.0) == 2.0
+        t.observe(reading(1000.0), 0.0)
+        assert t.observe(reading(7.0), 1.0).joules == 0.0  # a reset, or a glitch: the next reading tells
+        assert t.observe(reading(10.0), 2.0).joules == 10.0  # it continues from 7: a reset, 7 + 3 J
+        assert t.observe(reading(12.0), 3.0).joules == 2.0
 
     def test_new_epoch_counts_from_zero(self) -> None:
         t = CounterTracker()
-        t.delta(reading(10.0, counter_epoch="boot-a"), 0.0)
-        assert t.delta(reading(50.0, counter_epoch="boot-b"), 1.0) == 50.0
+        t.observe(reading(10.0, counter_epoch="boot-a"), 0.0)
+        assert t.observe(reading(50.0, counter_epoch="boot-b"), 1.0).joules == 50.0
 
     def test_switching_counter_kind_starts_a_new_baseline(self) -> None:
         t = CounterTracker()
-        t.delta(reading(10.0), 0.0)
-        assert t.delta(reading(3.0, hardware_counter=False), 1.0) == 0.0
+        t.observe(reading(10.0), 0.0)
+        assert t.observe(reading(3.0, hardware_counter=False), 1.0).joules == 0.0
 
 
 def test_ledger_refuses_to_go_backwards() -> None:

@@ -73,7 +73,7 @@ def test_eight_mi300x_report_the_accumulator_exactly(rig: Rig) -> None:
         for i in range(8):
             r = readings[str(i)]
             assert r.energy_joules == sc.joules(i, t)  # ticks x 15.3 µJ, exactly
-            delta = tracker.delta(r, t)
+            delta = tracker.observe(r, t).joules
             if previous is not None:
                 assert delta == pytest.approx(sc.joules(i, t) - sc.joules(i, previous), abs=1e-9)
                 assert r.power_watts == pytest.approx(delta / (t - previous))  # from the fake's timestamps
@@ -137,7 +137,7 @@ def test_a_lost_gpu_is_down_while_the_others_are_read_and_comes_back(rig: Rig) -
     meter = rig.meter()
     tracker = CounterTracker()
     for r in meter.read():
-        tracker.delta(r, 0.0)
+        tracker.observe(r, 0.0)
     rig.at(1.5)
     readings = by_device(meter.read())
     assert sorted(readings) == ["0"] and meter.down_devices()["1"].startswith("amdsmi_get_energy_count")
@@ -147,18 +147,18 @@ def test_a_lost_gpu_is_down_while_the_others_are_read_and_comes_back(rig: Rig) -
     back = by_device(meter.read())
     assert sorted(back) == ["0", "1"] and meter.down_devices() == {}
     # The accumulator kept counting while the GPU was unreachable: the gap's energy is counted once.
-    assert tracker.delta(back["1"], 5.0) == pytest.approx(sc.joules(1, 5.0) - sc.joules(1, 0.0), abs=1e-9)
+    assert tracker.observe(back["1"], 5.0).joules == pytest.approx(sc.joules(1, 5.0) - sc.joules(1, 0.0), abs=1e-9)
 
 
 def test_a_driver_reload_restarts_the_counter_as_a_new_epoch(rig: Rig) -> None:
     sc = rig.set(gpus=[FakeGpu(offset_ticks=10**9)], time=1.0)
     meter = rig.meter()
     tracker = CounterTracker()
-    tracker.delta(meter.read()[0], 1.0)
+    tracker.observe(meter.read()[0], 1.0)
     rig.set(reloads=[1.5], driver_version="6.12.12", time=2.0)
     r = meter.read()[0]
     assert r.counter_epoch == "6.12.12" and r.energy_joules == sc.joules(0, 2.0) < 200
-    assert tracker.delta(r, 2.0) == pytest.approx(0.5 * 300, rel=1e-4)  # energy since the reload only
+    assert tracker.observe(r, 2.0).joules == pytest.approx(0.5 * 300, rel=1e-4)  # energy since the reload only
 
 
 def test_a_driver_unload_is_retried_and_the_gpus_enumerated_again(rig: Rig) -> None:
@@ -167,7 +167,7 @@ def test_a_driver_unload_is_retried_and_the_gpus_enumerated_again(rig: Rig) -> N
     meter = rig.meter()
     tracker = CounterTracker()
     for r in meter.read():
-        tracker.delta(r, 0.0)
+        tracker.observe(r, 0.0)
     rig.at(1.5)  # every GPU fails: the handles are stale, amdsmi is shut down
     with pytest.raises(MeterError, match="no AMD GPU could be read"):
         meter.read()
@@ -182,7 +182,7 @@ def test_a_driver_unload_is_retried_and_the_gpus_enumerated_again(rig: Rig) -> N
     assert readings["1"].info["partitions"] == "2"
     for device, r in readings.items():
         assert r.energy_joules == sc.joules(int(device), 7.0)
-        assert tracker.delta(r, 7.0) == pytest.approx(sc.joules(int(device), 7.0))  # a reset: since the load
+        assert tracker.observe(r, 7.0).joules == pytest.approx(sc.joules(int(device), 7.0))  # a reset: since the load
 
 
 def test_process_shares_split_busy_time_by_engine_time(rig: Rig) -> None:

@@ -72,7 +72,7 @@ def run_samples(ledger: Ledger, acc: Accountant, *samples: list[Reading], cp: Ch
                 wall: float = 1000.0) -> None:
     """What the sampler does with successive readings: judged deltas, the accountant, then the checkpointer."""
     for i, readings in enumerate(samples):
-        energy = [(r, ledger.counters.delta(r, time.monotonic())) for r in readings]
+        energy = [(r, ledger.counters.observe(r, time.monotonic()).joules) for r in readings]
         with ledger.lock:
             acc.account(ledger, energy, 1.0, INTENSITY, wall + i)
         if cp is not None:

@@ -90,7 +90,7 @@ def test_eight_gpus_report_the_hardware_counter_exactly(rig: Rig) -> None:
         for i in range(8):
             r = readings[str(i)]
             assert r.energy_joules == sc.energy_mj(i, t) / 1000  # the counter itself, mJ -> J
-            delta = tracker.delta(r, t)
+            delta = tracker.observe(r, t).joules
             if previous is not None:
                 assert delta == pytest.approx((sc.energy_mj(i, t) - sc.energy_mj(i, previous)) / 1000, abs=1e-9)
                 assert r.power_watts is None  # the sampler's judged delta over its time gives the power
@@ -153,7 +153,7 @@ def test_driver_reload_counter_restarts_and_the_ledger_never_goes_back(rig: Rig)
         rig.at(t)
         (r,) = meter.read()
         seen.append(r.energy_joules)
-        total += tracker.delta(r, t)
+        total += tracker.observe(r, t).joules
     assert seen == [5000.0, 5200.0, 5600.0, 100.0, 500.0]  # the raw counter restarts from 0 at 3.5 s
     # 0-3 s before the reload, then everything since the reload (charged once the 6 s reading confirms
     # the reset); 3.0-3.5 s is lost, never doubled.
@@ -169,7 +169,7 @@ def test_driver_reload_counter_restarts_and_the_ledger_never_goes_back(rig: Rig)
     rig.at(7.0)
     (r,) = meter.read()
     assert (r.counter_epoch, r.info["driver_version"], r.energy_joules) == ("560.35.03", "560.35.03", 50.0)
-    assert tracker.delta(r, 7.0) == 50.0  # the energy since the new driver loaded
+    assert tracker.observe(r, 7.0).joules == 50.0  # the energy since the new driver loaded
 
 
 def test_lost_gpu_goes_down_alone_and_comes_back(rig: Rig) -> None:

@@ -224,10 +224,6 @@ class CounterTracker:
         self._suspects[key] = _Suspect(r.energy_joules, r.counter_epoch, now, None, v.kind)
         return Judged(0.0, rejected + self._reject(r, v.kind, prev.raw, r.energy_joules, now - prev.at))
 
-    def delta(self, r: Reading, now: float) -> float:
-        """The joules to charge for `r` (rejections are counted by the caller through `observe`)."""
-        return self.observe(r, now).joules
-
     def _accept(self, r: Reading, now: float) -> None:
         self.states[r.key] = CounterState(r.energy_joules, r.counter_epoch, r.hardware_counter, now)
 
