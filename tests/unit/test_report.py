@@ -94,6 +94,12 @@ def test_times(text: str, expected: float) -> None:
     assert parse_time(text, NOW, "since") == expected
 
 
+@pytest.mark.parametrize("text", ["nan", "inf", "-1", "1e400", "-inf"])
+def test_a_unix_time_that_is_no_time_names_its_key(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"^since:"):
+        parse_time(text, NOW, "since")
+
+
 @given(st.integers(0, 10**8), st.sampled_from(["s", "m", "h", "d"]))
 def test_a_duration_counts_back_from_now(amount: int, unit: str) -> None:
     seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from footprint import numbers
 from footprint.accounting.accountant import JOULES_PER_KWH
 from footprint.config import ConfigError, parse_duration
 from footprint.exposition import catalog
@@ -433,15 +434,23 @@ def write_output(report: Report, path: str) -> None:
             fh.write("\n")
 
 
+MAX_UNIX_SECONDS = 1e11  # year 5138: a --since/--until beyond it is a typo
+
+
 def parse_time(text: str, now: float, key: str) -> float:
     """`now`, a duration before now (`30d`), Unix seconds, or RFC 3339 (`2026-11-01T00:00:00Z`)."""
     text = text.strip()
     if text == "now":
         return now
     try:
-        return float(text)
+        float(text)
     except ValueError:
         pass
+    else:  # Unix seconds: the one number rule (nan, inf and years past 5000 are refused)
+        try:
+            return numbers.bounded(text, 0.0, MAX_UNIX_SECONDS)
+        except numbers.NumberError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
     try:
         return now - parse_duration(text)
     except ValueError:
