@@ -68,10 +68,7 @@ class PeerProvider:
         self.origin = ""  # the upstream provider of the value in use, for doctor and /api/v1/grid
 
     def fetch(self) -> IntensityReading:
-        for r in self.fetch_all():
-            if r.signal == self.signal:
-                return r
-        raise ProviderError("missing_field", f"{self.name}: peer has no {self.signal} value")
+        return next(r for r in self.fetch_all() if r.signal == self.signal)  # fetch_all raises when absent
 
     def fetch_all(self) -> list[IntensityReading]:
         data = self.http.get_json(self.url, auth=self._auth)
