@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.error import HTTPError
 
 import pytest
-from footprint.attribution import cgroups
+from footprint.attribution import apiserver, cgroups
 from footprint.attribution.apiserver import ApiServerClient, Skip, parse_pod, parse_pods
 from footprint.attribution.podresources import (
     ContainerDevices,
@@ -111,6 +112,18 @@ def test_lists_this_nodes_pods_with_token_field_selector_and_pages(tmp_path: Pat
         with pytest.raises(HTTPError) as err:
             client.list_pods()
         assert err.value.code == 401
+
+
+def test_a_pod_list_page_larger_than_the_cap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API server (or something posing as one) that answers without end cannot fill the node's memory."""
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    with running_apiserver("s3cret", [make_pod(f"p{i}", node="node-1") for i in range(3)]) as api:
+        client = ApiServerClient(api.url, "node-1", str(token), "", page_size=3)
+        size = len(json.dumps({"items": client.list_pods()}))  # the page, about this many bytes
+        monkeypatch.setattr(apiserver, "MAX_PAGE_BYTES", size // 2)
+        with pytest.raises(ValueError, match="a PodList page is larger than"):
+            client.list_pods()
 
 
 def test_pod_fields_and_container_ids_of_every_runtime() -> None:

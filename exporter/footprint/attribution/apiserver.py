@@ -29,6 +29,7 @@ log = logging.getLogger("footprint.attribution.apiserver")
 
 PAGE_SIZE = 500
 MAX_NODE_BYTES = 4 << 20  # a Node object is a few KiB; its images list can make it ~1 MiB
+MAX_PAGE_BYTES = 64 << 20  # one PodList page: 500 pods of up to ~100 KiB each, with room to spare
 MAX_PAGES = 1000  # 500,000 pods: far past any node; a `continue` that never ends is refused
 ACTIVE_PHASES = frozenset({"Pending", "Running", "Unknown", ""})
 
@@ -180,17 +181,22 @@ class ApiServerClient:
                 headers["Authorization"] = f"Bearer {token}"
         return headers
 
+    def _get_json(self, request: urllib.request.Request, context: ssl.SSLContext | None, limit: int,
+                  what: str) -> Any:
+        """One GET's JSON body, read up to `limit` bytes: a larger answer is refused (ValueError)."""
+        with urllib.request.urlopen(request, timeout=self.timeout, context=context) as response:
+            data = response.read(limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"{what} is larger than {limit} bytes")
+        return json.loads(data)
+
     def get_node(self) -> Mapping[str, Any]:
         """This node's Node object (`GET /api/v1/nodes/<node>`, RBAC `get` on nodes). Raises OSError
         (incl. HTTP errors) or ValueError (not an object)."""
         request = urllib.request.Request(
             f"{self.url}/api/v1/nodes/{urllib.parse.quote(self.node, safe='')}", headers=self._headers()
         )
-        with urllib.request.urlopen(request, timeout=self.timeout, context=self._context()) as response:
-            data = response.read(MAX_NODE_BYTES + 1)
-        if len(data) > MAX_NODE_BYTES:
-            raise ValueError(f"the Node object is larger than {MAX_NODE_BYTES} bytes")
-        body = json.loads(data)
+        body = self._get_json(request, self._context(), MAX_NODE_BYTES, "the Node object")
         if not isinstance(body, Mapping):
             raise ValueError("the API server's answer is not a Node object")
         return body
@@ -208,8 +214,7 @@ class ApiServerClient:
             request = urllib.request.Request(
                 f"{self.url}/api/v1/pods?{urllib.parse.urlencode(query)}", headers=headers
             )
-            with urllib.request.urlopen(request, timeout=self.timeout, context=context) as response:
-                body = json.loads(response.read())
+            body = self._get_json(request, context, MAX_PAGE_BYTES, "a PodList page")
             if not isinstance(body, Mapping) or not isinstance(body.get("items"), list):
                 raise ValueError("the API server's answer is not a PodList")
             items.extend(body["items"])
