@@ -62,6 +62,8 @@ def test_created_series_only_with_the_flag_in_both_formats_and_in_prometheus(tmp
                 created = prom.query('count by (job) ({__name__=~".+_created", job=~"plain|flagged"})')
                 assert {r["metric"]["job"] for r in created} == {"flagged"}
                 assert prom.query(f'{counter}_created{{job="flagged"}}')
+                # Prometheus spreads its targets over the interval: the recorder may not be scraped yet.
+                wait_until(lambda: accepts, timeout=60, what="the Accept recorder scraped", context=prom.log)
             # What Prometheus asked for: OpenMetrics first, so that format's `_created` lines matter too.
             assert accepts and accepts[0].split(",")[0].startswith("application/openmetrics-text")
 
