@@ -185,14 +185,18 @@ class Rapl:
 
     def _run(self) -> None:
         counters = {zone: self.tree.counter(zone) for zone in self.RATES_W}
-        while not self._stop.wait(0.1):
-            for zone, watts in self.RATES_W.items():
-                counters[zone] = (counters[zone] + int(watts * 0.1 * 1e6)) % self.tree.max_range_uj
-                # Atomic replace: sysfs never shows a reader half a value (RaplTree.advance writes in place).
-                path = self.tree.path(zone) / "energy_uj"
-                tmp = path.with_name("energy_uj.tmp")
-                tmp.write_text(f"{counters[zone]}\n")
-                os.replace(tmp, path)
+        files = {zone: os.open(self.tree.path(zone) / "energy_uj", os.O_WRONLY) for zone in self.RATES_W}
+        try:
+            while not self._stop.wait(0.1):
+                for zone, watts in self.RATES_W.items():
+                    counters[zone] = (counters[zone] + int(watts * 0.1 * 1e6)) % self.tree.max_range_uj
+                    # In place, as sysfs changes an attribute (a reader's kept-open descriptor sees it), in
+                    # one write of a fixed width (no truncation: a reader never sees a shorter value with
+                    # the old one's tail; the padding is whitespace every reader's int() skips).
+                    os.pwrite(files[zone], f"{counters[zone]:<20}\n".encode(), 0)
+        finally:
+            for fd in files.values():
+                os.close(fd)
 
     def start(self) -> Rapl:
         self._thread.start()

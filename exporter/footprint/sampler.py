@@ -54,6 +54,7 @@ class Sample:
     # Power over the last interval: a hardware counter's judged delta over the time it was drawn in
     # (none for a rejected reading); the meter's own figure where it integrates power itself.
     power: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+    node_watts: float | None = None  # the power of the devices in the node total; None before the first interval
     known_devices: Mapping[tuple[str, str], Reading] = field(default_factory=dict)  # last good reading, lost ones too
     duration_counts: tuple[int, ...] = (0,) * (len(DURATION_BUCKETS) + 1)  # footprint_sample_duration_seconds
     duration_total: float = 0.0
@@ -142,7 +143,7 @@ class Sampler:
                 device_down[(component, device)] = reason
 
         mark = self.ledger.counters.mark()
-        energy, rejected, power = self._judge(readings, read_at, seconds)
+        energy, rejected, power, node_watts = self._judge(readings, read_at, seconds)
         intensity = self.grid.accounting_intensity()
         with self.ledger.lock:
             if not self._charge(energy, rejected, seconds, intensity, now_wall):
@@ -151,15 +152,19 @@ class Sampler:
             self._attribute(now, now_wall)
         self.duration.observe(time.perf_counter() - started)
         self.state = Sample(tuple(readings), meter_up, device_down, intensity, self.state.samples + 1, power,
-                            dict(self._known_devices), tuple(self.duration.counts), self.duration.total)
+                            node_watts, dict(self._known_devices), tuple(self.duration.counts),
+                            self.duration.total)
         self.on_sample()
 
     def _judge(self, readings: list[Reading], read_at: list[float], seconds: float) -> tuple[
-            list[tuple[Reading, float]], dict[tuple[str, str], tuple[str, ...]], dict[tuple[str, str, str], float]]:
+            list[tuple[Reading, float]], dict[tuple[str, str], tuple[str, ...]], dict[tuple[str, str, str], float],
+            float | None]:
         """Every reading's delta, judged against its device's ceiling over the real time since its
         last read (a stalled sample is judged over the stall), before anything is charged. Also the
-        reasons of readings rejected now, and each device's power: its delta over the time it was drawn in."""
+        reasons of readings rejected now, each device's power (its delta over the time it was drawn in)
+        and the node's: the sum over the devices in the node total (None while no device has power)."""
         energy, rejected, power = [], {}, {}
+        node_watts = 0.0
         observe = self.ledger.counters.observe
         for r, at in zip(readings, read_at, strict=True):
             judged = observe(r, at)
@@ -169,10 +174,15 @@ class Sampler:
                 rejected[r.key] = judged.rejected
             span = judged.seconds or seconds  # a delta charged after a glitch spans more than a sample
             if r.power_watts is not None and not r.hardware_counter:
-                power[(r.component, r.device, r.source)] = r.power_watts
+                watts = r.power_watts
             elif span > 0 and not judged.rejected:  # a rejected reading says nothing about power
-                power[(r.component, r.device, r.source)] = joules / span
-        return energy, rejected, power
+                watts = joules / span
+            else:
+                continue
+            power[(r.component, r.device, r.source)] = watts
+            if r.in_node_total:
+                node_watts += watts
+        return energy, rejected, power, node_watts if power else None
 
     def _charge(self, energy: list[tuple[Reading, float]], rejected: Mapping[tuple[str, str], tuple[str, ...]],
                 seconds: float, intensity: IntensityReading, now_wall: float) -> bool:

@@ -192,6 +192,15 @@ def test_zones_found_later_or_lost_switch_between_rapl_and_the_estimate(tmp_path
     assert sources() == {"package-0": "rapl", "package-1": "estimate"}
     assert rapl.unreadable == {"package-1": "IsADirectoryError"}
 
+    tree.make_readable("intel-rapl:1", 1_000_000)  # access granted later (an init container, a chmod)
+    t[0] += 1.0
+    sampler.sample()
+    assert sources() == {"package-0": "rapl", "package-1": "estimate"}  # not looked at again yet
+    t[0] += rapl.rediscover_seconds
+    sampler.sample()
+    assert sources() == {"package-0": "rapl", "package-1": "rapl"}
+    assert rapl.unreadable == {}
+
 
 def test_a_vanished_proc_stat_is_a_meter_error_not_a_traceback(tmp_path: Path) -> None:
     proc = tmp_path / "proc"
@@ -242,3 +251,37 @@ def test_a_sample_the_ledger_refuses_leaves_totals_and_the_window_as_they_were(t
     rig.step()
     assert rig.energy("cpu", "package-0") == pytest.approx(9.0, rel=1e-12)  # the dropped 5 J come with it
     assert rig.ledger.get(NODE_ENERGY) == pytest.approx(9.0, rel=1e-12)
+
+
+def _open_counters(tree: RaplTree) -> set[str]:
+    """The energy_uj files this process holds open (from /proc/self/fd)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(tree.root)) and target.endswith("/energy_uj"):
+            found.add(target)
+    return found
+
+
+def test_counters_stay_open_and_read_in_place_writes_and_replacements(tmp_path: Path) -> None:
+    """Each zone is opened once and read with pread (sysfs regenerates the value on every read from
+    offset 0); a value written in place is read, and so is a file replaced under its name (nlink 0)."""
+    tree = RaplTree(tmp_path / "sys", packages=1, dram=True)
+    rig = Rig(tmp_path, tree)
+    rig.step()
+    held = _open_counters(tree)
+    assert len(held) == 2  # package and dram, not core
+    energy = tree.path("intel-rapl:0") / "energy_uj"
+    with open(energy, "r+b", buffering=0) as fh:  # in place, as the kernel's attribute changes
+        fh.write(f"{tree.counter('intel-rapl:0') + 2_000_000:<20}\n".encode())
+    rig.step()
+    assert rig.energy("cpu", "package-0") == pytest.approx(2.0)
+    tree.advance("intel-rapl:0", 3_000_000)  # an atomic replace: the old inode has no links left
+    rig.step()
+    assert rig.energy("cpu", "package-0") == pytest.approx(5.0)
+    assert len(_open_counters(tree)) == 2  # the replaced file's descriptor was closed, the new one kept
+    rig.meter.close()
+    assert _open_counters(tree) == set()

@@ -57,15 +57,11 @@ class FootprintCollector:
     def collect(self) -> Iterator[Metric]:
         state = self.sampler.state  # the published Sample: immutable, read without a lock
         power = _gauge("footprint_power_watts")
-        node_power = 0.0
-        in_total = {r.key for r in state.readings if r.in_node_total}
         for (component, device, source), watts in sorted(state.power.items()):
             power.add_metric((component, device, source), watts)
-            if (component, device) in in_total:
-                node_power += watts
         yield power
         node = _gauge("footprint_node_power_watts")
-        node.add_metric((), node_power)
+        node.add_metric((), state.node_watts or 0.0)
         yield node
 
         info = GaugeMetricFamily("footprint_device_info", SPECS["footprint_device_info"].help)

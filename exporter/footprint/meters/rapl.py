@@ -7,7 +7,8 @@ dram; psys (the whole platform, where present) is exported for reference but not
 
 Zones are checked one by one: a zone whose energy_uj cannot be read (root-only since CVE-2020-8694,
 and some hosts open up only the package files) is not measured, and `covered()` leaves it out so the
-estimate meter fills in for it. The tree is looked at again every `rediscover_seconds`: a zone that
+estimate meter fills in for it. The tree is looked at again every `rediscover_seconds` (cheaply: the
+whole discovery only when the zone list changed or a zone's readability did): a zone that
 appears or becomes readable later (hotplug, a late driver, an init container granting access) is
 measured from then on, and one that stops being readable goes back to the estimate.
 
@@ -117,12 +118,54 @@ def discover(sysfs: str) -> list[Zone]:
 
 
 def _read_counter(path: str) -> int:
-    """energy_uj in two syscalls and no text layer: this runs for every zone on every sample."""
+    """energy_uj in two syscalls and no text layer (a zone's first read, and each discovery's check)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         return int(os.read(fd, 32))
     finally:
         os.close(fd)
+
+
+class _Counter:
+    """One zone's energy_uj, kept open and read with pread at offset 0: sysfs regenerates an attribute
+    on every read from offset 0 (kernfs seq_file), so a kept-open descriptor reads the live counter
+    without the path walk through the class links that an open() pays on every sample.
+
+    A removed zone (driver unbound) fails the read (ENODEV) and the file is opened again once; a file
+    replaced under its name (test trees and atomic writers; sysfs never does it) has no links left,
+    which fstat shows, and is opened again too.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def read(self) -> int:
+        fd = self._fd
+        if fd is not None:
+            try:
+                data = os.pread(fd, 32, 0)
+                if os.fstat(fd).st_nlink:
+                    return int(data)
+            except OSError:
+                pass
+            self.close()
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            value = int(os.pread(fd, 32, 0))
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return value
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _zone_sort_key(name: str) -> tuple[int, int, str]:
@@ -160,9 +203,12 @@ class RaplMeter:
         self.info = {"model": model} if model else {}
         self.zones: list[Zone] = []
         self.unreadable: dict[str, str] = {}  # device -> why RAPL does not measure it
-        # Per readable zone, built at each discovery: its energy_uj path and the reading's fixed fields.
-        self._plan: list[tuple[str, str, str, float | None, float, bool, Mapping[str, str]]] = []
+        # Per readable zone, built at each discovery: its energy_uj counter and the reading's fixed fields.
+        self._plan: list[tuple[_Counter, str, str, float | None, float, bool, Mapping[str, str]]] = []
         self._down: dict[str, str] = {}
+        self._covered: set[tuple[str, str]] = set()
+        self._zone_list: list[str] | None = None  # class/powercap's entries at the last discovery
+        self._denied: dict[str, str] = {}  # device -> energy_uj of a zone that could not be read
         self._next_discovery = 0.0
         self._refresh(clock(), starting=True)
 
@@ -174,15 +220,45 @@ class RaplMeter:
             return zone.max_power_watts * RAPL_MARGIN
         return DEFAULT_MAX_WATTS.get(zone.component, DEFAULT_MAX_WATTS["cpu"])
 
+    def _listing(self) -> list[str] | None:
+        try:
+            return sorted(os.listdir(Path(self.sysfs) / "class" / "powercap"))
+        except OSError:
+            return None
+
+    def _look_again(self, now: float) -> None:
+        """Every `rediscover_seconds`: the whole discovery (names, ranges, constraints: dozens of files)
+        only when something may have changed: the zone list differs, a zone read cannot be read any
+        more, or one that could not be read can be now."""
+        self._next_discovery = now + self.rediscover_seconds
+        if self._listing() != self._zone_list:
+            self._refresh(now)
+            return
+        for counter, *_ in self._plan:
+            try:
+                counter.read()
+            except (OSError, ValueError):
+                self._refresh(now)
+                return
+        for path in self._denied.values():
+            try:
+                _read_counter(path)
+            except (OSError, ValueError):
+                continue
+            self._refresh(now)
+            return
+
     def _refresh(self, now: float, starting: bool = False) -> None:
         """Find the zones again and check each one can be read. At start a zone whose counter can
         wrap more than once between two samples refuses the setting (exit 2); later it is not read."""
-        readable, unreadable = [], {}
+        readable, unreadable, denied = [], {}, {}
+        self._zone_list = self._listing()
         for z in discover(self.sysfs):
             try:
                 _read_counter(str(z.path / "energy_uj"))
             except (OSError, ValueError) as exc:
                 unreadable[z.device] = type(exc).__name__
+                denied[z.device] = str(z.path / "energy_uj")
                 continue
             if z.wrap_joules is not None and budget_joules(self.ceiling(z), self.interval) >= z.wrap_joules:
                 why = (f"its counter wraps every {z.wrap_joules / self.ceiling(z):.3g}s at up to "
@@ -205,24 +281,30 @@ class RaplMeter:
         newly_denied = {d for d, why in unreadable.items() if why == "PermissionError"} - set(self.unreadable)
         if newly_denied:
             log.warning(PERMISSION_HINT, extra={"zones": ",".join(sorted(newly_denied))})
-        self.zones, self.unreadable = readable, unreadable
-        self._plan = [(str(z.path / "energy_uj"), z.component, z.device, z.wrap_joules, self.ceiling(z),
-                       z.in_node_total, self.info if z.component == "cpu" else {}) for z in readable]
+        self.zones, self.unreadable, self._denied = readable, unreadable, denied
+        counters = {c.path: c for c, *_ in self._plan}  # kept open across discoveries
+        self._plan = [(counters.pop(str(z.path / "energy_uj"), None) or _Counter(str(z.path / "energy_uj")),
+                       z.component, z.device, z.wrap_joules, self.ceiling(z), z.in_node_total,
+                       self.info if z.component == "cpu" else {}) for z in readable]
+        for counter in counters.values():  # zones no longer read
+            counter.close()
+        self._covered = {key for z in readable if z.in_node_total and (key := covers(z)) is not None}
         self._next_discovery = now + self.rediscover_seconds
 
     def covered(self) -> set[tuple[str, str]]:
-        """The estimate devices RAPL measures now (readable zones in the node total)."""
-        return {key for z in self.zones if z.in_node_total and (key := covers(z)) is not None}
+        """The estimate devices RAPL measures now (readable zones in the node total), as of the last
+        discovery: the estimate asks every sample."""
+        return self._covered
 
     def read(self) -> list[Reading]:
         now = self.clock()
         if now >= self._next_discovery:
-            self._refresh(now)
+            self._look_again(now)
         readings, down = [], {}
         epoch = self.epoch
         for counter, component, device, wrap, ceiling, in_total, info in self._plan:
             try:
-                uj = _read_counter(counter)
+                uj = counter.read()
             except (OSError, ValueError) as exc:
                 down[device] = type(exc).__name__
                 continue
@@ -253,4 +335,5 @@ class RaplMeter:
         return lines
 
     def close(self) -> None:
-        pass
+        for counter, *_ in self._plan:
+            counter.close()

@@ -99,9 +99,8 @@ class LiveView:
             totals = Totals(at, ledger.get(NODE_ENERGY), ledger.get(NODE_EMISSIONS))
             since = ledger.created_series(NODE_ENERGY).get(())
             embodied = float(sum(ledger.series(EMBODIED).values()))
-        node_watts = _node_watts(state)
-        self.history.record(at, node_watts, {k: float(w) for k, w in sorted(state.power.items()) if math.isfinite(w)},
-                            totals)
+        node_watts = state.node_watts
+        self.history.record(at, node_watts, state.power, totals)
         started, today = self.history.started, self.history.day_start
         assert started is not None and today is not None  # set by the record above
         snap = PageFigures(state.samples, at, node_watts, state, totals, since,
@@ -193,18 +192,6 @@ class LiveView:
                 for k, j in top
             ],
         }
-
-
-def _node_watts(state: Sample) -> float | None:
-    """Node power as /metrics has it (devices in the node total)."""
-    if not state.power:
-        return None  # no interval yet (the first sample is a baseline): power unknown, not 0 W
-    in_total = {r.key for r in state.readings if r.in_node_total}
-    watts: float = 0  # as sum() would: int 0 when no device is in the total
-    for (c, d, _), w in state.power.items():
-        if (c, d) in in_total:
-            watts += w
-    return watts
 
 
 def _devices(state: Sample, known: Mapping[tuple[str, str], Any]) -> list[dict[str, Any]]:

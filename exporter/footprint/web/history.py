@@ -84,15 +84,16 @@ class PowerHistory:
                 self._add(self._node, node_watts)
             rings, finite = self._devices, math.isfinite
             for key, watts in devices.items():
+                if not (finite(watts) and watts >= 0):  # _add's rule, first: garbage never makes a series
+                    continue
                 ring = rings.get(key)
                 if ring is None:
                     if len(rings) >= self.max_series:
                         self.dropped_series += 1
                         continue
                     ring = rings[key] = _Ring(self.points)
-                if finite(watts) and watts >= 0:  # _add, inlined: once per device per sample
-                    ring.sum += watts
-                    ring.count += 1
+                ring.sum += watts  # _add, inlined: once per device per sample
+                ring.count += 1
             self._baselines(totals)
 
     @staticmethod
