@@ -283,9 +283,11 @@ class RaplMeter:
             log.warning(PERMISSION_HINT, extra={"zones": ",".join(sorted(newly_denied))})
         self.zones, self.unreadable, self._denied = readable, unreadable, denied
         counters = {c.path: c for c, *_ in self._plan}  # kept open across discoveries
-        self._plan = [(counters.pop(str(z.path / "energy_uj"), None) or _Counter(str(z.path / "energy_uj")),
-                       z.component, z.device, z.wrap_joules, self.ceiling(z), z.in_node_total,
-                       self.info if z.component == "cpu" else {}) for z in readable]
+        self._plan = []
+        for z in readable:
+            path = str(z.path / "energy_uj")
+            self._plan.append((counters.pop(path) if path in counters else _Counter(path), z.component, z.device,
+                               z.wrap_joules, self.ceiling(z), z.in_node_total, self.info if z.component == "cpu" else {}))
         for counter in counters.values():  # zones no longer read
             counter.close()
         self._covered = {key for z in readable if z.in_node_total and (key := covers(z)) is not None}
