@@ -286,8 +286,9 @@ class RaplMeter:
         self._plan = []
         for z in readable:
             path = str(z.path / "energy_uj")
-            self._plan.append((counters.pop(path) if path in counters else _Counter(path), z.component, z.device,
-                               z.wrap_joules, self.ceiling(z), z.in_node_total, self.info if z.component == "cpu" else {}))
+            counter = counters.pop(path) if path in counters else _Counter(path)
+            info = self.info if z.component == "cpu" else {}
+            self._plan.append((counter, z.component, z.device, z.wrap_joules, self.ceiling(z), z.in_node_total, info))
         for counter in counters.values():  # zones no longer read
             counter.close()
         self._covered = {key for z in readable if z.in_node_total and (key := covers(z)) is not None}
