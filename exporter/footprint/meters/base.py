@@ -22,29 +22,37 @@ class MeterUnavailable(MeterError):
     """The hardware or interface is not present on this host: "no data here", not a fault."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Reading:
-    """One device's reading. Slotted and not frozen: a meter builds one per device every sample, and a
-    frozen dataclass's __init__ costs three times as much; nothing changes a reading once it is made."""
+    """One device's reading. Slotted, not frozen, with an __init__ of its own: a meter builds one per
+    device every sample, and a frozen dataclass's __init__ costs three times as much (a generated one
+    plus __post_init__ for the key, two Python frames); nothing changes a reading once it is made."""
 
     component: str  # "gpu", "cpu", "dram", "psys"
     device: str  # stable id within the component: "0", "package-0", "uuid"...
     source: str  # "nvml", "nvml_power", "rapl", "estimate"
     energy_joules: float  # cumulative; may wrap (see wrap_joules) or reset (driver reload)
-    power_watts: float | None = None  # over the last interval or instantaneous, as the meter has it
-    wrap_joules: float | None = None  # the counter wraps to 0 after this many joules (RAPL)
-    max_watts: float | None = None  # the device's power ceiling (physics bound); None: component default
-    hardware_counter: bool = True  # False: integrated by the meter, process-local, starts at 0
-    counter_epoch: str = ""  # changes when the counter restarts from 0 on purpose (driver load, boot)
-    # Node total: False for readings contained in another one (never summed into the node).
-    in_node_total: bool = True
-    info: Mapping[str, str] = field(default_factory=dict)  # static facts for footprint_device_info
-    gauges: Mapping[str, float] = field(default_factory=dict)  # e.g. utilization_ratio, power_limit_watts
+    power_watts: float | None  # over the last interval or instantaneous, as the meter has it
+    wrap_joules: float | None  # the counter wraps to 0 after this many joules (RAPL)
+    max_watts: float | None  # the device's power ceiling (physics bound); None: component default
+    hardware_counter: bool  # False: integrated by the meter, process-local, starts at 0
+    counter_epoch: str  # changes when the counter restarts from 0 on purpose (driver load, boot)
+    in_node_total: bool  # False for readings contained in another one (never summed into the node)
+    info: Mapping[str, str]  # static facts for footprint_device_info
+    gauges: Mapping[str, float]  # e.g. utilization_ratio, power_limit_watts
     # (component, device), made once: the sampler, ledger and exposition look readings up by it many times.
     key: tuple[str, str] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        self.key = (self.component, self.device)
+    def __init__(self, component: str, device: str, source: str, energy_joules: float,
+                 power_watts: float | None = None, wrap_joules: float | None = None, max_watts: float | None = None,
+                 hardware_counter: bool = True, counter_epoch: str = "", in_node_total: bool = True,
+                 info: Mapping[str, str] | None = None, gauges: Mapping[str, float] | None = None) -> None:
+        self.component, self.device, self.source, self.energy_joules = component, device, source, energy_joules
+        self.power_watts, self.wrap_joules, self.max_watts = power_watts, wrap_joules, max_watts
+        self.hardware_counter, self.counter_epoch, self.in_node_total = hardware_counter, counter_epoch, in_node_total
+        self.info = {} if info is None else info
+        self.gauges = {} if gauges is None else gauges
+        self.key = (component, device)
 
 
 class Meter(Protocol):
