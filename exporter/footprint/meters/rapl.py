@@ -192,7 +192,8 @@ class RaplMeter:
                  clock: Callable[[], float] = time.monotonic) -> None:
         """`max_watts`: --counter.max-watts ceilings by component, which replace the zones' own bounds."""
         self.sysfs = sysfs
-        if not (Path(self.sysfs) / "class" / "powercap").is_dir():
+        self._powercap = os.path.join(sysfs, "class", "powercap")
+        if not os.path.isdir(self._powercap):
             raise MeterUnavailable(f"no RAPL zones under {self.sysfs}/class/powercap")
         self.interval = sample_interval
         self.overrides = dict(max_watts)
@@ -222,7 +223,7 @@ class RaplMeter:
 
     def _listing(self) -> list[str] | None:
         try:
-            return sorted(os.listdir(Path(self.sysfs) / "class" / "powercap"))
+            return sorted(os.listdir(self._powercap))  # a str made once: pathlib is slow, and cold by now
         except OSError:
             return None
 
