@@ -285,3 +285,20 @@ def test_counters_stay_open_and_read_in_place_writes_and_replacements(tmp_path: 
     assert len(_open_counters(tree)) == 2  # the replaced file's descriptor was closed, the new one kept
     rig.meter.close()
     assert _open_counters(tree) == set()
+
+
+def test_node_power_is_the_devices_in_the_node_total_psys_left_out(tmp_path: Path) -> None:
+    """The sampler sums the node's power once (Sample.node_watts, what /metrics and the live page show):
+    packages and dram, never psys, which contains them."""
+    tree = RaplTree(tmp_path / "sys", packages=2, dram=True, psys=True)
+    rig = Rig(tmp_path, tree)
+    assert rig.sampler.state.node_watts is None
+    rig.step()
+    assert rig.sampler.state.node_watts is None  # the first sample is a baseline: no interval, no power
+    for zone, uj in (("intel-rapl:0", 40_000_000), ("intel-rapl:0:1", 5_000_000), ("intel-rapl:1", 30_000_000),
+                     ("intel-rapl:1:1", 4_000_000), ("intel-rapl:2", 500_000_000)):
+        tree.advance(zone, uj)
+    rig.step(2.0)
+    power = rig.sampler.state.power
+    assert power[("psys", "psys", "rapl")] == pytest.approx(250.0)
+    assert rig.sampler.state.node_watts == pytest.approx((40 + 5 + 30 + 4) / 2.0)
