@@ -197,10 +197,10 @@ class _Gpu:
     max_watts: float | None = None  # the counter's ceiling (see NvmlMeter.ceiling), fixed at set-up
     gauges: dict[str, float] = field(default_factory=dict)  # utilisation and limit, from the last slow read
     gauges_due: float = 0.0  # when utilisation is read next (the attribution cadence)
+    device: str = field(init=False)  # the NVML index as the device label, made once: read every sample
 
-    @property
-    def device(self) -> str:
-        return str(self.index)
+    def __post_init__(self) -> None:
+        self.device = str(self.index)
 
 
 _ENERGY_FROM = {
