@@ -16,8 +16,10 @@ import logging
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
+from functools import partial
 from dataclasses import dataclass, field
-from typing import Protocol
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
 from footprint.accounting.accountant import Accountant, AttributionWindow
 from footprint.accounting.ledger import Labels, Ledger
@@ -32,6 +34,8 @@ log = logging.getLogger("footprint.sampler")
 # The component of a device that was down from the start (never read), by meter.
 DEFAULT_COMPONENT = {"nvml": "gpu", "rapl": "cpu", "estimate": "cpu"}
 
+_EMPTY: Mapping[Any, Any] = MappingProxyType({})  # shared by every sample that has nothing there
+
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -41,23 +45,32 @@ class IntensitySource(Protocol):
     def accounting_intensity(self) -> IntensityReading: ...
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
     """The last sample, published whole and never changed (the exposition and the live page read it, never
-    the live sampler: like Kepler's monitor snapshot)."""
+    the live sampler: like Kepler's monitor snapshot). A tuple: immutable, and made every second (a frozen
+    dataclass sets each field through object.__setattr__)."""
 
     readings: tuple[Reading, ...] = ()
-    meter_up: Mapping[str, bool] = field(default_factory=dict)
-    device_down: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (component, device) -> reason
+    meter_up: Mapping[str, bool] = _EMPTY
+    device_down: Mapping[tuple[str, str], str] = _EMPTY  # (component, device) -> reason
     intensity: IntensityReading | None = None
     samples: int = 0
     # Power over the last interval: a hardware counter's judged delta over the time it was drawn in
     # (none for a rejected reading); the meter's own figure where it integrates power itself.
-    power: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+    power: Mapping[tuple[str, str, str], float] = _EMPTY
     node_watts: float | None = None  # the power of the devices in the node total; None before the first interval
-    known_devices: Mapping[tuple[str, str], Reading] = field(default_factory=dict)  # last good reading, lost ones too
+    # The last good reading of each device known but not read in this sample (down, gone): usually none.
+    lost_devices: Mapping[tuple[str, str], Reading] = _EMPTY
     duration_counts: tuple[int, ...] = (0,) * (len(DURATION_BUCKETS) + 1)  # footprint_sample_duration_seconds
     duration_total: float = 0.0
+
+    @property
+    def known_devices(self) -> dict[tuple[str, str], Reading]:
+        """Every device seen since start, with its last good reading (this sample's, else the one kept)."""
+        return {**self.lost_devices, **{r.key: r for r in self.readings}}
+
+
+_sample = partial(tuple.__new__, Sample)  # a NamedTuple's own __new__ is a Python frame
 
 
 @dataclass
@@ -135,9 +148,11 @@ class Sampler:
                     log.exception("meter failed", extra={"meter": meter.name})
             readings.extend(got)
             read_at.extend([self.clock()] * len(got))
+            known = self._known_devices
             for r in got:
-                self._components[(meter.name, r.device)] = r.component
-                self._known_devices[r.key] = r
+                if r.key not in known:  # first sight: which component a down device of this meter is
+                    self._components[(meter.name, r.device)] = r.component
+                known[r.key] = r
             for device, reason in meter.down_devices().items():
                 component = self._components.get((meter.name, device), DEFAULT_COMPONENT.get(meter.name, "cpu"))
                 device_down[(component, device)] = reason
@@ -151,9 +166,12 @@ class Sampler:
         if self._attribution_due(now):
             self._attribute(now, now_wall)
         self.duration.observe(time.perf_counter() - started)
-        self.state = Sample(tuple(readings), meter_up, device_down, intensity, self.state.samples + 1, power,
-                            node_watts, dict(self._known_devices), tuple(self.duration.counts),
-                            self.duration.total)
+        lost: Mapping[tuple[str, str], Reading] = _EMPTY  # every known device read now
+        if len(readings) != len(self._known_devices):  # a device is read at most once a sample
+            read_now = {r.key for r in readings}
+            lost = {k: r for k, r in self._known_devices.items() if k not in read_now}
+        self.state = _sample((tuple(readings), meter_up, device_down, intensity, self.state.samples + 1,
+                              power, node_watts, lost, tuple(self.duration.counts), self.duration.total))
         self.on_sample()
 
     def _judge(self, readings: list[Reading], read_at: list[float], seconds: float) -> tuple[
@@ -167,15 +185,14 @@ class Sampler:
         node_watts = 0.0
         observe = self.ledger.counters.observe
         for r, at in zip(readings, read_at, strict=True):
-            judged = observe(r, at)
-            joules = judged.joules
+            joules, reasons, span = observe(r, at)  # a Judged, unpacked
             energy.append((r, joules))
-            if judged.rejected:
-                rejected[r.key] = judged.rejected
-            span = judged.seconds or seconds  # a delta charged after a glitch spans more than a sample
+            if reasons:
+                rejected[r.key] = reasons
+            span = span or seconds  # a delta charged after a glitch spans more than a sample
             if r.power_watts is not None and not r.hardware_counter:
                 watts = r.power_watts
-            elif span > 0 and not judged.rejected:  # a rejected reading says nothing about power
+            elif span > 0 and not reasons:  # a rejected reading says nothing about power
                 watts = joules / span
             else:
                 continue
