@@ -16,8 +16,8 @@ import logging
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
