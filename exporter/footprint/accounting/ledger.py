@@ -104,7 +104,7 @@ def judge_delta(prev_raw: float, new_raw: float, elapsed_seconds: float, max_wat
         wrap_joules = None  # a range we cannot use: judge as a counter that never wraps
     if new_raw < 0 or (wrap_joules is not None and new_raw > wrap_joules):
         return Verdict(None, "out_of_range")
-    budget = budget_joules(max_watts, elapsed_seconds)
+    budget = max_watts * (elapsed_seconds * (1.0 + SLACK_RATIO) + SLACK_SECONDS)  # budget_joules, inlined
     if restarted:
         return Verdict(new_raw, "reset") if new_raw <= budget else Verdict(None, "implausible_reset")
     if prev_raw < 0 or (wrap_joules is not None and prev_raw > wrap_joules):

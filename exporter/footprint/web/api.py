@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from footprint import __version__
 from footprint.accounting.accountant import EMBODIED, NODE_EMISSIONS, NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY
@@ -51,10 +51,9 @@ def _num(value: float | None, digits: int | None = None) -> float | None:
     return float(value) if digits is None else round(value, digits)
 
 
-@dataclass(frozen=True)
-class PageFigures:
+class PageFigures(NamedTuple):
     """One sample as the page shows it (taken in the sampler thread). The device lines are built from
-    the (immutable) sample only when a page asks: most samples are never shown."""
+    the (immutable) sample only when a page asks: most samples are never shown. A tuple, like Totals."""
 
     number: int
     at: float

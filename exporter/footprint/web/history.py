@@ -13,8 +13,7 @@ import math
 import threading
 from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 POINTS = 240  # 1 hour at the default 15 s step (--web.history-step)
 MAX_SERIES = 64  # device series; a node has a handful (8 GPUs + RAPL zones)
@@ -23,9 +22,9 @@ SECONDS_PER_DAY = 86400.0
 SeriesKey = tuple[str, str, str]  # component, device, source
 
 
-@dataclass(frozen=True)
-class Totals:
-    """Node energy (J) and operational emissions (g) at one moment, from the ledger."""
+class Totals(NamedTuple):
+    """Node energy (J) and operational emissions (g) at one moment, from the ledger (a tuple: one is
+    made every sample, and a frozen dataclass sets each field through object.__setattr__)."""
 
     at: float  # Unix seconds
     energy_joules: float
