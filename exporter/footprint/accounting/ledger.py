@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
@@ -334,6 +334,13 @@ class Ledger:
         if not math.isfinite(amount) or amount < 0:
             raise ValueError(f"{metric}{labels}: refusing to add {amount!r} to a counter")
         self._apply(metric, labels, amount, now_wall)
+
+    def stager(self) -> Callable[[tuple[str, Labels, float, float]], None]:
+        """`add` for a loop of additions, called with one (metric, labels, amount, now_wall) tuple: inside
+        a transaction the staging list's own append (no Python frame per addition), outside one `add`."""
+        if self._tx is not None:
+            return self._tx.ops.append
+        return lambda op: self.add(*op)
 
     def _apply(self, metric: str, labels: Labels, amount: float, now_wall: float) -> None:
         series = self.totals.setdefault(metric, {})
