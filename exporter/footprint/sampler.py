@@ -183,9 +183,9 @@ class Sampler:
         and the node's: the sum over the devices in the node total (None while no device has power)."""
         energy, rejected, power = [], {}, {}
         node_watts = 0.0
-        observe = self.ledger.counters.observe
+        observe = self.ledger.counters.delta
         for r, at in zip(readings, read_at, strict=True):
-            joules, reasons, span = observe(r, at)  # a Judged, unpacked
+            joules, reasons, span = observe(r, at)
             energy.append((r, joules))
             if reasons:
                 rejected[r.key] = reasons

@@ -96,31 +96,38 @@ def judge_delta(prev_raw: float, new_raw: float, elapsed_seconds: float, max_wat
       ("out_of_range"), is never a reading.
     A rejected verdict has joules None: charge nothing and keep the previous baseline.
     """
+    return _verdict(_rule(prev_raw, new_raw, elapsed_seconds, max_watts, wrap_joules, restarted))
+
+
+def _rule(prev_raw: float, new_raw: float, elapsed_seconds: float, max_watts: float,
+          wrap_joules: float | None, restarted: bool) -> tuple[float | None, str]:
+    """judge_delta's body, as a plain (joules, kind) tuple: the tracker calls it for every reading of
+    every sample, and a named tuple costs five times a plain one to make."""
     finite = math.isfinite
     if not (finite(prev_raw) and finite(new_raw) and finite(elapsed_seconds) and finite(max_watts)) or (
             elapsed_seconds < 0 or max_watts <= 0):
-        return Verdict(None, "non_finite")
+        return (None, "non_finite")
     if wrap_joules is not None and not (math.isfinite(wrap_joules) and wrap_joules > 0):
         wrap_joules = None  # a range we cannot use: judge as a counter that never wraps
     if new_raw < 0 or (wrap_joules is not None and new_raw > wrap_joules):
-        return Verdict(None, "out_of_range")
+        return (None, "out_of_range")
     budget = max_watts * (elapsed_seconds * (1.0 + SLACK_RATIO) + SLACK_SECONDS)  # budget_joules, inlined
     if restarted:
-        return Verdict(new_raw, "reset") if new_raw <= budget else Verdict(None, "implausible_reset")
+        return (new_raw, "reset") if new_raw <= budget else (None, "implausible_reset")
     if prev_raw < 0 or (wrap_joules is not None and prev_raw > wrap_joules):
-        return Verdict(None, "out_of_range")
+        return (None, "out_of_range")
     if wrap_joules is not None and budget >= wrap_joules:
-        return Verdict(None, "ambiguous_wrap")
+        return (None, "ambiguous_wrap")
     if new_raw >= prev_raw:
         delta = new_raw - prev_raw
-        return _verdict((delta, "ok")) if delta <= budget else Verdict(None, "jump")
+        return (delta, "ok") if delta <= budget else (None, "jump")
     if wrap_joules is not None:
         wrapped = new_raw + wrap_joules - prev_raw
         if wrapped <= budget:
-            return Verdict(wrapped, "wrap")
+            return (wrapped, "wrap")
     if new_raw <= budget:
-        return Verdict(new_raw, "reset")
-    return Verdict(None, "implausible_wrap" if wrap_joules is not None else "backwards")
+        return (new_raw, "reset")
+    return (None, "implausible_wrap" if wrap_joules is not None else "backwards")
 
 
 @dataclass(slots=True)
@@ -150,8 +157,8 @@ class Judged(NamedTuple):
     seconds: float = 0.0  # the time `joules` were drawn in (longer than a sample after a glitch)
 
 
-# The hot paths (an accepted delta, every reading of every sample) build their named tuples with
-# tuple.__new__ directly: a NamedTuple's own __new__ is a Python frame.
+# The public results are made with tuple.__new__ directly (a NamedTuple's own __new__ is a Python frame);
+# the hot path (every reading of every sample: `_rule`, `CounterTracker.delta`) makes plain tuples.
 _verdict = partial(tuple.__new__, Verdict)
 _judged = partial(tuple.__new__, Judged)
 
@@ -176,6 +183,11 @@ class CounterTracker:
 
     def observe(self, r: Reading, now: float) -> Judged:
         """Judge reading `r`, read at monotonic time `now`, against the device's baseline."""
+        return _judged(self.delta(r, now))
+
+    def delta(self, r: Reading, now: float) -> tuple[float, tuple[str, ...], float]:
+        """observe() as a plain (joules, rejected, seconds) tuple: what the sampler calls for every
+        reading of every sample."""
         key = r.key
         prev = self.states.get(key)
         if not r.hardware_counter:
@@ -184,20 +196,20 @@ class CounterTracker:
             return self._baseline(r, now)  # first sight, or a new kind of source: nothing to count yet
         ceiling = ceiling_watts(r)
         restarted = prev.epoch != r.counter_epoch
-        v = judge_delta(prev.raw, r.energy_joules, now - prev.at, ceiling, r.wrap_joules, restarted)
+        joules, kind = _rule(prev.raw, r.energy_joules, now - prev.at, ceiling, r.wrap_joules, restarted)
         suspect = self._suspects.pop(key, None) if self._suspects else None
-        if v.joules is not None and (v.kind != "reset" or restarted):
+        if joules is not None and (kind != "reset" or restarted):
             self.states[key] = CounterState(r.energy_joules, r.counter_epoch, True, now)  # _accept, inlined
             if restarted:
                 log.info("counter restarted", extra={"component": r.component, "device": r.device})
             if suspect is not None and suspect.reset_joules is not None:
-                return Judged(v.joules, self._reject(r, suspect.reason, prev.raw, suspect.raw, suspect.at - prev.at),
-                              now - prev.at)
-            return _judged((v.joules, (), now - prev.at))
+                reasons = self._reject(r, suspect.reason, prev.raw, suspect.raw, suspect.at - prev.at)
+                return (joules, reasons, now - prev.at)
+            return (joules, (), now - prev.at)
         if suspect is not None and suspect.epoch == r.counter_epoch and r.energy_joules == suspect.raw:
             self._suspects[key] = suspect  # the same value again: wait until the counter moves
-            return Judged(0.0)
-        if v.kind == "ambiguous_wrap":
+            return (0.0, (), 0.0)
+        if kind == "ambiguous_wrap":
             # More than one wrap could hide in the time since the baseline: nothing since it can be
             # known, nor can a suspect be confirmed against it. The span is refused and this reading,
             # in range, is the new baseline (a suspect would only let a later glitch decide).
@@ -205,45 +217,46 @@ class CounterTracker:
             dropped: tuple[str, ...] = ()
             if suspect is not None and suspect.reset_joules is not None:  # an unconfirmed reset, dropped
                 dropped = self._reject(r, suspect.reason, prev.raw, suspect.raw, suspect.at - prev.at)
-            return Judged(0.0, dropped + self._reject(r, v.kind, prev.raw, r.energy_joules, now - prev.at))
+            return (0.0, dropped + self._reject(r, kind, prev.raw, r.energy_joules, now - prev.at), 0.0)
         if suspect is not None and suspect.epoch == r.counter_epoch:
-            w = judge_delta(suspect.raw, r.energy_joules, now - suspect.at, ceiling, r.wrap_joules, False)
-            if w.joules is not None and w.kind != "reset":  # it continues from the suspect: take it
+            w_joules, w_kind = _rule(suspect.raw, r.energy_joules, now - suspect.at, ceiling, r.wrap_joules, False)
+            if w_joules is not None and w_kind != "reset":  # it continues from the suspect: take it
                 self._accept(r, now)
                 if suspect.reset_joules is not None:
                     log.info("counter reset", extra={"component": r.component, "device": r.device})
-                    return Judged(suspect.reset_joules + w.joules, (), now - prev.at)
-                return Judged(w.joules, (), now - suspect.at)
+                    return (suspect.reset_joules + w_joules, (), now - prev.at)
+                return (w_joules, (), now - suspect.at)
         rejected: tuple[str, ...] = ()
         if suspect is not None and suspect.reset_joules is not None:  # an unconfirmed reset, replaced
             rejected = self._reject(r, suspect.reason, prev.raw, suspect.raw, suspect.at - prev.at)
-        if v.joules is not None:  # a plausible reset: wait for the next reading to confirm it
+        if joules is not None:  # a plausible reset: wait for the next reading to confirm it
             reason = "implausible_wrap" if r.wrap_joules else "backwards"
-            self._suspects[key] = _Suspect(r.energy_joules, r.counter_epoch, now, v.joules, reason)
-            return Judged(0.0, rejected)
-        self._suspects[key] = _Suspect(r.energy_joules, r.counter_epoch, now, None, v.kind)
-        return Judged(0.0, rejected + self._reject(r, v.kind, prev.raw, r.energy_joules, now - prev.at))
+            self._suspects[key] = _Suspect(r.energy_joules, r.counter_epoch, now, joules, reason)
+            return (0.0, rejected, 0.0)
+        self._suspects[key] = _Suspect(r.energy_joules, r.counter_epoch, now, None, kind)
+        return (0.0, rejected + self._reject(r, kind, prev.raw, r.energy_joules, now - prev.at), 0.0)
 
     def _accept(self, r: Reading, now: float) -> None:
         self.states[r.key] = CounterState(r.energy_joules, r.counter_epoch, r.hardware_counter, now)
 
-    def _baseline(self, r: Reading, now: float) -> Judged:
+    def _baseline(self, r: Reading, now: float) -> tuple[float, tuple[str, ...], float]:
         self._suspects.pop(r.key, None)
-        v = judge_delta(r.energy_joules, r.energy_joules, 0.0, ceiling_watts(r), r.wrap_joules, False)
-        if v.joules is None:  # even a first value must be a counter value
-            return Judged(0.0, self._reject(r, v.kind, r.energy_joules, r.energy_joules, 0.0))
+        joules, kind = _rule(r.energy_joules, r.energy_joules, 0.0, ceiling_watts(r), r.wrap_joules, False)
+        if joules is None:  # even a first value must be a counter value
+            return (0.0, self._reject(r, kind, r.energy_joules, r.energy_joules, 0.0), 0.0)
         self._accept(r, now)
-        return Judged(0.0)
+        return (0.0, (), 0.0)
 
-    def _integrated(self, r: Reading, prev: CounterState | None, now: float) -> Judged:
+    def _integrated(self, r: Reading, prev: CounterState | None,
+                    now: float) -> tuple[float, tuple[str, ...], float]:
         """A meter's own integral (estimate, NVML power): rises by construction; still never negative."""
         if not math.isfinite(r.energy_joules):
-            return Judged(0.0)  # never a baseline
+            return (0.0, (), 0.0)  # never a baseline
         self._accept(r, now)
         if prev is None or prev.hardware or prev.epoch != r.counter_epoch:
-            return Judged(0.0)
+            return (0.0, (), 0.0)
         delta = r.energy_joules - prev.raw
-        return Judged(delta if math.isfinite(delta) and delta > 0 else 0.0, (), now - (prev.at or now))
+        return (delta if math.isfinite(delta) and delta > 0 else 0.0, (), now - (prev.at or now))
 
     def _reject(self, r: Reading, reason: str, prev: float, new: float, elapsed: float) -> tuple[str, ...]:
         key = (r.component, r.device, reason)
