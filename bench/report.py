@@ -197,10 +197,12 @@ def history_table(doc: Doc) -> str:
     """bench/memory.py --history: the live page's ring buffer full, on the machine and date it ran."""
     f, m = doc["figures"], doc.get("machine", {})
     sizes = ", ".join(f"{path} {size / 1024:.1f} KiB" for path, size in f["bytes"].items())
+    # Results of an older bench (a .cache left from before `rss_mib_end`) lack the later figure.
+    later = (f", {f['rss_mib_end']:.1f} MiB {f['seconds_after_full']:.0f} s later"
+             if "rss_mib_end" in f and "seconds_after_full" in f else "")
     rows = [
         (f"RSS, history empty -> full ({f['points']} points x {f['series']} series, 20 Hz, page open)",
-         f"{f['rss_mib_history_empty']:.1f} -> {f['rss_mib_history_full']:.1f} MiB, "
-         f"{f['rss_mib_end']:.1f} MiB {f['seconds_after_full']:.0f} s later"),
+         f"{f['rss_mib_history_empty']:.1f} -> {f['rss_mib_history_full']:.1f} MiB{later}"),
         ("ring per series (tracemalloc)", f"{f['ring_bytes_per_series'] / 1024:.1f} KiB"),
         ("answers with the history full", sizes),
         ("run", f"{doc.get('date', '?')}, {m.get('cpu_model', '?')}, {doc.get('mode', '?')} mode"),
