@@ -363,7 +363,8 @@ class Ledger:
         series[labels] += amount
 
     def get(self, metric: str, labels: Labels = ()) -> float:
-        return self.totals.get(metric, {}).get(labels, 0.0)
+        series = self.totals.get(metric)
+        return 0.0 if series is None else series.get(labels, 0.0)
 
     def series(self, metric: str) -> dict[Labels, float]:
         return self.totals.get(metric, {})
