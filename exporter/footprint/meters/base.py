@@ -24,9 +24,9 @@ class MeterUnavailable(MeterError):
 
 @dataclass(slots=True, init=False)
 class Reading:
-    """One device's reading. Slotted, not frozen, with an __init__ of its own: a meter builds one per
-    device every sample, and a frozen dataclass's __init__ costs three times as much (a generated one
-    plus __post_init__ for the key, two Python frames); nothing changes a reading once it is made."""
+    """One device's reading. A meter builds one per device every sample, so: slotted, not frozen (a frozen
+    dataclass's __init__ costs three times as much; nothing changes a reading once it is made), and an
+    __init__ of its own that also makes the key (a generated one plus __post_init__ is two Python frames)."""
 
     component: str  # "gpu", "cpu", "dram", "psys"
     device: str  # stable id within the component: "0", "package-0", "uuid"...

@@ -19,6 +19,7 @@ only `source` says which one measured an interval.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -164,8 +165,9 @@ class _Counter:
             os.close(self._fd)
             self._fd = None
 
-    def __del__(self) -> None:
-        self.close()
+    def __del__(self) -> None:  # a meter dropped without close(): its descriptors go with it
+        with contextlib.suppress(Exception):  # at interpreter exit os may be half torn down
+            self.close()
 
 
 def _zone_sort_key(name: str) -> tuple[int, int, str]:
