@@ -79,10 +79,6 @@ class DurationHistogram:
     counts: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
     total: float = 0.0
 
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect_left(self.buckets, seconds)] += 1  # the first bucket with seconds <= bound, else +Inf
-        self.total += seconds
-
 
 class Sampler:
     def __init__(
@@ -165,7 +161,9 @@ class Sampler:
                 self.ledger.counters.rollback(mark)
         if self._attribution_due(now):
             self._attribute(now, now_wall)
-        self.duration.observe(time.perf_counter() - started)
+        duration, took = self.duration, time.perf_counter() - started
+        duration.counts[bisect_left(duration.buckets, took)] += 1  # the first bucket with took <= bound, else +Inf
+        duration.total += took
         lost: Mapping[tuple[str, str], Reading] = _EMPTY  # every known device read now
         if len(readings) != len(self._known_devices):  # a device is read at most once a sample
             read_now = {r.key for r in readings}

@@ -194,7 +194,9 @@ class CounterTracker:
             return self._integrated(r, prev, now)
         if prev is None or not prev.hardware or prev.at is None:
             return self._baseline(r, now)  # first sight, or a new kind of source: nothing to count yet
-        ceiling = ceiling_watts(r)
+        ceiling = r.max_watts  # ceiling_watts, inlined (a comparison is false for NaN)
+        if ceiling is None or not 0 < ceiling < math.inf:
+            ceiling = DEFAULT_MAX_WATTS.get(r.component, FALLBACK_MAX_WATTS)
         restarted = prev.epoch != r.counter_epoch
         joules, kind = _rule(prev.raw, r.energy_joules, now - prev.at, ceiling, r.wrap_joules, restarted)
         suspect = self._suspects.pop(key, None) if self._suspects else None

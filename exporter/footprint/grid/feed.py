@@ -275,10 +275,11 @@ class GridFeed:
         return slot.timeless or self._age(r, now) <= self.settings.grid_max_age
 
     def _in_use(self, signal: str, now: float) -> tuple[_Slot | None, IntensityReading | None]:
-        with self._lock:
+        max_age = self.settings.grid_max_age
+        with self._lock:  # every sample asks: _fresh inlined
             for slot in self._slots:
                 r = slot.readings.get(signal)
-                if r is not None and self._fresh(slot, r, now):
+                if r is not None and (slot.timeless or age(r, now) <= max_age):
                     return slot, r
         return None, None
 
