@@ -61,8 +61,9 @@ def parse_max_watts(entries: Sequence[str]) -> dict[str, float]:
 
 def ceiling_watts(r: Reading) -> float:
     """The most this device can draw: its meter's bound (device limit or override), else the default."""
-    if r.max_watts is not None and math.isfinite(r.max_watts) and r.max_watts > 0:
-        return r.max_watts
+    bound = r.max_watts
+    if bound is not None and 0 < bound < math.inf:  # positive and finite (a comparison is false for NaN)
+        return bound
     return DEFAULT_MAX_WATTS.get(r.component, FALLBACK_MAX_WATTS)
 
 
@@ -194,9 +195,7 @@ class CounterTracker:
             return self._integrated(r, prev, now)
         if prev is None or not prev.hardware or prev.at is None:
             return self._baseline(r, now)  # first sight, or a new kind of source: nothing to count yet
-        ceiling = r.max_watts  # ceiling_watts, inlined (a comparison is false for NaN)
-        if ceiling is None or not 0 < ceiling < math.inf:
-            ceiling = DEFAULT_MAX_WATTS.get(r.component, FALLBACK_MAX_WATTS)
+        ceiling = ceiling_watts(r)
         restarted = prev.epoch != r.counter_epoch
         joules, kind = _rule(prev.raw, r.energy_joules, now - prev.at, ceiling, r.wrap_joules, restarted)
         suspect = self._suspects.pop(key, None) if self._suspects else None

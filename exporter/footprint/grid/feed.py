@@ -275,11 +275,10 @@ class GridFeed:
         return slot.timeless or self._age(r, now) <= self.settings.grid_max_age
 
     def _in_use(self, signal: str, now: float) -> tuple[_Slot | None, IntensityReading | None]:
-        max_age = self.settings.grid_max_age
-        with self._lock:  # every sample asks: _fresh inlined
+        with self._lock:
             for slot in self._slots:
                 r = slot.readings.get(signal)
-                if r is not None and (slot.timeless or age(r, now) <= max_age):
+                if r is not None and self._fresh(slot, r, now):
                     return slot, r
         return None, None
 
