@@ -229,27 +229,23 @@ class RaplMeter:
         except OSError:
             return None
 
-    def _look_again(self, now: float) -> None:
+    def _look_again(self, now: float, read_failed: bool) -> bool:
         """Every `rediscover_seconds`: the whole discovery (names, ranges, constraints: dozens of files)
-        only when something may have changed: the zone list differs, a zone read cannot be read any
-        more, or one that could not be read can be now."""
+        only when something may have changed: the zone list differs, a zone read just now failed, or one
+        that could not be read can be now. True when it ran (the zones to read may be others)."""
         self._next_discovery = now + self.rediscover_seconds
-        if self._listing() != self._zone_list:
+        changed = read_failed or self._listing() != self._zone_list
+        if not changed:
+            for path in self._denied.values():
+                try:
+                    _read_counter(path)
+                except (OSError, ValueError):
+                    continue
+                changed = True
+                break
+        if changed:
             self._refresh(now)
-            return
-        for counter, *_ in self._plan:
-            try:
-                counter.read()
-            except (OSError, ValueError):
-                self._refresh(now)
-                return
-        for path in self._denied.values():
-            try:
-                _read_counter(path)
-            except (OSError, ValueError):
-                continue
-            self._refresh(now)
-            return
+        return changed
 
     def _refresh(self, now: float, starting: bool = False) -> None:
         """Find the zones again and check each one can be read. At start a zone whose counter can
@@ -304,8 +300,16 @@ class RaplMeter:
 
     def read(self) -> list[Reading]:
         now = self.clock()
-        if now >= self._next_discovery:
-            self._look_again(now)
+        readings, down = self._read_zones()
+        if now >= self._next_discovery and self._look_again(now, bool(down)):
+            readings, down = self._read_zones()  # the zones as found again, in this same sample
+        self._down = down
+        if down and not readings:
+            raise MeterError(f"no RAPL zone could be read: {', '.join(sorted(down))}")
+        return readings
+
+    def _read_zones(self) -> tuple[list[Reading], dict[str, str]]:
+        """One reading per zone in the plan, and why each zone that failed did."""
         readings, down = [], {}
         epoch = self.epoch
         for counter, component, device, wrap, ceiling, in_total, info in self._plan:
@@ -316,10 +320,7 @@ class RaplMeter:
                 continue
             readings.append(Reading(component, device, "rapl", uj / 1e6, None, wrap, ceiling, True, epoch, in_total,
                                     info))
-        self._down = down
-        if down and not readings:
-            raise MeterError(f"no RAPL zone could be read: {', '.join(sorted(down))}")
-        return readings
+        return readings, down
 
     def down_devices(self) -> Mapping[str, str]:
         return self._down
