@@ -18,7 +18,7 @@ short of the device total by at most one window).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, NamedTuple, Protocol
 
 from footprint.exposition.catalog import (
@@ -50,7 +50,8 @@ class EnergyDelta:
 
 class _SeriesKeys:
     """A consumer's series keys, made once: an attribution pass looks consumers up in dicts and writes
-    their series thousands of times (a generated dataclass __hash__ rebuilt a tuple for every lookup)."""
+    their series thousands of times (a generated dataclass __hash__ rebuilt a tuple for every lookup).
+    Plain attributes, not dataclass fields: they stay out of the subclasses' __init__, repr and eq."""
 
     labels: tuple[str, ...]
     _hash: int
@@ -80,9 +81,6 @@ class Consumer(_SeriesKeys):
     pod: str
     container: str
     workload: str  # training | inference | unknown
-    labels: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    _hash: int = field(init=False, repr=False, compare=False)
-    _energy: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     energy_metric: ClassVar[str] = WORKLOAD_ENERGY
     emissions_metric: ClassVar[str] = WORKLOAD_EMISSIONS
@@ -100,9 +98,6 @@ class ProcessGroup(_SeriesKeys):
     `namespace`, where the per-namespace rules and dashboards would take it for a workload."""
 
     group: str
-    labels: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    _hash: int = field(init=False, repr=False, compare=False)
-    _energy: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     energy_metric: ClassVar[str] = PROCESS_GROUP_ENERGY
     emissions_metric: ClassVar[str] = PROCESS_GROUP_EMISSIONS
