@@ -26,10 +26,6 @@ import common
 import overhead
 
 
-def sample_wall_ms(url: str) -> float:
-    return overhead.sample_duration(url)["sample_wall_ms_mean"]
-
-
 def launch_exporter(fx: common.Fixture, exporter_dir: str, window: float) -> tuple[float, float]:
     """(CPU ms per 1 Hz sample, mean sample wall ms) of one launch of the exporter in `exporter_dir`."""
     port = common.free_port()
@@ -41,7 +37,7 @@ def launch_exporter(fx: common.Fixture, exporter_dir: str, window: float) -> tup
             common.wait_for(proc, lambda: common.valid_scrape(common.http_get(url).decode()), 30, "valid scrape")
             time.sleep(5)
             figures = overhead.measure(clock, window).figures()
-            return figures["cpu_ms_per_sample"], sample_wall_ms(url)
+            return figures["cpu_ms_per_sample"], overhead.sample_duration(url)["sample_wall_ms_mean"]
         finally:
             proc.stop()
             clock.close()

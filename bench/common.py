@@ -160,7 +160,9 @@ class Rapl:
     """The RAPL fixture (two packages with core and dram) whose counters move like hardware's.
 
     A thread in this (driver) process advances every zone at 10 Hz at its own rate, so readers see
-    changing, distinct counters (CodeCarbon drops a package whose counter mirrors another's). The
+    changing, distinct counters (CodeCarbon drops a package whose counter mirrors another's), writing
+    each value in place as the kernel's attribute changes (a reader's kept-open descriptor sees it; see
+    tests/fakes/sysfs.py for what real sysfs does). The
     tree has the links real kernels have (tests/fakes/sysfs.py): class/powercap/intel-rapl:N into
     devices/virtual/powercap/intel-rapl/, whose `subsystem` CodeCarbon lists and whose
     intel-rapl:N Zeus globs.

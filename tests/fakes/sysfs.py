@@ -18,6 +18,12 @@ intel_rapl_common.c), and this one imitates:
 - Each zone has constraint_K_{name,power_limit_uw,max_power_uw,time_window_us} (long_term,
   short_term, peak_power); max_power_uw is the highest limit that may be set, absent or 0 on some.
 - Zones appear when the intel_rapl_msr/rapl driver loads, which may be after boot (`add_package`).
+- An attribute file is never replaced: sysfs (kernfs, seq_file) regenerates its text on every read from
+  offset 0, so a reader may keep `energy_uj` open and `pread` it (the RAPL meter does); a zone whose
+  driver is unbound disappears and a kept-open descriptor's read fails (ENODEV). `set_counter` here
+  replaces the file atomically (a new inode, no torn value for a concurrent reader), which a kept-open
+  descriptor would never see: the meter notices it (fstat: no links left) and opens the file again, and
+  tests/unit/test_rapl.py feeds it both an in-place write and a replacement.
 - The zones live under /sys/devices/virtual/powercap/intel-rapl/ (the control type, with sub-zones
   nested in their package: intel-rapl:0/intel-rapl:0:1), and /sys/class/powercap/ holds relative
   symlinks to them: intel-rapl -> ../../devices/virtual/powercap/intel-rapl, intel-rapl:N ->
