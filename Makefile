@@ -15,12 +15,15 @@ HELM ?= $(shell command -v helm 2>/dev/null || echo $(TOOLS)/bin/helm)
 .PHONY: run test lint venv tools bench docs clean chart image
 
 # Running needs only the package's own dependencies; the tests add the dev extras on top.
-$(VENV)/.run-installed: pyproject.toml
+# setup.py builds the optional C reader in place (exporter/footprint/meters/_fastread.c): rebuilt when it changes.
+NATIVE := setup.py exporter/footprint/meters/_fastread.c
+
+$(VENV)/.run-installed: pyproject.toml $(NATIVE)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e .
 	touch $@
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(NATIVE)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@ $(VENV)/.run-installed

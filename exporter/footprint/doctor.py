@@ -18,6 +18,15 @@ from footprint.meters.registry import detect
 from footprint.state.checkpoint import describe_last_gap
 
 
+def _reader() -> str:
+    try:
+        from footprint.meters import _fastread  # noqa: F401
+    except ImportError:
+        return ("pure Python (the optional C reader was not built at install: no C compiler or Python headers); "
+                "the same readings, at more CPU per sample")
+    return "the C reader (every GPU's and every RAPL zone's counter in one call per meter)"
+
+
 def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
     def say(line: str = "") -> None:
         print(line, file=out)
@@ -49,6 +58,7 @@ def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
             say(f"  {r.component} {r.device}: source={r.source} ({kind}){', ' + model if model else ''}; {emb}")
     for note in detection.notes:
         say(f"  {note}")
+    say(f"  counter reads: {_reader()}")
     server = embodied.figure("server", "")
     say(f"  server share: {f'{server.kgco2e:g} kgCO2e ({server.source})' if server else 'not configured'}")
 

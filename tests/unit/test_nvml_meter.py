@@ -42,6 +42,8 @@ from tests.fakes.nvml import (
 from tests.support.exporter import REPO
 from tests.support.meter_rig import MeterRig
 
+pytestmark = pytest.mark.usefixtures("read_path")  # the C reader and the pure-Python reads alike
+
 RETRY = 2.0
 
 

@@ -23,6 +23,8 @@ from footprint.sampler import Sampler
 from tests.fakes.sysfs import RaplTree
 from tests.support.fixed_grid import FixedGrid
 
+pytestmark = pytest.mark.usefixtures("read_path")  # the C reader and the pure-Python reads alike
+
 
 class Rig:
     """A sampler over the tree with a clock the test moves (one second per `step()` by default)."""

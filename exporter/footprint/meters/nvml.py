@@ -42,6 +42,11 @@ try:
 except ImportError:  # the dependency is missing: no way to talk to NVML here
     pynvml = None
 
+try:  # the optional C reader (meters/_fastread.c): every GPU's counter in one call
+    from footprint.meters import _fastread
+except ImportError:  # not built where it was installed: one ctypes call per GPU
+    _fastread = None  # type: ignore[assignment]
+
 log = logging.getLogger("footprint.meters.nvml")
 T = TypeVar("T")
 
@@ -126,12 +131,14 @@ class _EnergyCall:
     loaded, with its argument types fixed and one output buffer: pynvml's wrapper looks the symbol up under
     a lock and allocates on every call, and this runs for every GPU on every sample. Errors are pynvml's
     (the same codes and texts) turned into ours; without the private lookup it falls back to pynvml.
+    `read_many` reads every GPU in one call of the C reader where it was built.
     """
 
     NAME = "nvmlDeviceGetTotalEnergyConsumption"
 
     def __init__(self) -> None:
         self._fn: Any = None
+        self._address = 0  # the function's address, for the C reader (0: not bound, or no pointer)
         self._value = ctypes.c_ulonglong()
         self._ref = ctypes.byref(self._value)
 
@@ -146,6 +153,7 @@ class _EnergyCall:
         # pointer as a C int, and the saving did not show in CPU time (bench/README.md, third pass).
         fn.argtypes = [pynvml.c_nvmlDevice_t, ctypes.POINTER(ctypes.c_ulonglong)]
         fn.restype = ctypes.c_int
+        self._address = ctypes.cast(fn, ctypes.c_void_p).value or 0
         return fn
 
     def read(self, handle: Any) -> int:
@@ -158,6 +166,32 @@ class _EnergyCall:
         if code != SUCCESS:
             raise _error(self.NAME, code, str(pynvml.NVMLError(code)))
         return self._value.value
+
+    def read_many(self, handles: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The counter (mJ) of each handle (`handle_address`), or minus its NVML return code, in one C
+        call; None without the C reader or the function pointer (the caller reads each GPU by `read`)."""
+        if _fastread is None:
+            return None
+        if self._fn is None:
+            self._fn = self._bind()
+        if not self._address:
+            return None
+        return _fastread.nvml_energy(self._address, handles)
+
+    @staticmethod
+    def checked(value: int) -> int:
+        """A value from `read_many`: the counter, or the NVML error it stands for, raised as ours."""
+        if value < 0:
+            raise _error(_EnergyCall.NAME, -value, str(pynvml.NVMLError(-value)))
+        return value
+
+
+def handle_address(handle: Any) -> int:
+    """A device handle as the C pointer value the C reader takes (0: not a ctypes pointer, read on its own)."""
+    try:
+        return ctypes.cast(handle, ctypes.c_void_p).value or 0
+    except (ctypes.ArgumentError, TypeError):
+        return 0
 
 
 def _field_number(value: Any) -> float:
@@ -196,6 +230,7 @@ class _Gpu:
     max_watts: float | None = None  # the counter's ceiling (see NvmlMeter.ceiling), fixed at set-up
     gauges: dict[str, float] = field(default_factory=dict)  # utilisation and limit, from the last slow read
     gauges_due: float = 0.0  # when utilisation is read next (the attribution cadence)
+    address: int = 0  # the handle as a C pointer value, for the C reader (0: read on its own)
     device: str = field(init=False)  # the NVML index as the device label, made once: read every sample
 
     def __post_init__(self) -> None:
@@ -245,7 +280,8 @@ class NvmlMeter:
         self._integrators: dict[str, PowerIntegrator] = {}
         # Utilisation is shown at scrape time only: read at the attribution cadence, not every sample.
         self._gauge_interval = attribution_interval or sample_interval
-        self._energy = _EnergyCall().read  # a bound method: cheaper to call than an object's __call__
+        self._energy_call = _EnergyCall()
+        self._energy = self._energy_call.read  # a bound method: cheaper to call than an object's __call__
         try:
             self._init(clock())
         except NvmlInitError as exc:
@@ -330,6 +366,7 @@ class NvmlMeter:
             self._integrators.setdefault(gpu.uuid, PowerIntegrator())
         gpu.max_watts = self.ceiling(gpu)
         gpu.gauges_due = 0.0  # read utilisation with the first reading
+        gpu.address = handle_address(h) if gpu.mode == "counter" else 0
         gpu.handle = h  # only now: a GPU whose set-up failed has no handle and is set up again later
 
     def _mark_down(self, gpu: _Gpu, now: float, exc: NvmlError) -> None:
@@ -356,11 +393,13 @@ class NvmlMeter:
                          else code, str(pynvml.NVMLError(code)))
         return _field_number(value) / 1000.0
 
-    def _read_gpu(self, gpu: _Gpu, now: float) -> Reading:
+    def _read_gpu(self, gpu: _Gpu, now: float, counter: int | None) -> Reading:
+        """`counter`: the energy counter as `read_many` gave it, None where it was not read with the others."""
         h = gpu.handle
         power: float | None
         if gpu.mode == "counter":
-            joules = self._energy(h) / 1000.0  # the one call a sample needs
+            # the one call a sample needs
+            joules = (self._energy(h) if counter is None else _EnergyCall.checked(counter)) / 1000.0
             power = None  # the sampler's judged delta over its time: a glitch never makes a power figure
             source, hardware, epoch = "nvml", True, self._driver_version
         else:
@@ -392,14 +431,14 @@ class NvmlMeter:
         with self._lock:
             now = self._clock()
             self._session.ensure(now)
+            due = [gpu for gpu in self._gpus if not gpu.down or now >= gpu.retry_at]
+            counters = self._read_counters(due)
             readings = []
-            for gpu in self._gpus:
-                if gpu.down and now < gpu.retry_at:
-                    continue
+            for gpu in due:
                 try:
                     if gpu.handle is None:
                         self._setup(gpu)
-                    readings.append(self._read_gpu(gpu, now))
+                    readings.append(self._read_gpu(gpu, now, counters.get(gpu.index)))
                     if gpu.down:
                         log.info("GPU %d back", gpu.index)
                     gpu.down = ""
@@ -411,6 +450,13 @@ class NvmlMeter:
             if not readings and self._gpus:
                 raise NvmlError("read", UNKNOWN, f"no GPU could be read ({len(self._gpus)} down)")
             return readings
+
+    def _read_counters(self, due: list[_Gpu]) -> dict[int, int]:
+        """Index -> the energy counter (or minus its error code) of each due GPU with a handle, in one
+        call of the C reader; empty without it (each GPU is then read on its own)."""
+        batch = [gpu for gpu in due if gpu.address and gpu.handle is not None]
+        values = self._energy_call.read_many(tuple(gpu.address for gpu in batch)) if batch else None
+        return {} if values is None else {gpu.index: value for gpu, value in zip(batch, values, strict=True)}
 
     def down_devices(self) -> Mapping[str, str]:
         with self._lock:

@@ -33,6 +33,11 @@ from footprint.accounting.ledger import DEFAULT_MAX_WATTS, budget_joules
 from footprint.config import ConfigError
 from footprint.meters.base import MeterError, MeterUnavailable, Reading, boot_id, cpu_model
 
+try:  # the optional C reader (meters/_fastread.c): every zone's counter in one call
+    from footprint.meters import _fastread
+except ImportError:  # not built where it was installed: os.pread and os.fstat per zone
+    _fastread = None  # type: ignore[assignment]
+
 log = logging.getLogger("footprint.meters.rapl")
 
 _ZONE_RE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
@@ -134,16 +139,17 @@ class _Counter:
 
     A removed zone (driver unbound) fails the read (ENODEV) and the file is opened again once; a file
     replaced under its name (test trees and atomic writers; sysfs never does it) has no links left,
-    which fstat shows, and is opened again too.
+    which fstat shows, and is opened again too. The C reader does the same pread and fstat for every zone
+    at once (`fd`) and leaves anything but a plain decimal from a linked file to `read`.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._fd: int | None = None
+        self.fd = -1  # not open
 
     def read(self) -> int:
-        fd = self._fd
-        if fd is not None:
+        fd = self.fd
+        if fd >= 0:
             try:
                 data = os.pread(fd, 32, 0)
                 if os.fstat(fd).st_nlink:
@@ -157,13 +163,13 @@ class _Counter:
         except BaseException:
             os.close(fd)
             raise
-        self._fd = fd
+        self.fd = fd
         return value
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def __del__(self) -> None:  # a meter dropped without close(): its descriptors go with it
         with contextlib.suppress(Exception):  # at interpreter exit os may be half torn down
@@ -311,13 +317,15 @@ class RaplMeter:
     def _read_zones(self) -> tuple[list[Reading], dict[str, str]]:
         """One reading per zone in the plan, and why each zone that failed did."""
         readings, down = [], {}
-        epoch = self.epoch
-        for counter, component, device, wrap, ceiling, in_total, info in self._plan:
-            try:
-                uj = counter.read()
-            except (OSError, ValueError) as exc:
-                down[device] = type(exc).__name__
-                continue
+        epoch, plan = self.epoch, self._plan
+        fast = (None,) * len(plan) if _fastread is None else _fastread.read_decimals(tuple([c.fd for c, *_ in plan]))
+        for (counter, component, device, wrap, ceiling, in_total, info), uj in zip(plan, fast, strict=True):
+            if uj is None:  # not open yet, or not a plain value: the Python path reads (and judges the text)
+                try:
+                    uj = counter.read()
+                except (OSError, ValueError) as exc:
+                    down[device] = type(exc).__name__
+                    continue
             readings.append(Reading(component, device, "rapl", uj / 1e6, None, wrap, ceiling, True, epoch, in_total,
                                     info))
         return readings, down

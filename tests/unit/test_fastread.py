@@ -1,0 +1,178 @@
+"""The optional C reader (exporter/footprint/meters/_fastread.c) against what it stands in for.
+
+`read_decimals` must give either what the Python path (`int(os.pread(fd, 32, 0))` on a file that still
+has links) gives, or None, which hands the zone to that path: so the C reader can never make a reading
+the Python path would not. `nvml_energy` must give what pynvml's own call gives, value or error code,
+through the real pynvml on the fake libnvidia-ml.so.1. The meters use it where it is built; where it is
+not, they read through the Python path (tests/unit/conftest.py runs every meter test both ways).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import pynvml
+import pytest
+from footprint import config
+from footprint.meters import nvml, rapl
+from footprint.meters.nvml import handle_address
+from footprint.meters.registry import nvml_meter, rapl_meter
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.fakes.nvml import GPU_IS_LOST, SCENARIO_ENV, UNKNOWN, FakeError, FakeGpu, Scenario, preload
+from tests.fakes.sysfs import RaplTree
+
+fastread = nvml._fastread
+
+
+def _can_build() -> bool:
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc) is not None and (Path(sysconfig.get_paths()["include"]) / "Python.h").exists()
+
+
+def test_the_c_reader_is_built_where_a_compiler_and_headers_exist() -> None:
+    if not _can_build():
+        pytest.skip("no C compiler or Python headers here: the meters read through the Python path")
+    assert fastread is not None, "setup.py should have built footprint.meters._fastread (pip install -e . again)"
+    assert rapl._fastread is fastread
+
+
+needs_reader = pytest.mark.skipif(fastread is None, reason="the C reader is not built here")
+
+
+def _python_path(path: Path) -> int | None:
+    """What the RAPL meter's Python path reads from a file (None: it would raise)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return int(os.pread(fd, 32, 0))
+    except ValueError:
+        return None
+    finally:
+        os.close(fd)
+
+
+WHITESPACE = st.sampled_from([b"", b" ", b"\n", b"\t", b"\r\n", b"  \x0b\x0c"])
+PLAIN = st.builds(lambda a, n, b: a + str(n).encode() + b, WHITESPACE, st.integers(0, 10**18 - 1), WHITESPACE)
+
+
+@needs_reader
+@settings(max_examples=300, deadline=None)
+@given(content=st.one_of(PLAIN, st.binary(max_size=40), st.from_regex(rb"\A[\s+\-_0-9a-f]{0,40}\Z")))
+def test_read_decimals_gives_the_python_paths_value_or_hands_over(tmp_path_factory: pytest.TempPathFactory,
+                                                                   content: bytes) -> None:
+    path = tmp_path_factory.mktemp("zone") / "energy_uj"
+    path.write_bytes(content)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        (got,) = fastread.read_decimals((fd,))
+    finally:
+        os.close(fd)
+    if got is not None:
+        assert got == _python_path(path)
+    stripped = content[:32].strip(b" \t\n\r\x0b\x0c")
+    if 0 < len(stripped) <= 18 and stripped.isdigit() and len(content) <= 32:
+        assert got == int(stripped)  # a plain value is always read here, never handed over
+
+
+@needs_reader
+def test_read_decimals_hands_over_what_the_python_path_must_look_at(tmp_path: Path) -> None:
+    live, replaced, directory = tmp_path / "live", tmp_path / "replaced", tmp_path / "dir"
+    live.write_text("262143328850\n")
+    replaced.write_text("5\n")
+    directory.mkdir()
+    fds = [os.open(p, os.O_RDONLY) for p in (live, replaced, directory)]
+    try:
+        replaced.unlink()  # an atomic writer's old inode: no links left, the meter opens the name again
+        assert fastread.read_decimals((fds[0], fds[1], fds[2], -1)) == (262143328850, None, None, None)
+        live.write_text("7")  # in place, as sysfs changes an attribute: the open descriptor sees it
+        assert fastread.read_decimals((fds[0],)) == (7,)
+        assert fastread.read_decimals(()) == ()
+    finally:
+        for fd in fds:
+            os.close(fd)
+    with pytest.raises(ValueError, match="not a file descriptor"):
+        fastread.read_decimals((2**40,))
+    with pytest.raises(TypeError):
+        fastread.read_decimals([0])  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Scenario]]:
+    preload()
+    path = tmp_path / "scenario"
+    monkeypatch.setenv(SCENARIO_ENV, str(path))
+    yield path, Scenario()
+
+
+@needs_reader
+def test_nvml_energy_answers_as_pynvml_does(scenario: tuple[Path, Scenario]) -> None:
+    path, sc = scenario
+    sc.gpus = [
+        FakeGpu(power=[(0.0, 300.0)], energy_offset_mj=2**40),
+        FakeGpu(power=[(0.0, 120.0)], errors=[FakeError("nvmlDeviceGetTotalEnergyConsumption", UNKNOWN, 2.0, 3.0)]),
+        FakeGpu(power=[(0.0, 50.0)], lost=[(1.0, 4.0)]),
+    ]
+    sc.time = 0.0
+    sc.write(path)
+    pynvml.nvmlInit()
+    try:
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(3)]
+        function = pynvml._nvmlGetFunctionPointer("nvmlDeviceGetTotalEnergyConsumption")
+        address = nvml.ctypes.cast(function, nvml.ctypes.c_void_p).value
+        assert address
+        for t in (0.0, 1.5, 2.5, 5.0):
+            sc.time = t
+            sc.write(path)
+            expected = []
+            for h in handles:
+                try:
+                    expected.append(pynvml.nvmlDeviceGetTotalEnergyConsumption(h))
+                except pynvml.NVMLError as exc:
+                    expected.append(-exc.value)
+            assert fastread.nvml_energy(address, tuple(handle_address(h) for h in handles)) == tuple(expected)
+        assert expected[0] == sc.energy_mj(0, 5.0) and expected[0] > 2**40
+        sc.time = 2.5
+        sc.write(path)
+        values = fastread.nvml_energy(address, tuple(handle_address(h) for h in handles))
+        assert values[1:] == (-UNKNOWN, -GPU_IS_LOST)
+        with pytest.raises(ValueError, match="NULL"):
+            fastread.nvml_energy(0, (handle_address(handles[0]),))
+        with pytest.raises(ValueError, match="NULL device handle"):
+            fastread.nvml_energy(address, (0,))
+    finally:
+        pynvml.nvmlShutdown()
+    assert handle_address(object()) == 0  # not a ctypes pointer: that GPU is read on its own
+
+
+@needs_reader
+def test_the_meters_read_through_it_and_only_hand_over_the_unusual(
+        scenario: tuple[Path, Scenario], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Guards the speed-up itself: with the reader built, no per-device Python read runs in a steady sample."""
+    path, sc = scenario
+    sc.gpus = [FakeGpu(power=[(0.0, 200.0 + 10 * i)]) for i in range(4)]
+    sc.time = 0.0
+    sc.write(path)
+    tree = RaplTree(tmp_path / "sys")
+    settings = config.load([f"--path.sysfs={tree.root}", f"--path.procfs={tmp_path / 'proc'}"], env={})
+    gpus = nvml_meter(settings, clock=lambda: sc.time or 0.0)
+    cpus = rapl_meter(settings, clock=lambda: 0.0)
+    try:
+        first = {r.device: r.energy_joules for r in [*gpus.read(), *cpus.read()]}  # opens the zones' files
+        monkeypatch.setattr(nvml._EnergyCall, "read", lambda *_: pytest.fail("a GPU was read on its own"))
+        monkeypatch.setattr(rapl._Counter, "read", lambda *_: pytest.fail("a zone was read on its own"))
+        sc.time = 2.0
+        sc.write(path)
+        energy = tree.path("intel-rapl:0") / "energy_uj"
+        energy.write_text(f"{tree.counter('intel-rapl:0') + 3_000_000}\n")  # in place, as sysfs changes it
+        after = {r.device: r.energy_joules for r in [*gpus.read(), *cpus.read()]}
+        assert after["0"] - first["0"] == pytest.approx(400.0)  # 200 W for 2 s
+        assert after["package-0"] - first["package-0"] == pytest.approx(3.0)
+        assert after["dram-1"] == first["dram-1"]
+    finally:
+        gpus.close()
+        cpus.close()
