@@ -22,8 +22,8 @@ intel_rapl_common.c), and this one imitates:
   offset 0, so a reader may keep `energy_uj` open and `pread` it (the RAPL meter does); a zone whose
   driver is unbound disappears and a kept-open descriptor's read fails (ENODEV). `set_counter` here
   replaces the file atomically (a new inode, no torn value for a concurrent reader), which a kept-open
-  descriptor would never see: the meter notices it (fstat: no links left) and opens the file again, and
-  tests/unit/test_rapl.py feeds it both an in-place write and a replacement.
+  descriptor would never see: its value stops moving, so the meter checks it (fstat: no links left) and
+  opens the file again, and tests/unit/test_rapl.py feeds it both an in-place write and a replacement.
 - The zones live under /sys/devices/virtual/powercap/intel-rapl/ (the control type, with sub-zones
   nested in their package: intel-rapl:0/intel-rapl:0:1), and /sys/class/powercap/ holds relative
   symlinks to them: intel-rapl -> ../../devices/virtual/powercap/intel-rapl, intel-rapl:N ->

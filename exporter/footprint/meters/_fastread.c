@@ -6,13 +6,12 @@
    unusual is handed back for the Python path to judge, so both paths give the same readings.
 
    Why: at 1 Hz a sample runs with cold caches, and each ctypes call (argument conversion, libffi) and
-   each os.pread/os.fstat wrapper touches far more memory than the read itself (bench/README.md). */
+   each os.pread wrapper touches far more memory than the read itself (bench/README.md). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <stdint.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device, unsigned long long *energy) */
@@ -118,10 +117,8 @@ static PyObject *read_decimals(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
         char buf[READ_BYTES];
-        struct stat st;
         ssize_t got = pread(fd[i], buf, sizeof buf, 0);
-        /* a file replaced under its name (no links left) is the Python path's to reopen */
-        value[i] = got <= 0 || fstat(fd[i], &st) != 0 || st.st_nlink == 0 ? -1 : plain_decimal(buf, got);
+        value[i] = got <= 0 ? -1 : plain_decimal(buf, got);
     }
     Py_END_ALLOW_THREADS
     out = PyTuple_New(n);

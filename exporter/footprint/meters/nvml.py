@@ -179,11 +179,9 @@ class _EnergyCall:
         return _fastread.nvml_energy(self._address, handles)
 
     @staticmethod
-    def checked(value: int) -> int:
-        """A value from `read_many`: the counter, or the NVML error it stands for, raised as ours."""
-        if value < 0:
-            raise _error(_EnergyCall.NAME, -value, str(pynvml.NVMLError(-value)))
-        return value
+    def fail(code: int) -> NvmlError:
+        """The error a negative value from `read_many` stands for (minus its NVML code), as ours."""
+        return _error(_EnergyCall.NAME, code, str(pynvml.NVMLError(code)))
 
 
 def handle_address(handle: Any) -> int:
@@ -398,8 +396,11 @@ class NvmlMeter:
         h = gpu.handle
         power: float | None
         if gpu.mode == "counter":
-            # the one call a sample needs
-            joules = (self._energy(h) if counter is None else _EnergyCall.checked(counter)) / 1000.0
+            if counter is None:  # not read with the others: the one call a sample needs
+                counter = self._energy(h)
+            elif counter < 0:
+                raise _EnergyCall.fail(-counter)
+            joules = counter / 1000.0
             power = None  # the sampler's judged delta over its time: a glitch never makes a power figure
             source, hardware, epoch = "nvml", True, self._driver_version
         else:

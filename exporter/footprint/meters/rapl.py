@@ -137,23 +137,28 @@ class _Counter:
     on every read from offset 0 (kernfs seq_file), so a kept-open descriptor reads the live counter
     without the path walk through the class links that an open() pays on every sample.
 
-    A removed zone (driver unbound) fails the read (ENODEV) and the file is opened again once; a file
-    replaced under its name (test trees and atomic writers; sysfs never does it) has no links left,
-    which fstat shows, and is opened again too. The C reader does the same pread and fstat for every zone
-    at once (`fd`) and leaves anything but a plain decimal from a linked file to `read`.
+    A removed zone (driver unbound) fails the read (ENODEV) and the file is opened again once. A file
+    replaced under its name (test trees and atomic writers; sysfs never does it) leaves the descriptor on
+    the old inode, whose value then never moves: so only a value equal to the last one is checked
+    (fstat: no links left) and the file opened again. A live RAPL counter moves every millisecond or so,
+    so on real hardware the check all but never runs: each system call costs 10-30 us in a 1 Hz sample
+    here (bench/README.md). The C reader does the same pread for every zone at once (`fd`) and leaves
+    an unchanged value, or anything but a plain decimal, to `read`.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.fd = -1  # not open
+        self.last: int | None = None  # the value of the last read
 
     def read(self) -> int:
         fd = self.fd
         if fd >= 0:
             try:
-                data = os.pread(fd, 32, 0)
-                if os.fstat(fd).st_nlink:
-                    return int(data)
+                value = int(os.pread(fd, 32, 0))
+                if value != self.last or os.fstat(fd).st_nlink:
+                    self.last = value
+                    return value
             except OSError:
                 pass
             self.close()
@@ -163,7 +168,7 @@ class _Counter:
         except BaseException:
             os.close(fd)
             raise
-        self.fd = fd
+        self.fd, self.last = fd, value
         return value
 
     def close(self) -> None:
@@ -318,14 +323,16 @@ class RaplMeter:
         """One reading per zone in the plan, and why each zone that failed did."""
         readings, down = [], {}
         epoch, plan = self.epoch, self._plan
-        fast = (None,) * len(plan) if _fastread is None else _fastread.read_decimals(tuple([c.fd for c, *_ in plan]))
+        fast = (None,) * len(plan) if _fastread is None else _fastread.read_decimals(tuple([p[0].fd for p in plan]))
         for (counter, component, device, wrap, ceiling, in_total, info), uj in zip(plan, fast, strict=True):
-            if uj is None:  # not open yet, or not a plain value: the Python path reads (and judges the text)
+            if uj is None or uj == counter.last:  # not open, not a plain value, or unchanged: the Python path
                 try:
                     uj = counter.read()
                 except (OSError, ValueError) as exc:
                     down[device] = type(exc).__name__
                     continue
+            else:
+                counter.last = uj
             readings.append(Reading(component, device, "rapl", uj / 1e6, None, wrap, ceiling, True, epoch, in_total,
                                     info))
         return readings, down
