@@ -455,3 +455,64 @@ def test_a_scrape_shows_nothing_that_is_not_on_disk_yet(tmp_path: Path) -> None:
                             "footprint_checkpoint_last_success_timestamp_seconds"}
     finally:
         cp.stop()
+
+
+def test_a_checkpoint_taken_while_sampling_has_totals_and_baselines_of_one_sample(tmp_path: Path) -> None:
+    """Files written while samples run (the sampler in its thread, writes from this one) each pair every
+    counter's saved baseline with the totals charged up to it: energy total + first reading == saved
+    baseline. The copy is taken in the sampler thread after each sample for this reason: the baselines
+    move outside the ledger lock (judging), so a copy taken by the writer could be one delta ahead."""
+    import threading
+
+    from footprint.meters.registry import rapl_meter
+    from footprint.sampler import Sampler
+
+    from tests.fakes.sysfs import RaplTree
+
+    tree = RaplTree(tmp_path / "sys", packages=1)
+    s = settings(tmp_path, f"--path.sysfs={tree.root}", f"--path.procfs={tmp_path / 'proc'}", "--no-meter.nvml",
+                 "--no-meter.amdsmi", "--no-meter.estimate")
+    ledger, acc = Ledger(), Accountant(s)
+    cp = Checkpointer(s, ledger, acc, attribution=False, grid=FixedGrid(400.0))
+    meter = rapl_meter(s)
+
+    class WaitingGrid(FixedGrid):
+        """The feed answers under its own lock, which its fetch thread may hold: the call can wait, between
+        judging a sample and charging it (here always, so that a writer runs in that window)."""
+
+        def accounting_intensity(self) -> IntensityReading:
+            time.sleep(0.0005)
+            return super().accounting_intensity()
+
+    sampler = Sampler([meter], ledger, acc, WaitingGrid(400.0), 1.0,
+                      on_sample=lambda: cp.sampled(sampler.state.readings))
+    zones = {"package-0": "intel-rapl:0", "dram-0": "intel-rapl:0:1"}
+    first = {device: tree.counter(zone) / 1e6 for device, zone in zones.items()}
+    stop = threading.Event()
+
+    def sample_forever() -> None:
+        while not stop.is_set():
+            sampler.sample()  # the first one reads `first`: the baselines
+            for zone in zones.values():  # in place, as sysfs changes the attribute
+                (tree.path(zone) / "energy_uj").write_text(f"{tree.counter(zone) + 1234}\n")
+
+    worker = threading.Thread(target=sample_forever)
+    worker.start()
+    checked = 0
+    try:
+        while checked < 150:
+            if not cp.write() or not (tmp_path / "state.json").exists():  # nothing sampled yet
+                continue
+            saved = decode((tmp_path / "state.json").read_bytes())
+            totals = {labels[1]: value for metric, labels, value, _ in saved.series if metric == acct.ENERGY}
+            for device, raw_at_start in first.items():
+                key = ("cpu" if device.startswith("package") else "dram", device)
+                if key in saved.counters:  # from the first sample on
+                    assert totals.get(device, 0.0) + raw_at_start == pytest.approx(saved.counters[key].raw, abs=1e-9)
+                    checked += 1
+    finally:
+        stop.set()
+        worker.join()
+        meter.close()
+        cp.close()
+    assert sampler.state.samples > 10
