@@ -3,11 +3,15 @@ Kubernetes refresh, the checkpoint writer, the HTTP reaper).
 
 A `Worker` runs `step()` on a daemon thread; `step()` returns how long to sleep before the next step
 (None: until woken). `wake()` cuts a sleep short, `stop()` ends the loop after the step in progress.
-Sleeping on an Event (never time.sleep) is what makes both prompt.
+Sleeping on a lock that `wake()` releases (never time.sleep) is what makes both prompt. A plain lock,
+not an Event: an Event's wait runs threading.Condition's Python code (a new lock, two more lock
+operations, the waiters' deque) on every wake, and the sampler wakes every second with cold caches:
+0.20 ms of CPU a wake against 0.17 ms for the timed acquire of a lock here (bench/README.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 
@@ -17,7 +21,8 @@ class Worker:
         self.name = name
         self._step = step
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._wake = threading.Lock()  # held while no wake is pending: wake() releases it, the loop takes it back
+        self._wake.acquire()
         self._thread: threading.Thread | None = None
 
     @property
@@ -34,7 +39,8 @@ class Worker:
         self._thread.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        with contextlib.suppress(RuntimeError):  # released already: a wake is pending (several make one)
+            self._wake.release()
 
     def sleep(self, seconds: float) -> bool:
         """Inside a step: wait `seconds` unless stopped (a wake does not cut it). True when stopping."""
@@ -42,7 +48,7 @@ class Worker:
 
     def request_stop(self) -> None:
         self._stop.set()
-        self._wake.set()
+        self.wake()
 
     def join(self, timeout: float) -> bool:
         """Wait for the thread to end; False when it is still inside a step after `timeout`."""
@@ -57,8 +63,7 @@ class Worker:
 
     def _run(self, delay: float | None) -> None:
         while True:
-            self._wake.wait(None if delay is None else max(delay, 0.0))
-            self._wake.clear()
+            self._wake.acquire(True, -1 if delay is None else max(delay, 0.0))  # a wake is consumed by taking it
             if self._stop.is_set():
                 return
             delay = self._step()
