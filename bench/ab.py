@@ -31,6 +31,8 @@ import common
 import overhead
 import pods as k8s
 
+WORKLOADS = "footprint_workload_energy_joules_total{"
+
 
 def launch_exporter(fx: common.Fixture, exporter_dir: str, window: float, flags: list[str],
                     state: bool) -> tuple[float, float]:
@@ -45,6 +47,8 @@ def launch_exporter(fx: common.Fixture, exporter_dir: str, window: float, flags:
             try:
                 common.wait_for(proc, lambda: common.valid_scrape(common.http_get(url).decode()), 30, "valid scrape")
                 time.sleep(5)
+                if flags:  # attributed: measured once workloads have series, as bench/overhead.py does
+                    common.wait_for(proc, lambda: WORKLOADS in common.http_get(url).decode(), 30, "workload series")
                 figures = overhead.measure(clock, window).figures()
                 return figures["cpu_ms_per_sample"], overhead.sample_duration(url)["sample_wall_ms_mean"]
             finally:
@@ -72,6 +76,7 @@ def attributed(n: int) -> Iterator[list[str]]:
         yield []
         return
     with k8s.pods(n * k8s.CONTAINERS_PER_POD) as p:
+        p.start_advancing()  # the containers' cpu.stat counters move, so every pass splits energy
         yield p.flags
 
 

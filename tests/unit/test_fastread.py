@@ -9,6 +9,7 @@ not, they read through the Python path (tests/unit/conftest.py runs every meter 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import sysconfig
@@ -121,7 +122,7 @@ def test_nvml_energy_answers_as_pynvml_does(scenario: tuple[Path, Scenario]) -> 
     try:
         handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(3)]
         function = pynvml._nvmlGetFunctionPointer("nvmlDeviceGetTotalEnergyConsumption")
-        address = nvml.ctypes.cast(function, nvml.ctypes.c_void_p).value
+        address = ctypes.cast(function, ctypes.c_void_p).value
         assert address
         for t in (0.0, 1.5, 2.5, 5.0):
             sc.time = t
@@ -157,9 +158,9 @@ def test_the_meters_read_through_it_and_only_hand_over_the_unusual(
     sc.time = 0.0
     sc.write(path)
     tree = RaplTree(tmp_path / "sys")
-    settings = config.load([f"--path.sysfs={tree.root}", f"--path.procfs={tmp_path / 'proc'}"], env={})
-    gpus = nvml_meter(settings, clock=lambda: sc.time or 0.0)
-    cpus = rapl_meter(settings, clock=lambda: 0.0)
+    cfg = config.load([f"--path.sysfs={tree.root}", f"--path.procfs={tmp_path / 'proc'}"], env={})
+    gpus = nvml_meter(cfg, clock=lambda: sc.time or 0.0)
+    cpus = rapl_meter(cfg, clock=lambda: 0.0)
     try:
         first = {r.device: r.energy_joules for r in [*gpus.read(), *cpus.read()]}  # opens the zones' files
         monkeypatch.setattr(nvml._EnergyCall, "read", lambda *_: pytest.fail("a GPU was read on its own"))

@@ -35,7 +35,7 @@ from footprint.meters.base import MeterError, MeterUnavailable, Reading, boot_id
 
 try:  # the optional C reader (meters/_fastread.c): every zone's counter in one call
     from footprint.meters import _fastread
-except ImportError:  # not built where it was installed: os.pread and os.fstat per zone
+except ImportError:  # not built where it was installed: one os.pread per zone
     _fastread = None  # type: ignore[assignment]
 
 log = logging.getLogger("footprint.meters.rapl")
