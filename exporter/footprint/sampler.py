@@ -153,10 +153,12 @@ class Sampler:
                 component = self._components.get((meter.name, device), DEFAULT_COMPONENT.get(meter.name, "cpu"))
                 device_down[(component, device)] = reason
 
-        mark = self.ledger.counters.mark()
-        energy, rejected, power, node_watts = self._judge(readings, read_at, seconds)
         intensity = self.grid.accounting_intensity()
+        # Judged and charged in one hold of the ledger lock: whoever holds it between samples (a scrape,
+        # the checkpoint writer) sees counter baselines and totals of the same sample boundary.
         with self.ledger.lock:
+            mark = self.ledger.counters.mark()
+            energy, rejected, power, node_watts = self._judge(readings, read_at, seconds)
             if not self._charge(energy, rejected, seconds, intensity, now_wall):
                 self.ledger.counters.rollback(mark)
         if self._attribution_due(now):

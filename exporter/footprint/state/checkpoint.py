@@ -110,7 +110,8 @@ class CheckpointStatus:
 
 
 class Checkpointer:
-    """Owns the state file: restore at start, snapshots from the sampler, writes from its own thread.
+    """Owns the state file: restore at start, then writes from its own thread, each of a copy it takes at a
+    sample boundary (under the ledger lock).
 
     `grid` gives the restart gap its intensity; without one (tests of the file alone) totals are
     restored and no gap is charged.
@@ -135,8 +136,7 @@ class Checkpointer:
         self._restart: _Restart | None = None
         self._gpus: dict[Key, str] = {}  # UUIDs of the GPUs read so far
         self._failing = False
-        self._seq = 0
-        self._latest: SavedState | None = None
+        self._seq = 0  # samples taken (sampled() calls)
         self._written_seq = -1
         self._attempted_seq = -1  # the last snapshot a write was tried for, successful or not
         self._attempted = threading.Condition()
@@ -333,7 +333,14 @@ class Checkpointer:
 
     def sampled(self, readings: Iterable[Reading] = ()) -> None:
         """In the sampler thread after each sample (before it becomes visible): settle what a restart
-        still owes, then keep a consistent copy of everything for the writer."""
+        still owes, and note that there is something new to write.
+
+        The copy that is written is taken by the writer (`_take`, under the ledger lock) when it writes:
+        every interval, when a scrape asks and at stop, not after every sample. The sampler judges and
+        charges a sample in one hold of that lock, so whenever the lock is free the totals, counter
+        baselines and pending window belong to one sample boundary. Copying every series every second
+        cost the sampler O(series) for a file written every 15-30 s (bench/README.md, fourth pass).
+        """
         if self.path is None:
             return
         readings = list(readings)
@@ -341,18 +348,16 @@ class Checkpointer:
             uuid = r.info.get("uuid", "")
             if uuid:
                 self._gpus[r.key] = uuid
-        with self.ledger.lock:
-            if self._restart is not None:
+        if self._restart is not None:
+            with self.ledger.lock:
                 self._settle(readings)
-            self._seq += 1
-            self._latest = SavedState(
-                self._seq,
-                *self.ledger.copy(),
-                self._counters(),
-                tuple(self._restart.gaps) if self._restart else (),
-                self.last_gap,
-                self._pending(),
-            )
+        self._seq += 1  # after the sample's totals: a copy labelled `seq` holds at least that sample
+
+    def _take(self, seq: int) -> SavedState:
+        """Everything the file keeps, labelled `seq` (read before the lock: the copy holds at least that
+        sample). Call under the ledger lock."""
+        return SavedState(seq, *self.ledger.copy(), self._counters(),
+                          tuple(self._restart.gaps) if self._restart else (), self.last_gap, self._pending())
 
     def _pending(self) -> dict[Key, tuple[float, float]]:
         gauges = self.pending()
@@ -390,9 +395,11 @@ class Checkpointer:
             return True
         with self._write_lock:
             self._due = time.monotonic() + self.interval
-            snapshot = self._latest
-            if snapshot is None or snapshot.seq == self._written_seq:
+            seq = self._seq
+            if seq == 0 or seq == self._written_seq:  # no sample yet, or this one is on disk
                 return True
+            with self.ledger.lock:
+                snapshot = self._take(seq)
             now = self.wall()
             identity = {**self.identity, "gpus": ",".join(sorted(set(self._gpus.values())))}
             try:
@@ -434,11 +441,11 @@ class Checkpointer:
         The wait is bounded, and a failing disk answers at once, so a scrape is never held for long."""
         if self.path is None:
             return None
-        snapshot = self._latest
-        if snapshot is not None and snapshot.seq != self._written_seq and self._worker.started:
+        seq = self._seq
+        if seq and seq != self._written_seq and self._worker.started:
             self._worker.wake()
             with self._attempted:
-                self._attempted.wait_for(lambda: self._attempted_seq >= snapshot.seq or self._worker.stopping,
+                self._attempted.wait_for(lambda: self._attempted_seq >= seq or self._worker.stopping,
                                          timeout=WRITE_WAIT_SECONDS)
         return CheckpointStatus(self.failures, self.last_success)
 
