@@ -1,4 +1,5 @@
-"""Fixtures shared by the grid tests: a test clock and a fake Electricity Maps server on it."""
+"""Fixtures shared by unit tests: a test clock and a fake Electricity Maps server on it (the grid tests), and
+the read path of the NVML and RAPL meter tests (`read_path`)."""
 
 from __future__ import annotations
 
