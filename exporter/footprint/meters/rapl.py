@@ -143,7 +143,7 @@ class _Counter:
     (fstat: no links left) and the file opened again. A live RAPL counter moves every millisecond or so,
     so on real hardware the check all but never runs: each system call costs 10-30 us in a 1 Hz sample
     here (bench/README.md). The C reader does the same pread for every zone at once (`fd`) and leaves
-    an unchanged value, or anything but a plain decimal, to `read`.
+    an unchanged value to `confirm`, anything but a plain decimal to `read`.
     """
 
     def __init__(self, path: str) -> None:
@@ -152,16 +152,30 @@ class _Counter:
         self.last: int | None = None  # the value of the last read
 
     def read(self) -> int:
-        fd = self.fd
-        if fd >= 0:
+        if self.fd >= 0:
             try:
-                value = int(os.pread(fd, 32, 0))
-                if value != self.last or os.fstat(fd).st_nlink:
+                value = int(os.pread(self.fd, 32, 0))
+            except OSError:
+                self.close()
+            else:
+                if value != self.last:
                     self.last = value
                     return value
-            except OSError:
-                pass
-            self.close()
+                return self.confirm(value)
+        return self._open()
+
+    def confirm(self, value: int) -> int:
+        """`value`, just read through `fd`, equals the last one: it stands unless the file was replaced
+        under its name (no links left), which is then opened again and read."""
+        try:
+            if os.fstat(self.fd).st_nlink:
+                return value
+        except OSError:
+            pass
+        self.close()
+        return self._open()
+
+    def _open(self) -> int:
         fd = os.open(self.path, os.O_RDONLY)
         try:
             value = int(os.pread(fd, 32, 0))
@@ -327,7 +341,7 @@ class RaplMeter:
         for (counter, component, device, wrap, ceiling, in_total, info), uj in zip(plan, fast, strict=True):
             if uj is None or uj == counter.last:  # not open, not a plain value, or unchanged: the Python path
                 try:
-                    uj = counter.read()
+                    uj = counter.read() if uj is None else counter.confirm(uj)
                 except (OSError, ValueError) as exc:
                     down[device] = type(exc).__name__
                     continue
