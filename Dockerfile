@@ -25,9 +25,9 @@ RUN mkdir -p exporter/footprint \
  && /opt/footprint/bin/pip install --no-compile . \
  && /opt/footprint/bin/pip uninstall -y footprint-exporter \
  && rm -rf build exporter
-# The optional C reader (setup.py, exporter/footprint/meters/_fastread.c: less CPU per sample) is built
-# where the base has Python's headers (the official python images do): a compiler is added to this stage
-# only, never to the runtime image. Without headers the package reads its counters in pure Python.
+# The optional C parts (setup.py: the meters' reader and the ledger's rule and additions, less CPU per
+# sample) are built where the base has Python's headers (the official python images do): a compiler is
+# added to this stage only, never to the runtime image. Without headers their pure-Python twins run.
 RUN include="$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
  && if [ -f "$include/Python.h" ] && ! command -v cc >/dev/null; then \
       apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*; \

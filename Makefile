@@ -15,8 +15,8 @@ HELM ?= $(shell command -v helm 2>/dev/null || echo $(TOOLS)/bin/helm)
 .PHONY: run test lint venv tools bench docs clean chart image
 
 # Running needs only the package's own dependencies; the tests add the dev extras on top.
-# setup.py builds the optional C reader in place (exporter/footprint/meters/_fastread.c): rebuilt when it changes.
-NATIVE := setup.py exporter/footprint/meters/_fastread.c
+# setup.py builds the optional C parts in place (meters/_fastread.c, accounting/_fastledger.c): rebuilt when they change.
+NATIVE := setup.py exporter/footprint/meters/_fastread.c exporter/footprint/accounting/_fastledger.c
 
 $(VENV)/.run-installed: pyproject.toml $(NATIVE)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -1,10 +1,19 @@
-"""The optional C reader (footprint.meters._fastread); everything else is in pyproject.toml.
+"""The optional C parts; everything else is in pyproject.toml.
 
-`optional=True`: where no C compiler or Python headers exist, the build goes on without it and the
-meters use their pure-Python reads (same readings, more CPU per sample: bench/README.md).
+- footprint.meters._fastread: the meters' per-sample counter reads, all of a meter's devices in one call;
+- footprint.accounting._fastledger: the ledger's counter rule and a sample's additions.
+
+`optional=True`: where no C compiler or Python headers exist, the build goes on without them and the
+exporter uses their pure-Python twins (same numbers, more CPU per sample: bench/README.md).
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("footprint.meters._fastread", ["exporter/footprint/meters/_fastread.c"],
-                             optional=True, extra_compile_args=["-O2", "-Wall", "-Wextra"])])
+FLAGS = ["-O2", "-Wall", "-Wextra"]
+
+setup(ext_modules=[
+    Extension("footprint.meters._fastread", ["exporter/footprint/meters/_fastread.c"], optional=True,
+              extra_compile_args=FLAGS),
+    Extension("footprint.accounting._fastledger", ["exporter/footprint/accounting/_fastledger.c"], optional=True,
+              extra_compile_args=FLAGS),
+])

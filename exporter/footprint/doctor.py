@@ -27,6 +27,14 @@ def _reader() -> str:
     return "the C reader (every GPU's and every RAPL zone's counter in one call per meter)"
 
 
+def _ledger() -> str:
+    try:
+        from footprint.accounting import _fastledger  # noqa: F401
+    except ImportError:
+        return "pure Python (the optional C twins were not built at install); the same numbers, at more CPU per sample"
+    return "the C twins (a sample's steady counters judged and its additions made in one call each)"
+
+
 def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
     def say(line: str = "") -> None:
         print(line, file=out)
@@ -59,6 +67,7 @@ def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
     for note in detection.notes:
         say(f"  {note}")
     say(f"  counter reads: {_reader()}")
+    say(f"  ledger arithmetic: {_ledger()}")
     server = embodied.figure("server", "")
     say(f"  server share: {f'{server.kgco2e:g} kgCO2e ({server.source})' if server else 'not configured'}")
 

@@ -183,9 +183,7 @@ class Sampler:
         and the node's: the sum over the devices in the node total (None while no device has power)."""
         energy, rejected, power = [], {}, {}
         node_watts = 0.0
-        observe = self.ledger.counters.delta
-        for r, at in zip(readings, read_at, strict=True):
-            joules, reasons, span = observe(r, at)
+        for r, (joules, reasons, span) in zip(readings, self.ledger.counters.deltas(readings, read_at), strict=True):
             energy.append((r, joules))
             if reasons:
                 rejected[r.key] = reasons

@@ -85,6 +85,7 @@ def test_doctor_explains_estimation(tmp_path: Path) -> None:
     assert "embodied: no figure known, accrues nothing" in proc.stdout
     assert "Attribution\n  off" in proc.stdout
     assert "counter reads: the C reader" in proc.stdout or "counter reads: pure Python" in proc.stdout
+    assert "ledger arithmetic: the C twins" in proc.stdout or "ledger arithmetic: pure Python" in proc.stdout
 
 
 def test_doctor_fails_when_nothing_can_be_measured(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Fixtures shared by unit tests: a test clock and a fake Electricity Maps server on it (the grid tests), and
-the read path of the NVML and RAPL meter tests (`read_path`)."""
+the read path of the NVML and RAPL meter tests (`read_path`) and the ledger's path (`ledger_path`)."""
 
 from __future__ import annotations
 
@@ -34,4 +34,19 @@ def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setattr(rapl, "_fastread", None)
     elif nvml._fastread is None:
         pytest.skip("the C reader is not built here")
+    return str(request.param)
+
+
+@pytest.fixture(params=["c_ledger", "python_ledger"])
+def ledger_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each ledger, tracker, accounting and sampler test twice: through the optional C twins of the counter
+    rule and the additions (accounting/_fastledger.c) and through the Python code they stand in for.
+    tests/unit/test_fastledger.py fails where a compiler exists and they were not built."""
+    from footprint.accounting import ledger
+
+    if request.param == "python_ledger":
+        monkeypatch.setattr(ledger, "_fastledger", None)
+        monkeypatch.setattr(ledger, "_rule", ledger._python_rule)
+    elif ledger._fastledger is None:
+        pytest.skip("the C twins are not built here")
     return str(request.param)

@@ -27,6 +27,8 @@ from footprint.config import ConfigError
 from footprint.grid.base import IntensityReading
 from footprint.meters.base import Reading
 
+pytestmark = pytest.mark.usefixtures("ledger_path")  # the C twins and the Python ledger alike
+
 YEAR = 365.25 * 86400
 
 

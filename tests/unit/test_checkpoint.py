@@ -46,6 +46,8 @@ from hypothesis import strategies as st
 from tests.support.exporter import REPO
 from tests.support.fixed_grid import FixedGrid
 
+pytestmark = pytest.mark.usefixtures("ledger_path")  # the C twins and the Python ledger alike
+
 INTENSITY = IntensityReading(value=400.0, signal="average", provider="constant", zone="")
 EPOCH = "boot-a"
 BIG = 1e6  # a ceiling (W) no test delta reaches: in process, reads are microseconds apart
@@ -478,16 +480,16 @@ def test_a_checkpoint_taken_while_sampling_has_totals_and_baselines_of_one_sampl
     cp = Checkpointer(s, ledger, acc, attribution=False, grid=FixedGrid(400.0))
     meter = rapl_meter(s)
 
-    # Widen the window between a baseline moving and its delta being charged: the GIL may pass to the
-    # writer between any two readings (and a rejected reading logs); here it always does.
-    judge = ledger.counters.delta
+    # Widen the window between the baselines moving and their deltas being charged: the GIL may pass to
+    # the writer between judging and charging (and a rejected reading logs); here it always does.
+    judge = ledger.counters.deltas
 
-    def judge_slowly(r: Reading, now: float) -> tuple[float, tuple[str, ...], float]:
-        judged = judge(r, now)
-        time.sleep(0.0005)
+    def judge_slowly(readings: list[Reading], read_at: list[float]) -> list[tuple[float, tuple[str, ...], float]]:
+        judged = judge(readings, read_at)
+        time.sleep(0.001)
         return judged
 
-    ledger.counters.delta = judge_slowly  # type: ignore[method-assign]
+    ledger.counters.deltas = judge_slowly  # type: ignore[method-assign]
     sampler = Sampler([meter], ledger, acc, FixedGrid(400.0), 1.0,
                       on_sample=lambda: cp.sampled(sampler.state.readings))
     zones = {"package-0": "intel-rapl:0", "dram-0": "intel-rapl:0:1"}

@@ -11,6 +11,8 @@ from footprint.meters.base import Reading
 from hypothesis import given
 from hypothesis import strategies as st
 
+pytestmark = pytest.mark.usefixtures("ledger_path")  # the C twins and the Python ledger alike
+
 RANGE = 1_000.0  # a small RAPL-like range (J), so wraps are frequent
 CEILING = 100.0  # W
 

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from footprint import config
 from footprint.accounting.accountant import NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY, Accountant
 from footprint.accounting.ledger import Ledger
@@ -21,6 +22,8 @@ from prometheus_client.utils import floatToGoString
 
 from tests.fakes.sysfs import RaplTree
 from tests.support.fixed_grid import FixedGrid
+
+pytestmark = pytest.mark.usefixtures("ledger_path")  # the C twins and the Python ledger alike
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "rapl_two_packages.prom"
 

@@ -17,6 +17,8 @@ from footprint.meters.base import Reading
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+pytestmark = pytest.mark.usefixtures("ledger_path")  # the C twins and the Python ledger alike
+
 RANGE = 262_143.328850  # a typical RAPL package max_energy_range_uj, in joules
 anything = st.floats(allow_nan=True, allow_infinity=True)
 elapsed_s = st.floats(min_value=0.0, max_value=3600.0)

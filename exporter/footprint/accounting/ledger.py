@@ -23,6 +23,11 @@ from typing import NamedTuple
 from footprint import numbers
 from footprint.meters.base import Reading
 
+try:  # the optional C twins of `_rule` and of the additions in `Transaction.__exit__` (accounting/_fastledger.c)
+    from footprint.accounting import _fastledger
+except ImportError:  # not built here: the Python code below does it all
+    _fastledger = None  # type: ignore[assignment]
+
 log = logging.getLogger("footprint.ledger")
 
 Labels = tuple[str, ...]
@@ -100,10 +105,11 @@ def judge_delta(prev_raw: float, new_raw: float, elapsed_seconds: float, max_wat
     return _verdict(_rule(prev_raw, new_raw, elapsed_seconds, max_watts, wrap_joules, restarted))
 
 
-def _rule(prev_raw: float, new_raw: float, elapsed_seconds: float, max_watts: float,
-          wrap_joules: float | None, restarted: bool) -> tuple[float | None, str]:
+def _python_rule(prev_raw: float, new_raw: float, elapsed_seconds: float, max_watts: float,
+                 wrap_joules: float | None, restarted: bool) -> tuple[float | None, str]:
     """judge_delta's body, as a plain (joules, kind) tuple: the tracker calls it for every reading of
-    every sample, and a named tuple costs five times a plain one to make."""
+    every sample, and a named tuple costs five times a plain one to make. `_rule` is its C twin where
+    that is built (the same verdict for every input: tests/unit/test_fastledger.py)."""
     finite = math.isfinite
     if not (finite(prev_raw) and finite(new_raw) and finite(elapsed_seconds) and finite(max_watts)) or (
             elapsed_seconds < 0 or max_watts <= 0):
@@ -131,8 +137,12 @@ def _rule(prev_raw: float, new_raw: float, elapsed_seconds: float, max_watts: fl
     return (None, "implausible_wrap" if wrap_joules is not None else "backwards")
 
 
-@dataclass(slots=True)
-class CounterState:
+_rule = _python_rule if _fastledger is None else _fastledger.rule
+
+
+class CounterState(NamedTuple):
+    """A tuple, made with tuple.__new__ (`_state`), so the C twin can make one too: one per counter per sample."""
+
     raw: float  # last accepted cumulative value, joules: the baseline
     epoch: str
     hardware: bool
@@ -162,6 +172,7 @@ class Judged(NamedTuple):
 # the hot path (every reading of every sample: `_rule`, `CounterTracker.delta`) makes plain tuples.
 _verdict = partial(tuple.__new__, Verdict)
 _judged = partial(tuple.__new__, Judged)
+_state = partial(tuple.__new__, CounterState)
 
 
 class CounterTracker:
@@ -183,12 +194,23 @@ class CounterTracker:
         self._logged: set[tuple[str, str, str]] = set()
 
     def observe(self, r: Reading, now: float) -> Judged:
-        """Judge reading `r`, read at monotonic time `now`, against the device's baseline."""
-        return _judged(self.delta(r, now))
+        """Judge reading `r`, read at monotonic time `now`, against the device's baseline (as the sampler
+        judges each sample's readings: through deltas())."""
+        return _judged(self.deltas([r], [now])[0])
+
+    def deltas(self, readings: list[Reading], read_at: list[float]) -> list[tuple[float, tuple[str, ...], float]]:
+        """delta() of every reading of a sample (`read_at`: when each was read; a device at most once). Where
+        the C twin is built, it judges the steady readings in one call (a hardware counter with a baseline of
+        this process, the same epoch, no suspect, a verdict "ok" or "wrap": all of them, nearly every sample)
+        and hands the rest, from the first one it cannot judge on, to delta() in order."""
+        if _fastledger is None:
+            return [self.delta(r, at) for r, at in zip(readings, read_at, strict=True)]
+        steady = _fastledger.steady_deltas(readings, read_at, self.states, self._suspects, CounterState,
+                                           DEFAULT_MAX_WATTS, FALLBACK_MAX_WATTS)
+        return [self.delta(r, at) if got is None else got for r, at, got in zip(readings, read_at, steady, strict=True)]
 
     def delta(self, r: Reading, now: float) -> tuple[float, tuple[str, ...], float]:
-        """observe() as a plain (joules, rejected, seconds) tuple: what the sampler calls for every
-        reading of every sample."""
+        """observe() as a plain (joules, rejected, seconds) tuple."""
         key = r.key
         prev = self.states.get(key)
         if not r.hardware_counter:
@@ -200,7 +222,7 @@ class CounterTracker:
         joules, kind = _rule(prev.raw, r.energy_joules, now - prev.at, ceiling, r.wrap_joules, restarted)
         suspect = self._suspects.pop(key, None) if self._suspects else None
         if joules is not None and (kind != "reset" or restarted):
-            self.states[key] = CounterState(r.energy_joules, r.counter_epoch, True, now)  # _accept, inlined
+            self.states[key] = _state((r.energy_joules, r.counter_epoch, True, now))  # _accept, inlined
             if restarted:
                 log.info("counter restarted", extra={"component": r.component, "device": r.device})
             if suspect is not None and suspect.reset_joules is not None:
@@ -238,7 +260,7 @@ class CounterTracker:
         return (0.0, rejected + self._reject(r, kind, prev.raw, r.energy_joules, now - prev.at), 0.0)
 
     def _accept(self, r: Reading, now: float) -> None:
-        self.states[r.key] = CounterState(r.energy_joules, r.counter_epoch, r.hardware_counter, now)
+        self.states[r.key] = _state((r.energy_joules, r.counter_epoch, r.hardware_counter, now))
 
     def _baseline(self, r: Reading, now: float) -> tuple[float, tuple[str, ...], float]:
         self._suspects.pop(r.key, None)
@@ -298,6 +320,10 @@ class Transaction:
 
     def __exit__(self, *exc: object) -> None:
         self.ledger._tx = None
+        ledger = self.ledger
+        if exc[0] is None and _fastledger is not None and _fastledger.apply_ops(ledger.totals, ledger.created,
+                                                                               self.ops):
+            return  # every amount a finite, non-negative float, added in C (the loop below, the same way)
         bad = [(m, labels, a) for m, labels, a, _ in self.ops if a is not None and not (math.isfinite(a) and a >= 0)]
         if bad or exc[0] is not None:
             self.dropped = True
@@ -306,7 +332,6 @@ class Transaction:
                           extra={"metric": bad[0][0], "labels": ",".join(bad[0][1]), "amount": repr(bad[0][2]),
                                  "bad_amounts": len(bad)})
             return
-        ledger = self.ledger
         totals, created = ledger.totals, ledger.created
         for metric, labels, amount, wall in self.ops:  # Ledger._apply inlined: ~30 additions a sample
             if amount is None:

@@ -1,0 +1,13 @@
+# The optional C twins of the ledger's hot code (_fastledger.c); absent where it could not be built.
+from typing import Any
+
+SLACK_RATIO: float
+SLACK_SECONDS: float
+
+def rule(prev_raw: float, new_raw: float, elapsed_seconds: float, max_watts: float, wrap_joules: float | None,
+         restarted: bool, /) -> tuple[float | None, str]: ...
+def apply_ops(totals: dict[str, dict[tuple[str, ...], float]], created: dict[str, dict[tuple[str, ...], float]],
+              ops: list[tuple[str, tuple[str, ...], float | None, float]], /) -> bool: ...
+def steady_deltas(readings: list[Any], read_at: list[float], states: dict[Any, Any], suspects: dict[Any, Any],
+                  state_type: type[tuple[Any, ...]], defaults: dict[str, float], fallback: float,
+                  /) -> list[tuple[float, tuple[str, ...], float] | None]: ...

@@ -1,0 +1,180 @@
+"""The optional C twins of the ledger (exporter/footprint/accounting/_fastledger.c) against the Python code.
+
+Each must give what the Python code it stands in for gives, for any input: `rule` the verdict of
+`_python_rule` (floats anywhere, NaN and infinities included); `steady_deltas`, through
+`CounterTracker.deltas`, the same judged deltas, baselines, suspects and logs as `delta()` reading by
+reading, over streams with glitches, restarts, first sights, odd ceilings and ranges; `apply_ops`, through
+a transaction, the same totals, created times and dropped flag as the Python loop, or it hands the
+sample back to that loop. Everything else in tests/unit that judges or charges runs both ways
+(the `ledger_path` fixture).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import sysconfig
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from footprint.accounting import ledger
+from footprint.accounting.ledger import CounterTracker, Ledger
+from footprint.meters.base import Reading
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+fast = ledger._fastledger
+
+
+def _can_build() -> bool:
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc) is not None and (Path(sysconfig.get_paths()["include"]) / "Python.h").exists()
+
+
+def test_the_c_twins_are_built_where_a_compiler_and_headers_exist() -> None:
+    if not _can_build():
+        pytest.skip("no C compiler or Python headers here: the ledger runs its Python code")
+    assert fast is not None, "setup.py should have built footprint.accounting._fastledger (pip install -e . again)"
+    assert ledger._rule is fast.rule
+    assert (fast.SLACK_RATIO, fast.SLACK_SECONDS) == (ledger.SLACK_RATIO, ledger.SLACK_SECONDS)
+
+
+needs_twins = pytest.mark.skipif(fast is None, reason="the C twins are not built here")
+
+
+@contextmanager
+def python_only() -> Iterator[None]:
+    """The module as it is where the C twins are not built."""
+    saved = ledger._fastledger, ledger._rule
+    ledger._fastledger, ledger._rule = None, ledger._python_rule  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        ledger._fastledger, ledger._rule = saved
+
+
+ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True)
+NEAR = st.floats(-10.0, 2e6, allow_nan=False)  # where the branches are
+
+
+@needs_twins
+@settings(max_examples=1500)
+@given(prev=ANY_FLOAT | NEAR, new=ANY_FLOAT | NEAR, elapsed=ANY_FLOAT | st.floats(-1.0, 3000.0),
+       watts=ANY_FLOAT | st.floats(-1.0, 2000.0), wrap=st.none() | ANY_FLOAT | st.floats(-1.0, 1e6),
+       restarted=st.booleans())
+def test_the_c_rule_gives_the_python_rules_verdict(prev: float, new: float, elapsed: float, watts: float,
+                                                   wrap: float | None, restarted: bool) -> None:
+    assert fast is not None
+    assert fast.rule(prev, new, elapsed, watts, wrap, restarted) == ledger._python_rule(
+        prev, new, elapsed, watts, wrap, restarted)
+
+
+# --- steady_deltas, through CounterTracker.deltas ------------------------------------------------------
+
+DEVICES = (("gpu", "0"), ("gpu", "1"), ("cpu", "package-0"))
+
+
+@st.composite
+def samples(draw: st.DrawFn) -> list[tuple[list[Reading], list[float]]]:
+    """A stream of samples: mostly steady counters, with glitches, restarts, integrated readings, odd
+    bounds and ranges, devices missing from a sample, and time standing still or running back."""
+    out = []
+    energy = {key: draw(st.floats(0.0, 1e5)) for key in DEVICES}
+    t = 0.0
+    for _ in range(draw(st.integers(1, 12))):
+        t += draw(st.sampled_from([1.0, 1.0, 0.5, 0.0, -0.5, 5000.0]))
+        readings, read_at = [], []
+        for key in draw(st.permutations(DEVICES)):
+            if draw(st.integers(0, 9)) == 0:
+                continue  # not read in this sample
+            step = draw(st.sampled_from(["steady"] * 6 + ["glitch", "nan", "zero", "int", "back"]))
+            energy[key] += draw(st.floats(0.0, 500.0))
+            value: float = energy[key]
+            if step == "glitch":
+                value = 1.8e16
+            elif step == "nan":
+                value = math.nan
+            elif step == "zero":
+                value = 0.0
+            elif step == "int":
+                value = int(value)
+            elif step == "back":
+                value = max(value - 3.0, 0.0)
+            wrap = 262_143.0 if key[0] == "cpu" else draw(st.sampled_from([None, None, math.nan, 0.0, 1e3]))
+            readings.append(Reading(
+                key[0], key[1], "nvml" if key[0] == "gpu" else "rapl", value,
+                wrap_joules=wrap,
+                max_watts=draw(st.sampled_from([None, 700.0, 400, math.nan, 0.0, math.inf, -5.0])),
+                hardware_counter=draw(st.sampled_from([True] * 8 + [False])),
+                counter_epoch=draw(st.sampled_from(["a"] * 8 + ["b"]))))
+            read_at.append(t + draw(st.sampled_from([0.0, 0.001])))
+        out.append((readings, read_at))
+    return out
+
+
+@needs_twins
+@settings(max_examples=400)
+@given(stream=samples())
+def test_steady_readings_judged_in_c_match_delta_reading_by_reading(
+        stream: list[tuple[list[Reading], list[float]]]) -> None:
+    c_side, python_side = CounterTracker(), CounterTracker()
+    for readings, read_at in stream:
+        got = c_side.deltas(readings, read_at)
+        with python_only():
+            expected = [python_side.delta(r, at) for r, at in zip(readings, read_at, strict=True)]
+        assert got == expected
+        assert c_side.states == python_side.states
+        assert all(type(s) is ledger.CounterState for s in c_side.states.values())
+        assert c_side._suspects == python_side._suspects
+        assert c_side._logged == python_side._logged
+
+
+@needs_twins
+def test_a_steady_sample_is_judged_in_one_c_call() -> None:
+    """Nearly every sample: no reading of it reaches delta() (the C call judges them all)."""
+    tracker = CounterTracker()
+    first = [Reading("gpu", str(i), "nvml", 1000.0 * i, max_watts=700.0) for i in range(8)]
+    tracker.deltas(first, [0.0] * 8)  # baselines
+    then = [Reading("gpu", str(i), "nvml", 1000.0 * i + 350.0, max_watts=700.0) for i in range(8)]
+
+    def no_python(r: Reading, now: float) -> tuple[float, tuple[str, ...], float]:
+        raise AssertionError(f"{r.key} judged in Python")
+
+    tracker.delta = no_python  # type: ignore[method-assign]
+    assert tracker.deltas(then, [1.0] * 8) == [(350.0, (), 1.0)] * 8
+
+
+# --- apply_ops, through a transaction -------------------------------------------------------------------
+
+METRICS = ("a", "b")
+LABELS = st.sampled_from([(), ("0",), ("0", "x")])
+AMOUNT = st.floats(0.0, 1e6) | st.sampled_from([0.0, -0.0, 1.5, 3, -1.0, math.nan, math.inf, None])
+
+
+@needs_twins
+@settings(max_examples=400)
+@given(start=st.dictionaries(st.sampled_from(METRICS), st.dictionaries(LABELS, st.floats(0.0, 1e6) | st.just(2)),
+                             max_size=2),
+       ops=st.lists(st.tuples(st.sampled_from(METRICS), LABELS, AMOUNT, st.floats(0.0, 2e9)), max_size=12))
+def test_a_sample_added_in_c_matches_the_python_loop(start: dict[str, dict[tuple[str, ...], float]],
+                                                     ops: list[tuple[str, tuple[str, ...], float | None, float]]
+                                                     ) -> None:
+    results = []
+    for path in ("c", "python"):
+        book = Ledger()
+        for metric, series in start.items():
+            for labels, value in series.items():
+                book.totals.setdefault(metric, {})[labels] = value
+                book.created.setdefault(metric, {})[labels] = 1.0
+        with python_only() if path == "python" else contextlib.nullcontext(), book.transaction() as tx:
+            for metric, labels, amount, wall in ops:
+                if amount is None:
+                    book.remove(metric, labels)
+                else:
+                    book.add(metric, labels, amount, wall)  # staged: judged when the transaction ends
+        results.append((book.totals, book.created, tx.dropped,
+                         {m: {k: type(v) for k, v in s.items()} for m, s in book.totals.items()}))
+    assert results[0] == results[1]
