@@ -10,8 +10,9 @@ The ledger turns successive cumulative values into deltas and absorbs wraps and 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from functools import partial
+from types import MappingProxyType
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
 class MeterError(Exception):
@@ -22,12 +23,7 @@ class MeterUnavailable(MeterError):
     """The hardware or interface is not present on this host: "no data here", not a fault."""
 
 
-@dataclass(slots=True, init=False)
-class Reading:
-    """One device's reading. A meter builds one per device every sample, so: slotted, not frozen (a frozen
-    dataclass's __init__ costs three times as much; nothing changes a reading once it is made), and an
-    __init__ of its own that also makes the key (a generated one plus __post_init__ is two Python frames)."""
-
+class _ReadingFields(NamedTuple):
     component: str  # "gpu", "cpu", "dram", "psys"
     device: str  # stable id within the component: "0", "package-0", "uuid"...
     source: str  # "nvml", "nvml_power", "rapl", "estimate"
@@ -41,18 +37,38 @@ class Reading:
     info: Mapping[str, str]  # static facts for footprint_device_info
     gauges: Mapping[str, float]  # e.g. utilization_ratio, power_limit_watts
     # (component, device), made once: the sampler, ledger and exposition look readings up by it many times.
-    key: tuple[str, str] = field(init=False, repr=False, compare=False)
+    key: tuple[str, str]
 
-    def __init__(self, component: str, device: str, source: str, energy_joules: float,
-                 power_watts: float | None = None, wrap_joules: float | None = None, max_watts: float | None = None,
-                 hardware_counter: bool = True, counter_epoch: str = "", in_node_total: bool = True,
-                 info: Mapping[str, str] | None = None, gauges: Mapping[str, float] | None = None) -> None:
-        self.component, self.device, self.source, self.energy_joules = component, device, source, energy_joules
-        self.power_watts, self.wrap_joules, self.max_watts = power_watts, wrap_joules, max_watts
-        self.hardware_counter, self.counter_epoch, self.in_node_total = hardware_counter, counter_epoch, in_node_total
-        self.info = {} if info is None else info
-        self.gauges = {} if gauges is None else gauges
-        self.key = (component, device)
+
+class Reading(_ReadingFields):
+    """One device's reading, never changed once made. A tuple: a meter makes one per device every sample,
+    and a class with an __init__ is made through CPython's slowest call path (a tenth of a sample's
+    instructions went to making 12 slotted readings: bench/README.md); the hot meters make theirs with
+    `reading()`, one C-level tuple.__new__, everyone else with the constructor below."""
+
+    __slots__ = ()
+
+    def __new__(cls, component: str, device: str, source: str, energy_joules: float,
+                power_watts: float | None = None, wrap_joules: float | None = None, max_watts: float | None = None,
+                hardware_counter: bool = True, counter_epoch: str = "", in_node_total: bool = True,
+                info: Mapping[str, str] | None = None, gauges: Mapping[str, float] | None = None) -> Reading:
+        return tuple.__new__(cls, (component, device, source, energy_joules, power_watts, wrap_joules, max_watts,
+                                   hardware_counter, counter_epoch, in_node_total, {} if info is None else info,
+                                   {} if gauges is None else gauges, (component, device)))
+
+
+def reading(component: str, device: str, source: str, energy_joules: float, power_watts: float | None,
+            wrap_joules: float | None, max_watts: float | None, hardware_counter: bool, counter_epoch: str,
+            in_node_total: bool, info: Mapping[str, str], gauges: Mapping[str, float],
+            key: tuple[str, str]) -> Reading:
+    """Reading(...) with every field given (the key too: a meter keeps each device's), for the meters that
+    make one per device every sample: a plain function call and one tuple.__new__."""
+    return _new_reading((component, device, source, energy_joules, power_watts, wrap_joules, max_watts,
+                         hardware_counter, counter_epoch, in_node_total, info, gauges, key))
+
+
+_new_reading = partial(tuple.__new__, Reading)
+NO_GAUGES: Mapping[str, float] = MappingProxyType({})  # the gauges of a reading that has none, shared
 
 
 class Meter(Protocol):

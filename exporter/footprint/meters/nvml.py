@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from footprint.meters.base import MeterError, MeterUnavailable, PowerIntegrator, Reading
+from footprint.meters.base import MeterError, MeterUnavailable, PowerIntegrator, Reading, reading
 from footprint.meters.session import GPU_MARGIN as GPU_MARGIN
 from footprint.meters.session import LibrarySession, gpu_ceiling
 
@@ -230,9 +230,11 @@ class _Gpu:
     gauges_due: float = 0.0  # when utilisation is read next (the attribution cadence)
     address: int = 0  # the handle as a C pointer value, for the C reader (0: read on its own)
     device: str = field(init=False)  # the NVML index as the device label, made once: read every sample
+    key: tuple[str, str] = field(init=False)  # its readings' key, made once too
 
     def __post_init__(self) -> None:
         self.device = str(self.index)
+        self.key = ("gpu", self.device)
 
 
 _ENERGY_FROM = {
@@ -410,8 +412,8 @@ class NvmlMeter:
         if now >= gpu.gauges_due:
             gpu.gauges = self._gauges(gpu)
             gpu.gauges_due = now + self._gauge_interval
-        return Reading("gpu", gpu.device, source, joules, power, None, gpu.max_watts, hardware, epoch, True,
-                       gpu.info, gpu.gauges)
+        return reading("gpu", gpu.device, source, joules, power, None, gpu.max_watts, hardware, epoch, True,
+                       gpu.info, gpu.gauges, gpu.key)
 
     @staticmethod
     def _gauges(gpu: _Gpu) -> dict[str, float]:

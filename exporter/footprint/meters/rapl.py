@@ -31,7 +31,7 @@ from pathlib import Path
 
 from footprint.accounting.ledger import DEFAULT_MAX_WATTS, budget_joules
 from footprint.config import ConfigError
-from footprint.meters.base import MeterError, MeterUnavailable, Reading, boot_id, cpu_model
+from footprint.meters.base import NO_GAUGES, MeterError, MeterUnavailable, Reading, boot_id, cpu_model, reading
 
 try:  # the optional C reader (meters/_fastread.c): every zone's counter in one call
     from footprint.meters import _fastread
@@ -232,7 +232,8 @@ class RaplMeter:
         self.zones: list[Zone] = []
         self.unreadable: dict[str, str] = {}  # device -> why RAPL does not measure it
         # Per readable zone, built at each discovery: its energy_uj counter and the reading's fixed fields.
-        self._plan: list[tuple[_Counter, str, str, float | None, float, bool, Mapping[str, str]]] = []
+        # (counter, component, device, wrap, ceiling, in node total, info, key): what each sample's reading needs
+        self._plan: list[tuple[_Counter, str, str, float | None, float, bool, Mapping[str, str], tuple[str, str]]] = []
         self._down: dict[str, str] = {}
         self._covered: set[tuple[str, str]] = set()
         self._zone_list: list[str] | None = None  # class/powercap's entries at the last discovery
@@ -312,7 +313,8 @@ class RaplMeter:
             path = str(z.path / "energy_uj")
             counter = counters.pop(path) if path in counters else _Counter(path)
             info = self.info if z.component == "cpu" else {}
-            self._plan.append((counter, z.component, z.device, z.wrap_joules, self.ceiling(z), z.in_node_total, info))
+            self._plan.append((counter, z.component, z.device, z.wrap_joules, self.ceiling(z), z.in_node_total, info,
+                               (z.component, z.device)))
         for counter in counters.values():  # zones no longer read
             counter.close()
         self._covered = {key for z in readable if z.in_node_total and (key := covers(z)) is not None}
@@ -338,7 +340,7 @@ class RaplMeter:
         readings, down = [], {}
         epoch, plan = self.epoch, self._plan
         fast = (None,) * len(plan) if _fastread is None else _fastread.read_decimals(tuple([p[0].fd for p in plan]))
-        for (counter, component, device, wrap, ceiling, in_total, info), uj in zip(plan, fast, strict=True):
+        for (counter, component, device, wrap, ceiling, in_total, info, key), uj in zip(plan, fast, strict=True):
             if uj is None or uj == counter.last:  # not open, not a plain value, or unchanged: the Python path
                 try:
                     uj = counter.read() if uj is None else counter.confirm(uj)
@@ -347,8 +349,8 @@ class RaplMeter:
                     continue
             else:
                 counter.last = uj
-            readings.append(Reading(component, device, "rapl", uj / 1e6, None, wrap, ceiling, True, epoch, in_total,
-                                    info))
+            readings.append(reading(component, device, "rapl", uj / 1e6, None, wrap, ceiling, True, epoch, in_total,
+                                    info, NO_GAUGES, key))
         return readings, down
 
     def down_devices(self) -> Mapping[str, str]:
