@@ -245,11 +245,14 @@ class Accountant:
 
         Grams follow joules: a consumer gets its fraction of the device's joules times the window's
         grams (which carry each sample's own intensity), so energy and grams are both conserved.
-        The window is empty afterwards.
+        The additions (two per share: ~4,800 with 200 pods) go to the ledger in one call, all or none;
+        then the window is empty.
         """
         by_device: dict[tuple[str, str], list[WorkloadShare]] = defaultdict(list)
         for share in shares:
             by_device[(share.component, share.device)].append(share)
+        ops: list[tuple[str, Labels, float, float]] = []
+        add = ops.append
         for key, pending in window.devices.items():
             joules, grams = pending.joules, pending.grams
             device_shares = by_device.pop(key, [])
@@ -261,14 +264,16 @@ class Accountant:
                 scale = joules / handed_out if handed_out > 0 else 0.0
             g_per_j = grams / joules if joules > 0 else 0.0
             attributed = 0.0
-            for s in device_shares:
-                j = s.joules * scale
+            for consumer, component, _, share_joules in device_shares:
+                j = share_joules * scale
                 attributed += j
-                ledger.add(s.consumer.energy_metric, s.consumer.energy_labels(s.component), j, now_wall)
-                ledger.add(s.consumer.emissions_metric, s.consumer.labels, j * g_per_j, now_wall)
+                add((consumer.energy_metric, consumer.energy_labels(component), j, now_wall))
+                add((consumer.emissions_metric, consumer.labels, j * g_per_j, now_wall))
             rest = max(joules - attributed, 0.0)
-            ledger.add(UNATTRIBUTED_ENERGY, key, rest, now_wall)
-            ledger.add(UNATTRIBUTED_EMISSIONS, key, rest * g_per_j, now_wall)
+            add((UNATTRIBUTED_ENERGY, key, rest, now_wall))
+            add((UNATTRIBUTED_EMISSIONS, key, rest * g_per_j, now_wall))
+        ledger.add_all(ops)
+        for pending in window.devices.values():
             pending.joules = pending.grams = 0.0
 
     def forget(self, ledger: Ledger, consumer: AnyConsumer) -> None:

@@ -374,6 +374,21 @@ class Ledger:
             raise ValueError(f"{metric}{labels}: refusing to add {amount!r} to a counter")
         self._apply(metric, labels, amount, now_wall)
 
+    def add_all(self, ops: list[tuple[str, Labels, float, float]]) -> None:
+        """Many (metric, labels, amount, now_wall) additions at once (an attribution pass): inside a
+        transaction staged with it; outside one all of them, or none when an amount is bad (ValueError,
+        as add() raises). Added in one C call where the C twins are built."""
+        if self._tx is not None:
+            self._tx.ops.extend(ops)
+            return
+        if _fastledger is not None and _fastledger.apply_ops(self.totals, self.created, ops):
+            return
+        for metric, labels, amount, _ in ops:
+            if not (isinstance(amount, (int, float)) and math.isfinite(amount) and amount >= 0):
+                raise ValueError(f"{metric}{labels}: refusing to add {amount!r} to a counter")
+        for op in ops:
+            self._apply(*op)
+
     def stager(self) -> Callable[[tuple[str, Labels, float, float]], None]:
         """`add` for a loop of additions, called with one (metric, labels, amount, now_wall) tuple: inside
         a transaction the staging list's own append (no Python frame per addition), outside one `add`."""

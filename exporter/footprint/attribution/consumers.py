@@ -12,6 +12,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import TypeVar
 
 from footprint.attribution.base import AnyConsumer, AttributionHealth, EnergyDelta, WorkloadShare, consumer_of
@@ -23,6 +24,7 @@ log = logging.getLogger("footprint.attribution")
 # sum of shares exceed the device's joules (the unattributed series takes the sliver).
 _HEADROOM = 1e-12
 C = TypeVar("C", bound=AnyConsumer)
+_share = partial(tuple.__new__, WorkloadShare)  # a share per consumer and device: no Python __new__ frame each
 
 
 def shares_of(delta: EnergyDelta, fractions: Mapping[C, float]) -> list[WorkloadShare]:
@@ -31,10 +33,10 @@ def shares_of(delta: EnergyDelta, fractions: Mapping[C, float]) -> list[Workload
         return []
     if len(positive) == 1:
         consumer, fraction = next(iter(positive.items()))
-        return [WorkloadShare(consumer, delta.component, delta.device, delta.joules * min(fraction, 1.0))]
+        return [_share((consumer, delta.component, delta.device, delta.joules * min(fraction, 1.0)))]
     total = sum(positive.values())
     scale = 1.0 if total <= 1.0 - _HEADROOM else (1.0 - _HEADROOM) / total
-    return [WorkloadShare(c, delta.component, delta.device, delta.joules * f * scale) for c, f in positive.items()]
+    return [_share((c, delta.component, delta.device, delta.joules * f * scale)) for c, f in positive.items()]
 
 
 class ConsumerBook:
