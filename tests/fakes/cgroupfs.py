@@ -7,6 +7,12 @@ each with a `cpu.stat` whose `usage_usec` the test advances by hand. The kernel'
 `system_usec` first, one `key value` line each, ending in a newline; `usage_usec` only grows for the
 cgroup's life. `write_stat` breaks that on purpose: what a torn read, a kernel without the field or a
 bind mount that lost it would show.
+The kernel's cgroup files are seq_files: the same file for the cgroup's life, its text made anew at
+each read from offset 0 (fs/seq_file.c, seq_read_iter), so a reader may keep one open (the exporter
+does). Here cpu.stat is rewritten in place, one pwrite of the whole text (truncated when it got
+shorter), so a kept descriptor sees it change as it would on a node. Unlike the kernel, a kept
+descriptor of a removed container still reads its last text, where a kernel read fails with ENODEV:
+the exporter closes the descriptors of containers its scan no longer finds, so either reads as gone.
 `FakeProcfs`: `/proc/stat` (N CPUs), `/proc/meminfo`, `/proc/cpuinfo` (enough for the estimate
 meter's psutil), and `/proc/<pid>/{stat,cgroup,comm}` for processes the test adds.
 """
@@ -31,6 +37,18 @@ def _write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """cpu.stat's new text in the same file (see the module's docstring)."""
+    data = text.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, data, 0)
+        if os.fstat(fd).st_size > len(data):
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 def _cpu_stat(usage_usec: int) -> str:
@@ -80,13 +98,13 @@ class CgroupTree:
             if cid not in self.paths:
                 return
             self.usage[cid] += usec
-            _write(self.paths[cid] / "cpu.stat", _cpu_stat(self.usage[cid]))
+            _rewrite(self.paths[cid] / "cpu.stat", _cpu_stat(self.usage[cid]))
 
     def write_stat(self, cid: str, text: str) -> None:
-        """Replace the container's cpu.stat with `text` as it is (a partial or odd read); its counter
-        keeps its value for the next `advance`."""
+        """The container's cpu.stat reads `text` as it is (a partial or odd read); its counter keeps its
+        value for the next `advance`."""
         with self._lock:
-            _write(self.paths[cid] / "cpu.stat", text)
+            _rewrite(self.paths[cid] / "cpu.stat", text)
 
     def remove_container(self, cid: str) -> None:
         with self._lock:

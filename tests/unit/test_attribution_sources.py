@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,6 +256,94 @@ def test_cpu_stat_usage_is_the_number_or_nothing(tmp_path_factory: pytest.TempPa
     (d / "cpu.stat").write_bytes(before + after)
     got = cgroups.cpu_usage_usec(str(d))
     assert got is None or (isinstance(got, int) and got >= 0)
+
+
+@given(texts=st.lists(st.lists(st.binary(max_size=60) | st.integers(0, 10**19).map(
+    lambda n: b"usage_usec %d\nuser_usec 1\n" % n), min_size=3, max_size=3), min_size=1, max_size=4),
+       budget=st.integers(0, 3))
+def test_kept_cpu_stat_files_read_what_opening_them_reads(tmp_path_factory: pytest.TempPathFactory,
+                                                          texts: list[list[bytes]], budget: int) -> None:
+    """Kept open and read again at offset 0 (or, past the budget, opened for the read), each pass gives
+    what a fresh open gives, whatever the file holds and however it changed since (rewritten in place,
+    as a kernel's cgroup file is the same file for the cgroup's life)."""
+    root = tmp_path_factory.mktemp("cg")
+    dirs = [root / str(i) for i in range(3)]
+    for d in dirs:
+        d.mkdir()
+        (d / "cpu.stat").write_bytes(b"")
+    files = cgroups.CpuStatFiles(max_open=budget)
+    try:
+        for contents in texts:
+            for d, text in zip(dirs, contents, strict=True):
+                fd = os.open(d / "cpu.stat", os.O_WRONLY)
+                os.pwrite(fd, text, 0)
+                os.ftruncate(fd, len(text))
+                os.close(fd)
+            assert files.read([str(d) for d in dirs]) == [cgroups.cpu_usage_usec(str(d)) for d in dirs]
+            assert len(files._fds) == min(budget, 3)
+    finally:
+        files.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_kept_cpu_stat_files_close_with_their_cgroups(tmp_path: Path) -> None:
+    tree = CgroupTree(tmp_path)
+    for n in (1, 2, 3):
+        tree.add_container("0000000-0000-0000-0000-00000000000" + str(n), container_id(n), "containerd", "burstable",
+                           usage_usec=10 * n)
+    files = cgroups.CpuStatFiles(max_open=100)
+    before = _open_fds()
+    found = cgroups.scan_containers(str(tmp_path))
+    assert found is not None
+    assert sorted(files.read(list(found.values()))) == [10, 20, 30]
+    assert _open_fds() == before + 3
+    tree.advance(container_id(1), 5)  # seen through the kept descriptor
+    tree.remove_container(container_id(2))
+    found = cgroups.scan_containers(str(tmp_path))
+    assert found is not None
+    assert files.read([found[container_id(1)], found[container_id(3)]]) == [15, 30]
+    assert _open_fds() == before + 2  # the removed container's closed
+    files.close()
+    assert _open_fds() == before
+
+
+def _cgroup2_cpu_stat() -> Path | None:
+    """This process's cgroup v2 cpu.stat, where a cgroup2 hierarchy is mounted."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+        own = next(line[3:].strip() for line in Path("/proc/self/cgroup").read_text().splitlines()
+                   if line.startswith("0::"))
+    except (OSError, StopIteration):
+        return None
+    for line in mounts:
+        fields = line.split(" - ")
+        if len(fields) == 2 and fields[1].startswith("cgroup2 "):
+            path = Path(line.split()[4] + own) / "cpu.stat"
+            if path.exists():
+                return path
+    return None
+
+
+def test_a_kept_kernel_cgroup_file_gives_its_current_value() -> None:
+    """The assumption CpuStatFiles rests on, on this machine's kernel: a cgroup v2 cpu.stat kept open and
+    read again at offset 0 shows CPU time used since (no fake: the real file, where one is mounted)."""
+    stat = _cgroup2_cpu_stat()
+    if stat is None:
+        pytest.skip("no cgroup v2 hierarchy mounted here")
+    files = cgroups.CpuStatFiles(max_open=1)
+    try:
+        (first,) = files.read([str(stat.parent)])
+        assert first is not None and len(files._fds) == 1
+        spent = 0
+        while spent < 3:  # CPU time this process's cgroup is charged with: ~30 ms of work
+            spent += sum(range(2_000_000)) > 0
+        (second,) = files.read([str(stat.parent)])
+        assert second is not None and second > first
+    finally:
+        files.close()
 
 
 @given(text=st.text(max_size=120))

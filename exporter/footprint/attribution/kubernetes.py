@@ -113,6 +113,7 @@ class KubernetesAttributor:
         self._pods: list[PodInfo] = []
         self._listed = False  # the API server answered at least once
         self.cpu_time: CpuTimeBook[str] = CpuTimeBook(1e6)  # container id -> usage_usec
+        self.cpu_stats = cgroups.CpuStatFiles()  # each container's cpu.stat, kept open
         self.skipped: Counter[tuple[str, str]] = Counter(
             {(source, reason): 0 for source, reasons in (("apiserver", SKIP_REASONS), ("podresources", ("malformed",)))
              for reason in reasons})
@@ -176,6 +177,7 @@ class KubernetesAttributor:
     def close(self) -> None:
         self._worker.stop(timeout=15)
         self.pod_resources.close()
+        self.cpu_stats.close()
 
     # --- per sample -------------------------------------------------------------------------------
 
@@ -210,11 +212,12 @@ class KubernetesAttributor:
         if found is None:
             self._set_up("cgroup", False, FileNotFoundError(f"no kubepods cgroups under {self.cgroup_root}"))
             self.cpu_time.clear()
+            self.cpu_stats.close()
             return {}
         self._set_up("cgroup", True)
         reads: dict[str, int | None] = {}
-        for cid, path in found.items():
-            value = cgroups.cpu_usage_usec(path)
+        paths = list(found.values())
+        for cid, path, value in zip(found, paths, self.cpu_stats.read(paths), strict=True):
             if value is not None or os.path.isdir(path):  # a vanished cgroup is gone, not unreadable
                 reads[cid] = value
         used = self.cpu_time.deltas(reads, max(seconds, 0.0), self.cpus)
