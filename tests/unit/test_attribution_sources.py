@@ -298,7 +298,7 @@ def test_kept_cpu_stat_files_close_with_their_cgroups(tmp_path: Path) -> None:
     before = _open_fds()
     found = cgroups.scan_containers(str(tmp_path))
     assert found is not None
-    assert sorted(files.read(list(found.values()))) == [10, 20, 30]
+    assert files.read([found[container_id(n)] for n in (1, 2, 3)]) == [10, 20, 30]
     assert _open_fds() == before + 3
     tree.advance(container_id(1), 5)  # seen through the kept descriptor
     tree.remove_container(container_id(2))
