@@ -12,10 +12,12 @@ nothing; 0 attributes every sample.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from types import MappingProxyType
@@ -37,6 +39,18 @@ DEFAULT_COMPONENT = {"nvml": "gpu", "rapl": "cpu", "estimate": "cpu"}
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})  # shared by every sample that has nothing there
 
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """gc off for a block, back on after (unless it was off already: someone else's choice)."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 class IntensitySource(Protocol):
@@ -228,18 +242,23 @@ class Sampler:
 
     def _attribute(self, now: float, now_wall: float) -> None:
         """One attribution pass over the window: split it (outside the lock: it reads cgroups, /proc,
-        NVML), then charge the shares and empty the window in one step under the lock."""
+        NVML), then charge the shares and empty the window in one step under the lock.
+
+        The cyclic garbage collector is paused for the pass: it makes thousands of short-lived tuples
+        (shares, additions) that refcounting frees, and the collections they set off only traverse
+        them (7 % of a pass's instructions with 200 pods: bench/README.md)."""
         assert self.attributor is not None and self.window is not None
         seconds = 0.0 if self._window_opened is None else now - self._window_opened
-        try:
-            shares = self.attributor.split(self.window.deltas(), seconds)
-        except Exception:
-            log.exception("attribution failed; this window stays unattributed")
-            shares = []
-        with self.ledger.lock:
-            self.accountant.attribute(self.ledger, self.window, shares, now_wall)
-            for consumer in self.attributor.gone(now_wall):
-                self.accountant.forget(self.ledger, consumer)
+        with _collector_paused():
+            try:
+                shares = self.attributor.split(self.window.deltas(), seconds)
+            except Exception:
+                log.exception("attribution failed; this window stays unattributed")
+                shares = []
+            with self.ledger.lock:
+                self.accountant.attribute(self.ledger, self.window, shares, now_wall)
+                for consumer in self.attributor.gone(now_wall):
+                    self.accountant.forget(self.ledger, consumer)
         self._window_opened = now
 
     def pending(self) -> dict[str, dict[Labels, float]]:

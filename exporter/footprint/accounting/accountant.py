@@ -267,7 +267,8 @@ class Accountant:
             for consumer, component, _, share_joules in device_shares:
                 j = share_joules * scale
                 attributed += j
-                add((consumer.energy_metric, consumer.energy_labels(component), j, now_wall))
+                labels = consumer.energy_series.get(component) or consumer.energy_labels(component)  # a call once
+                add((consumer.energy_metric, labels, j, now_wall))
                 add((consumer.emissions_metric, consumer.labels, j * g_per_j, now_wall))
             rest = max(joules - attributed, 0.0)
             add((UNATTRIBUTED_ENERGY, key, rest, now_wall))

@@ -55,21 +55,21 @@ class _SeriesKeys:
 
     labels: tuple[str, ...]
     _hash: int
-    _energy: dict[str, tuple[str, ...]]
+    energy_series: dict[str, tuple[str, ...]]  # component -> energy_labels(component), made once each
 
     def _keys(self, labels: tuple[str, ...]) -> None:
         object.__setattr__(self, "labels", labels)  # frozen: set once, here
         object.__setattr__(self, "_hash", hash((type(self).__name__, labels)))
-        object.__setattr__(self, "_energy", {})
+        object.__setattr__(self, "energy_series", {})
 
     def __hash__(self) -> int:
         return self._hash
 
     def energy_labels(self, component: str) -> tuple[str, ...]:
         """The labels of this consumer's energy series for `component` (its labels, then the component)."""
-        found = self._energy.get(component)
+        found = self.energy_series.get(component)
         if found is None:
-            found = self._energy[component] = (*self.labels, component)
+            found = self.energy_series[component] = (*self.labels, component)
         return found
 
 

@@ -62,8 +62,12 @@ class ConsumerBook:
 
     def admit(self, shares: list[WorkloadShare]) -> list[WorkloadShare]:
         out = []
+        # Each consumer's components, by object: the shares of a pass hold the same few hundred consumer
+        # objects (once per device), and a consumer's __hash__ is a Python call.
+        known: dict[int, set[str] | None] = {}
         for s in shares:
-            have = self.components.get(s.consumer)
+            ident = id(s.consumer)
+            have = known[ident] if ident in known else known.setdefault(ident, self.components.get(s.consumer))
             if have is None or s.component not in have:
                 if self.series >= self.max_series:
                     key = (s.consumer, s.component)
@@ -71,7 +75,8 @@ class ConsumerBook:
                         self.refused.add(key)
                         self.dropped += 1
                     continue
-                self.components.setdefault(s.consumer, set()).add(s.component)
+                have = known[ident] = self.components.setdefault(s.consumer, set())
+                have.add(s.component)
                 self.left_at.setdefault(s.consumer, None)
                 self.series += 1
             out.append(s)
