@@ -51,6 +51,26 @@ def _rewrite(path: Path, text: str) -> None:
         os.close(fd)
 
 
+# The interface files every cgroup v2 directory of a node holds beside its children, with the cpu,
+# cpuset, io, memory, pids and hugetlb controllers enabled, as kubelet enables them (the names from
+# Documentation/admin-guide/cgroup-v2.rst, each controller's "Interface Files"): a scan of the tree
+# walks past ~60 of them in every QoS, pod and container directory. Empty here (cpu.stat aside).
+INTERFACE_FILES = (
+    "cgroup.controllers", "cgroup.events", "cgroup.freeze", "cgroup.kill", "cgroup.max.depth",
+    "cgroup.max.descendants", "cgroup.pressure", "cgroup.procs", "cgroup.stat", "cgroup.subtree_control",
+    "cgroup.threads", "cgroup.type", "cpu.idle", "cpu.max", "cpu.max.burst", "cpu.pressure", "cpu.stat.local",
+    "cpu.uclamp.max", "cpu.uclamp.min", "cpu.weight", "cpu.weight.nice", "cpuset.cpus", "cpuset.cpus.effective",
+    "cpuset.cpus.exclusive", "cpuset.cpus.exclusive.effective", "cpuset.cpus.partition", "cpuset.mems",
+    "cpuset.mems.effective", "hugetlb.2MB.current", "hugetlb.2MB.events", "hugetlb.2MB.events.local",
+    "hugetlb.2MB.max", "hugetlb.2MB.numa_stat", "hugetlb.2MB.rsvd.current", "hugetlb.2MB.rsvd.max",
+    "io.max", "io.pressure", "io.stat", "io.weight", "irq.pressure", "memory.current", "memory.events",
+    "memory.events.local", "memory.high", "memory.low", "memory.max", "memory.min", "memory.numa_stat",
+    "memory.oom.group", "memory.peak", "memory.pressure", "memory.reclaim", "memory.stat",
+    "memory.swap.current", "memory.swap.events", "memory.swap.high", "memory.swap.max", "memory.swap.peak",
+    "memory.zswap.current", "memory.zswap.max", "pids.current", "pids.events", "pids.max", "pids.peak",
+)
+
+
 def _cpu_stat(usage_usec: int) -> str:
     user = usage_usec * 7 // 10
     return (f"usage_usec {usage_usec}\nuser_usec {user}\nsystem_usec {usage_usec - user}\n"
@@ -64,9 +84,20 @@ class CgroupTree:
         self.usage: dict[str, int] = {}
         self.paths: dict[str, Path] = {}
         self._lock = threading.Lock()
+        self._populated: set[Path] = set()
         base = root / ("kubepods.slice" if driver == "systemd" else "kubepods")
-        base.mkdir(parents=True, exist_ok=True)
+        self._cgroup(base)
         (base / "cpu.stat").write_text(_cpu_stat(0))
+
+    def _cgroup(self, path: Path) -> None:
+        """`path` and the cgroups above it (up to the root), each with its interface files."""
+        path.mkdir(parents=True, exist_ok=True)
+        d = path
+        while d != self.root and d not in self._populated:
+            for name in INTERFACE_FILES:
+                (d / name).touch()
+            self._populated.add(d)
+            d = d.parent
 
     def pod_dir(self, pod_uid: str, qos: str = "burstable") -> Path:
         if self.driver == "systemd":
@@ -84,9 +115,9 @@ class CgroupTree:
         pod = self.pod_dir(pod_uid, qos)
         name = cid if self.driver == "cgroupfs" else f"{SCOPE_PREFIX[runtime]}-{cid}.scope"
         path = pod / name
-        path.mkdir(parents=True, exist_ok=True)
+        self._cgroup(path)
         if runtime == "crio" and self.driver == "systemd":  # CRI-O's monitor sits beside the container
-            (pod / f"crio-conmon-{cid}.scope").mkdir(exist_ok=True)
+            self._cgroup(pod / f"crio-conmon-{cid}.scope")
         with self._lock:
             self.usage[cid] = usage_usec
             self.paths[cid] = path
@@ -112,6 +143,7 @@ class CgroupTree:
             self.usage.pop(cid, None)
         if path is not None:
             shutil.rmtree(path, ignore_errors=True)
+            self._populated.discard(path)
 
     def cgroup_path(self, cid: str) -> str:
         return "/" + str(self.paths[cid].relative_to(self.root))

@@ -59,34 +59,55 @@ def scan_containers(cgroup_root: str) -> dict[str, str] | None:
     """Container id -> its cgroup directory, for every pod container on this node.
 
     None when no kubepods hierarchy exists under `cgroup_root` (wrong --path.cgroup, or not a node).
-    Iterative and regex-light: it runs every sample over hundreds of directories.
+    It runs every attribution pass over hundreds of directories, each holding ~60 interface files
+    beside its children (cpu.stat, memory.max...): names only (os.listdir), each name judged once per
+    process (`_name_kind`), and a directory is known by its name (opening a file as one fails).
     """
     roots = kubepods_roots(cgroup_root)
     if not roots:
         return None
     found: dict[str, str] = {}
+    kinds = _NAME_KINDS
     stack: list[tuple[str, int, bool]] = [(root, 0, False) for root in roots]
     while stack:
         directory, depth, in_pod = stack.pop()
         try:
-            entries = list(os.scandir(directory))
-        except OSError:  # removed while we looked: the pod is going away
+            names = os.listdir(directory)
+        except OSError:  # removed while we looked (the pod is going away), or not a directory
             continue
-        for entry in entries:
-            name = entry.name
-            if name.endswith(".scope"):
-                m = CONTAINER_SCOPE.match(name)
-                if m:
-                    found[m.group(1)] = entry.path
-            elif in_pod and len(name) == 64 and BARE_ID.match(name):
-                found[name] = entry.path
-            elif depth < MAX_DEPTH and (name.startswith(DESCEND) or name in ("burstable", "besteffort")):
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append((entry.path, depth + 1, POD_DIR.match(name) is not None))
-                except OSError:
-                    continue
+        for name in names:
+            kind, cid = kinds.get(name) or _name_kind(name)
+            if kind == _OTHER:
+                continue
+            if kind == _SCOPE or (kind == _BARE and in_pod):
+                found[cid] = f"{directory}/{name}"
+            elif kind >= _DESCEND and depth < MAX_DEPTH:
+                stack.append((f"{directory}/{name}", depth + 1, kind == _POD))
     return found
+
+
+# What a name in the kubepods tree is: a container's scope (its id), a bare container id (a container
+# under the cgroupfs driver when inside a pod), a QoS or kubepods level to descend, a pod's directory,
+# or anything else (interface files, sandboxes, monitors). Names repeat every pass: judged once each.
+_OTHER, _SCOPE, _BARE, _DESCEND, _POD = range(5)
+_NAME_KINDS: dict[str, tuple[int, str]] = {}
+_MAX_NAMES = 65_536  # then forgotten and judged again: pods come and go for months
+
+
+def _name_kind(name: str) -> tuple[int, str]:
+    if name.endswith(".scope"):
+        m = CONTAINER_SCOPE.match(name)
+        kind = (_SCOPE, m.group(1)) if m else (_OTHER, "")
+    elif len(name) == 64 and BARE_ID.match(name):
+        kind = (_BARE, name)
+    elif name.startswith(DESCEND) or name in ("burstable", "besteffort"):
+        kind = (_POD if POD_DIR.match(name) else _DESCEND, "")
+    else:
+        kind = (_OTHER, "")
+    if len(_NAME_KINDS) >= _MAX_NAMES:
+        _NAME_KINDS.clear()
+    _NAME_KINDS[name] = kind
+    return kind
 
 
 def cpu_usage_usec(cgroup_dir: str) -> int | None:
