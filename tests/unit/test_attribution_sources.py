@@ -354,3 +354,17 @@ def test_proc_stat_of_anything_is_a_process_unreadable_or_none(tmp_path_factory:
     (proc / "7" / "stat").write_text(text, encoding="utf-8", errors="surrogateescape")
     got = read_stat(str(proc), 7)
     assert got is None or got == UNREADABLE or (isinstance(got, tuple) and got[1] >= 0 and got[2] >= 0)
+
+
+@pytest.mark.parametrize("driver", ["systemd", "cgroupfs"])
+def test_the_scan_finds_the_same_containers_with_or_without_the_c_reader(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, driver: str) -> None:
+    tree = CgroupTree(tmp_path, driver)
+    for n, (runtime, qos) in enumerate([("containerd", "burstable"), ("crio", "guaranteed"),
+                                        ("docker", "besteffort"), ("containerd", "burstable")], start=1):
+        tree.add_container(f"1234567{n}-aaaa-bbbb-cccc-1234567890ab", container_id(n), runtime, qos)
+    pod = tree.pod_dir("12345671-aaaa-bbbb-cccc-1234567890ab")
+    (pod / container_id(9)).symlink_to(tree.paths[container_id(1)])  # a link is never a container
+    with_c = cgroups.scan_containers(str(tmp_path))
+    monkeypatch.setattr(cgroups, "_fastread", None)
+    assert with_c == cgroups.scan_containers(str(tmp_path)) == {cid: str(p) for cid, p in tree.paths.items()}

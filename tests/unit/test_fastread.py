@@ -176,3 +176,54 @@ def test_the_meters_read_through_it_and_only_hand_over_the_unusual(
     finally:
         gpus.close()
         cpus.close()
+
+
+ENTRY = st.tuples(st.text(st.sampled_from("abcé-_.0123456789"), min_size=1, max_size=12),
+                  st.sampled_from(["dir", "file", "link_to_dir", "link_to_file", "dangling"]))
+
+
+def _python_subdirs(path: Path) -> list[str]:
+    out = []
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            out.append(entry.name)
+    return out
+
+
+@needs_reader
+@settings(max_examples=100, deadline=None)
+@given(entries=st.lists(ENTRY, max_size=12, unique_by=lambda e: e[0]))
+def test_subdirs_lists_what_scandir_calls_directories(tmp_path_factory: pytest.TempPathFactory,
+                                                      entries: list[tuple[str, str]]) -> None:
+    """Directories only, in listing order, symlinks not followed: what os.scandir's is_dir(follow_symlinks=False)
+    keeps (the Python path of cgroups.subdirs), for any mix of directories, files and links."""
+    root = tmp_path_factory.mktemp("tree")
+    (root / ".." / "elsewhere").mkdir(exist_ok=True)
+    for name, kind in entries:
+        if name in (".", ".."):
+            continue
+        path = root / name
+        if kind == "dir":
+            path.mkdir()
+        elif kind == "file":
+            path.write_text("x")
+        elif kind == "link_to_dir":
+            path.symlink_to(root / ".." / "elsewhere")
+        elif kind == "link_to_file":
+            (root / ".." / "a-file").write_text("x")
+            path.symlink_to(root / ".." / "a-file")
+        else:
+            path.symlink_to(root / "missing")
+    assert fastread.subdirs(str(root)) == _python_subdirs(root)
+
+
+@needs_reader
+def test_subdirs_raises_as_scandir_does(tmp_path: Path) -> None:
+    for missing in (tmp_path / "gone", tmp_path / "file"):
+        if missing.name == "file":
+            missing.write_text("x")
+        with pytest.raises(OSError) as c_error:
+            fastread.subdirs(str(missing))
+        with pytest.raises(OSError) as python_error:
+            os.scandir(missing)
+        assert (c_error.value.errno, c_error.value.filename) == (python_error.value.errno, str(missing))

@@ -22,6 +22,11 @@ from __future__ import annotations
 import os
 import re
 
+try:  # the optional C reader (meters/_fastread.c): a directory's subdirectories without a string per file
+    from footprint.meters import _fastread
+except ImportError:
+    _fastread = None  # type: ignore[assignment]
+
 CONTAINER_SCOPE = re.compile(r"^(?:cri-containerd|crio|docker)-([0-9a-f]{64})\.scope$")
 BARE_ID = re.compile(r"^[0-9a-f]{64}$")
 POD_DIR = re.compile(r"^(?:(?:kubelet-)?kubepods(?:-[a-z]+)?-)?pod([0-9a-f_-]{36})(?:\.slice)?$")
@@ -60,8 +65,9 @@ def scan_containers(cgroup_root: str) -> dict[str, str] | None:
 
     None when no kubepods hierarchy exists under `cgroup_root` (wrong --path.cgroup, or not a node).
     It runs every attribution pass over hundreds of directories, each holding ~60 interface files
-    beside its children (cpu.stat, memory.max...): names only (os.listdir), each name judged once per
-    process (`_name_kind`), and a directory is known by its name (opening a file as one fails).
+    beside its children (cpu.stat, memory.max...): only the subdirectories' names are read (`subdirs`),
+    each name judged once per process (`_name_kind`). (A directory's mtime cannot tell that nothing
+    changed: a kernel's cgroup directory keeps it when a child is made, seen on 6.18.)
     """
     roots = kubepods_roots(cgroup_root)
     if not roots:
@@ -72,8 +78,8 @@ def scan_containers(cgroup_root: str) -> dict[str, str] | None:
     while stack:
         directory, depth, in_pod = stack.pop()
         try:
-            names = os.listdir(directory)
-        except OSError:  # removed while we looked (the pod is going away), or not a directory
+            names = subdirs(directory)
+        except OSError:  # removed while we looked: the pod is going away
             continue
         for name in names:
             kind, cid = kinds.get(name) or _name_kind(name)
@@ -84,6 +90,23 @@ def scan_containers(cgroup_root: str) -> dict[str, str] | None:
             elif kind >= _DESCEND and depth < MAX_DEPTH:
                 stack.append((f"{directory}/{name}", depth + 1, kind == _POD))
     return found
+
+
+def subdirs(directory: str) -> list[str]:
+    """The names of `directory`'s subdirectories, symlinks not followed (the C reader where it is built;
+    it hands a directory whose entries' types it cannot see to the loop below). OSError: unreadable."""
+    if _fastread is not None:
+        names = _fastread.subdirs(directory)
+        if names is not None:
+            return names
+    out = []
+    for entry in os.scandir(directory):
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                out.append(entry.name)
+        except OSError:  # gone since it was listed
+            continue
+    return out
 
 
 # What a name in the kubepods tree is: a container's scope (its id), a bare container id (a container

@@ -1,4 +1,5 @@
-/* The per-sample counter reads of the NVML and RAPL meters, all of a meter's devices in one call.
+/* The exporter's hot reads: the per-sample counter reads of the NVML and RAPL meters, all of a meter's
+   devices in one call, and the subdirectories of each cgroup an attribution pass walks.
 
    Optional: setup.py builds it where a C compiler and Python's headers exist, and the meters fall back
    to their pure-Python reads (a ctypes call per GPU, os.pread per zone) where it is absent. It only
@@ -11,6 +12,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -143,11 +146,50 @@ done:
     return out;
 }
 
+/* subdirs(path) -> the names of the directory's subdirectories (symlinks and files left out), in the order
+   the directory lists them; None when an entry's type is unknown (a filesystem without d_type), for the
+   Python path (os.scandir's is_dir(follow_symlinks=False)) to decide. Why: every attribution pass lists
+   each pod's cgroup, ~60 interface files beside a few container directories, and os.listdir makes a
+   string of each name. Raises OSError as os.scandir does when the directory cannot be opened. */
+static PyObject *subdirs(PyObject *Py_UNUSED(self), PyObject *arg) {
+    PyObject *encoded = NULL;
+    if (!PyUnicode_FSConverter(arg, &encoded)) return NULL;
+    DIR *dir = opendir(PyBytes_AS_STRING(encoded));
+    if (dir == NULL) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
+        Py_DECREF(encoded);
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    struct dirent *entry;
+    while (out != NULL && (errno = 0, entry = readdir(dir)) != NULL) {
+        const char *name = entry->d_name;
+        if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
+        if (entry->d_type == DT_UNKNOWN) {
+            Py_SETREF(out, Py_NewRef(Py_None));
+            break;
+        }
+        if (entry->d_type != DT_DIR) continue;
+        PyObject *item = PyUnicode_DecodeFSDefault(name);
+        if (item == NULL || PyList_Append(out, item)) Py_CLEAR(out);
+        Py_XDECREF(item);
+    }
+    if (out != NULL && out != Py_None && entry == NULL && errno != 0) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
+        Py_CLEAR(out);
+    }
+    closedir(dir);
+    Py_DECREF(encoded);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"nvml_energy", nvml_energy, METH_VARARGS,
      "nvml_energy(address, handles) -> each device's total energy in mJ, or minus its NVML return code"},
     {"read_decimals", read_decimals, METH_VARARGS,
      "read_decimals(fds) -> each descriptor's value read at offset 0, or None where the Python path must look"},
+    {"subdirs", subdirs, METH_O,
+     "subdirs(path) -> names of its subdirectories, or None where an entry's type is unknown"},
     {NULL, NULL, 0, NULL},
 };
 
