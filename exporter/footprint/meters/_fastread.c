@@ -15,6 +15,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device, unsigned long long *energy) */
@@ -148,37 +150,69 @@ done:
 
 /* subdirs(path) -> the names of the directory's subdirectories (symlinks and files left out), in the order
    the directory lists them; None when an entry's type is unknown (a filesystem without d_type), for the
-   Python path (os.scandir's is_dir(follow_symlinks=False)) to decide. Why: every attribution pass lists
+   Python path (os.scandir's is_dir(follow_symlinks=False)) to decide. The GIL is released while the
+   directory is read, as os.scandir releases it. Why: every attribution pass lists
    each pod's cgroup, ~60 interface files beside a few container directories, and os.listdir makes a
    string of each name. Raises OSError as os.scandir does when the directory cannot be opened. */
 static PyObject *subdirs(PyObject *Py_UNUSED(self), PyObject *arg) {
     PyObject *encoded = NULL;
     if (!PyUnicode_FSConverter(arg, &encoded)) return NULL;
+    /* The names are gathered with the GIL released (a scrape may render meanwhile), NUL after each. */
+    char *names = NULL;
+    size_t used = 0, size = 0;
+    int unknown = 0, failed = 0, err = 0;
+    Py_BEGIN_ALLOW_THREADS
     DIR *dir = opendir(PyBytes_AS_STRING(encoded));
     if (dir == NULL) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
-        Py_DECREF(encoded);
-        return NULL;
-    }
-    PyObject *out = PyList_New(0);
-    struct dirent *entry;
-    while (out != NULL && (errno = 0, entry = readdir(dir)) != NULL) {
-        const char *name = entry->d_name;
-        if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
-        if (entry->d_type == DT_UNKNOWN) {
-            Py_SETREF(out, Py_NewRef(Py_None));
-            break;
+        err = errno;
+    } else {
+        struct dirent *entry;
+        while ((errno = 0, entry = readdir(dir)) != NULL) {
+            const char *name = entry->d_name;
+            if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
+            if (entry->d_type == DT_UNKNOWN) {
+                unknown = 1;
+                break;
+            }
+            if (entry->d_type != DT_DIR) continue;
+            size_t len = strlen(name) + 1;
+            if (used + len > size) {
+                size_t grown = (size ? size * 2 : 4096) + len;
+                char *bigger = realloc(names, grown);
+                if (bigger == NULL) {
+                    failed = 1;
+                    break;
+                }
+                names = bigger;
+                size = grown;
+            }
+            memcpy(names + used, name, len);
+            used += len;
         }
-        if (entry->d_type != DT_DIR) continue;
-        PyObject *item = PyUnicode_DecodeFSDefault(name);
-        if (item == NULL || PyList_Append(out, item)) Py_CLEAR(out);
-        Py_XDECREF(item);
+        if (entry == NULL && errno != 0 && !failed) err = errno;
+        closedir(dir);
     }
-    if (out != NULL && out != Py_None && entry == NULL && errno != 0) {
+    Py_END_ALLOW_THREADS
+    PyObject *out = NULL;
+    if (err != 0) {
+        errno = err;
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
-        Py_CLEAR(out);
+    } else if (failed) {
+        PyErr_NoMemory();
+    } else if (unknown) {
+        out = Py_NewRef(Py_None);
+    } else if ((out = PyList_New(0)) != NULL) {
+        for (size_t at = 0; at < used; at += strlen(names + at) + 1) {
+            PyObject *item = PyUnicode_DecodeFSDefault(names + at);
+            if (item == NULL || PyList_Append(out, item)) {
+                Py_XDECREF(item);
+                Py_CLEAR(out);
+                break;
+            }
+            Py_DECREF(item);
+        }
     }
-    closedir(dir);
+    free(names);
     Py_DECREF(encoded);
     return out;
 }
