@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
-import sysconfig
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from footprint.accounting import ledger
@@ -26,16 +23,13 @@ from footprint.meters.base import Reading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.native import can_build
+
 fast = ledger._fastledger
 
 
-def _can_build() -> bool:
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    return shutil.which(cc) is not None and (Path(sysconfig.get_paths()["include"]) / "Python.h").exists()
-
-
 def test_the_c_twins_are_built_where_a_compiler_and_headers_exist() -> None:
-    if not _can_build():
+    if not can_build():
         pytest.skip("no C compiler or Python headers here: the ledger runs its Python code")
     assert fast is not None, "setup.py should have built footprint.accounting._fastledger (pip install -e . again)"
     assert ledger._rule is fast.rule

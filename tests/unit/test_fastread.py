@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
 import pynvml
 import pytest
 from footprint import config
+from footprint.attribution import cgroups
 from footprint.meters import nvml, rapl
 from footprint.meters.nvml import handle_address
 from footprint.meters.registry import nvml_meter, rapl_meter
@@ -27,17 +26,13 @@ from hypothesis import strategies as st
 
 from tests.fakes.nvml import GPU_IS_LOST, SCENARIO_ENV, UNKNOWN, FakeError, FakeGpu, Scenario, preload
 from tests.fakes.sysfs import RaplTree
+from tests.support.native import can_build
 
 fastread = nvml._fastread
 
 
-def _can_build() -> bool:
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    return shutil.which(cc) is not None and (Path(sysconfig.get_paths()["include"]) / "Python.h").exists()
-
-
 def test_the_c_reader_is_built_where_a_compiler_and_headers_exist() -> None:
-    if not _can_build():
+    if not can_build():
         pytest.skip("no C compiler or Python headers here: the meters read through the Python path")
     assert fastread is not None, "setup.py should have built footprint.meters._fastread (pip install -e . again)"
     assert rapl._fastread is fastread
@@ -182,21 +177,13 @@ ENTRY = st.tuples(st.text(st.sampled_from("abcé-_.0123456789"), min_size=1, max
                   st.sampled_from(["dir", "file", "link_to_dir", "link_to_file", "dangling"]))
 
 
-def _python_subdirs(path: Path) -> list[str]:
-    out = []
-    for entry in os.scandir(path):
-        if entry.is_dir(follow_symlinks=False):
-            out.append(entry.name)
-    return out
-
-
 @needs_reader
 @settings(max_examples=100, deadline=None)
 @given(entries=st.lists(ENTRY, max_size=12, unique_by=lambda e: e[0]))
 def test_subdirs_lists_what_scandir_calls_directories(tmp_path_factory: pytest.TempPathFactory,
                                                       entries: list[tuple[str, str]]) -> None:
-    """Directories only, in listing order, symlinks not followed: what os.scandir's is_dir(follow_symlinks=False)
-    keeps (the Python path of cgroups.subdirs), for any mix of directories, files and links."""
+    """Directories only, in listing order, symlinks not followed: what the Python path of cgroups.subdirs
+    (os.scandir's is_dir(follow_symlinks=False)) keeps, for any mix of directories, files and links."""
     root = tmp_path_factory.mktemp("tree")
     (root / ".." / "elsewhere").mkdir(exist_ok=True)
     for name, kind in entries:
@@ -214,7 +201,12 @@ def test_subdirs_lists_what_scandir_calls_directories(tmp_path_factory: pytest.T
             path.symlink_to(root / ".." / "a-file")
         else:
             path.symlink_to(root / "missing")
-    assert fastread.subdirs(str(root)) == _python_subdirs(root)
+    got = fastread.subdirs(str(root))
+    cgroups._fastread = None  # type: ignore[assignment]  # cgroups.subdirs' own Python path
+    try:
+        assert got == cgroups.subdirs(str(root))
+    finally:
+        cgroups._fastread = fastread
 
 
 @needs_reader

@@ -347,6 +347,12 @@ class Transaction:
             series[labels] = old + amount
 
 
+def _refuse_bad(metric: str, labels: Labels, amount: float) -> None:
+    """ValueError unless `amount` is a finite, non-negative number: what a counter may be given."""
+    if not (isinstance(amount, (int, float)) and math.isfinite(amount) and amount >= 0):
+        raise ValueError(f"{metric}{labels}: refusing to add {amount!r} to a counter")
+
+
 class Ledger:
     """Counters by metric name -> label values -> total, with the time each series was created.
 
@@ -370,8 +376,7 @@ class Ledger:
         if self._tx is not None:
             self._tx.ops.append((metric, labels, amount, now_wall))
             return
-        if not math.isfinite(amount) or amount < 0:
-            raise ValueError(f"{metric}{labels}: refusing to add {amount!r} to a counter")
+        _refuse_bad(metric, labels, amount)
         self._apply(metric, labels, amount, now_wall)
 
     def add_all(self, ops: list[tuple[str, Labels, float, float]]) -> None:
@@ -384,8 +389,7 @@ class Ledger:
         if _fastledger is not None and _fastledger.apply_ops(self.totals, self.created, ops):
             return
         for metric, labels, amount, _ in ops:
-            if not (isinstance(amount, (int, float)) and math.isfinite(amount) and amount >= 0):
-                raise ValueError(f"{metric}{labels}: refusing to add {amount!r} to a counter")
+            _refuse_bad(metric, labels, amount)
         for op in ops:
             self._apply(*op)
 
