@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 from footprint.accounting.accountant import Accountant, AttributionWindow
-from footprint.accounting.ledger import Labels, Ledger
+from footprint.accounting.ledger import Labels, Ledger, _fastledger
 from footprint.attribution.base import Attributor
 from footprint.exposition.catalog import REJECTED_METRIC
 from footprint.grid.base import IntensityReading
@@ -85,6 +85,35 @@ class Sample(NamedTuple):
 
 
 _sample = partial(tuple.__new__, Sample)  # a NamedTuple's own __new__ is a Python frame
+
+# What a sample's judged readings give: each reading with its joules, the reasons of those rejected now,
+# each device's power by (component, device, source), and the node's (None while no device has power).
+Judgement = tuple[list[tuple[Reading, float]], dict[tuple[str, str], tuple[str, ...]],
+                  dict[tuple[str, str, str], float], float | None]
+
+
+def power_of(readings: list[Reading], judged: list[tuple[float, tuple[str, ...], float]], seconds: float) -> Judgement:
+    """Each reading's power over the time it was drawn in: a hardware counter's judged delta over its span
+    (a delta charged after a glitch spans more than a sample; a rejected reading says nothing about power),
+    the meter's own figure where it integrates power itself; the node's is the sum over the devices in the
+    node total. Twin of _fastledger.judge_power (tests/unit/test_fastledger.py holds them equal)."""
+    energy, rejected, power = [], {}, {}
+    node_watts = 0.0
+    for r, (joules, reasons, span) in zip(readings, judged, strict=True):
+        energy.append((r, joules))
+        if reasons:
+            rejected[r.key] = reasons
+        span = span or seconds
+        if r.power_watts is not None and not r.hardware_counter:
+            watts = r.power_watts
+        elif span > 0 and not reasons:
+            watts = joules / span
+        else:
+            continue
+        power[(r.component, r.device, r.source)] = watts
+        if r.in_node_total:
+            node_watts += watts
+    return energy, rejected, power, node_watts if power else None
 
 
 @dataclass
@@ -188,30 +217,13 @@ class Sampler:
                               power, node_watts, lost, tuple(self.duration.counts), self.duration.total))
         self.on_sample()
 
-    def _judge(self, readings: list[Reading], read_at: list[float], seconds: float) -> tuple[
-            list[tuple[Reading, float]], dict[tuple[str, str], tuple[str, ...]], dict[tuple[str, str, str], float],
-            float | None]:
+    def _judge(self, readings: list[Reading], read_at: list[float], seconds: float) -> Judgement:
         """Every reading's delta, judged against its device's ceiling over the real time since its
-        last read (a stalled sample is judged over the stall), before anything is charged. Also the
-        reasons of readings rejected now, each device's power (its delta over the time it was drawn in)
-        and the node's: the sum over the devices in the node total (None while no device has power)."""
-        energy, rejected, power = [], {}, {}
-        node_watts = 0.0
-        for r, (joules, reasons, span) in zip(readings, self.ledger.counters.deltas(readings, read_at), strict=True):
-            energy.append((r, joules))
-            if reasons:
-                rejected[r.key] = reasons
-            span = span or seconds  # a delta charged after a glitch spans more than a sample
-            if r.power_watts is not None and not r.hardware_counter:
-                watts = r.power_watts
-            elif span > 0 and not reasons:  # a rejected reading says nothing about power
-                watts = joules / span
-            else:
-                continue
-            power[(r.component, r.device, r.source)] = watts
-            if r.in_node_total:
-                node_watts += watts
-        return energy, rejected, power, node_watts if power else None
+        last read (a stalled sample is judged over the stall), before anything is charged; then
+        `power_of` them (in C where the ledger's twins are built)."""
+        judged = self.ledger.counters.deltas(readings, read_at)
+        got = None if _fastledger is None else _fastledger.judge_power(readings, judged, seconds)
+        return power_of(readings, judged, seconds) if got is None else got
 
     def _charge(self, energy: list[tuple[Reading, float]], rejected: Mapping[tuple[str, str], tuple[str, ...]],
                 seconds: float, intensity: IntensityReading, now_wall: float) -> bool:

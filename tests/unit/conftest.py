@@ -40,12 +40,14 @@ def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 @pytest.fixture(params=["c_ledger", "python_ledger"])
 def ledger_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each ledger, tracker, accounting and sampler test twice: through the optional C twins of the counter
-    rule and the additions (accounting/_fastledger.c) and through the Python code they stand in for.
-    tests/unit/test_fastledger.py fails where a compiler exists and they were not built."""
-    from footprint.accounting import ledger
+    rule, a sample's judging, power and additions (accounting/_fastledger.c) and through the Python code
+    they stand in for. tests/unit/test_fastledger.py fails where a compiler exists and they were not built."""
+    from footprint import sampler
+    from footprint.accounting import accountant, ledger
 
     if request.param == "python_ledger":
-        monkeypatch.setattr(ledger, "_fastledger", None)
+        for module in (ledger, accountant, sampler):  # each holds the module as it imported it
+            monkeypatch.setattr(module, "_fastledger", None)
         monkeypatch.setattr(ledger, "_rule", ledger._python_rule)
     elif ledger._fastledger is None:
         pytest.skip("the C twins are not built here")

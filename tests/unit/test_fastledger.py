@@ -1,12 +1,13 @@
 """The optional C twins of the ledger (exporter/footprint/accounting/_fastledger.c) against the Python code.
 
-Each must give what the Python code it stands in for gives, for any input: `rule` the verdict of
-`_python_rule` (floats anywhere, NaN and infinities included); `steady_deltas`, through
-`CounterTracker.deltas`, the same judged deltas, baselines, suspects and logs as `delta()` reading by
-reading, over streams with glitches, restarts, first sights, odd ceilings and ranges; `apply_ops`, through
-a transaction, the same totals, created times and dropped flag as the Python loop, or it hands the
-sample back to that loop. Everything else in tests/unit that judges or charges runs both ways
-(the `ledger_path` fixture).
+Each must give what the Python code it stands in for gives, for any input, or hand the input back where
+it says so: `rule` the verdict of `_python_rule` (floats anywhere, NaN and infinities included);
+`steady_deltas`, through `CounterTracker.deltas`, the same judged deltas, baselines, suspects and logs as
+`delta()` reading by reading, over streams with glitches, restarts, first sights, odd ceilings and
+ranges; `apply_ops`, through a transaction, the same totals, created times and dropped flag as the Python
+loop; `judge_power` what `sampler.power_of` gives; `stage_energy` the additions and node joules of
+`accountant.stage_devices`. Everything else in tests/unit that judges or charges runs both ways (the
+`ledger_path` fixture).
 """
 
 from __future__ import annotations
@@ -172,3 +173,75 @@ def test_a_sample_added_in_c_matches_the_python_loop(start: dict[str, dict[tuple
         results.append((book.totals, book.created, tx.dropped,
                          {m: {k: type(v) for k, v in s.items()} for m, s in book.totals.items()}))
     assert results[0] == results[1]
+
+
+# --- judge_power and stage_energy: a sample's power and its per-device additions ------------------------
+
+NUMBER = st.floats(allow_nan=True, allow_infinity=True) | st.floats(0.0, 5000.0) | st.sampled_from([0.0, -0.0])
+ODD = NUMBER | st.just(3)  # an int now and then: handed back to the Python loop
+
+
+@st.composite
+def judged_sample(draw: st.DrawFn) -> tuple[list[Reading], list[tuple[float, tuple[str, ...], float]]]:
+    """A sample's readings (some keys repeated, meters' own power or none) and what the tracker judged."""
+    readings, judged = [], []
+    for _ in range(draw(st.integers(0, 6))):
+        component = draw(st.sampled_from(["gpu", "cpu", "dram"]))
+        readings.append(Reading(component, draw(st.sampled_from(["0", "1"])),
+                                draw(st.sampled_from(["nvml", "rapl", "estimate"])), 1.0,
+                                power_watts=draw(st.none() | ODD), hardware_counter=draw(st.booleans()),
+                                in_node_total=draw(st.booleans())))
+        judged.append((draw(NUMBER), draw(st.sampled_from([(), ("jump",), ("jump", "backwards")])), draw(NUMBER)))
+    return readings, judged
+
+
+def plain(*numbers: object) -> bool:
+    return all(type(n) is float for n in numbers)
+
+
+@needs_twins
+@settings(max_examples=500)
+@given(sample=judged_sample(), seconds=ODD)
+def test_a_samples_power_in_c_matches_the_python_loop(
+        sample: tuple[list[Reading], list[tuple[float, tuple[str, ...], float]]], seconds: float) -> None:
+    from footprint.sampler import power_of
+
+    readings, judged = sample
+    got = fast.judge_power(readings, judged, seconds)
+    floats_only = plain(seconds, *(n for j in judged for n in (j[0], j[2])),
+                        *(r.power_watts for r in readings if r.power_watts is not None))
+    if got is None:  # handed back: only for a number that is not a plain float
+        assert not floats_only
+        return
+    assert repr(got) == repr(power_of(readings, judged, seconds))  # repr: NaN equal to NaN, order kept
+
+
+@needs_twins
+@settings(max_examples=500)
+@given(sample=judged_sample(), kg=st.sampled_from([None, 0.0, math.nan, 7, 1234.567, 150.3]) | st.floats(0.0, 1e4),
+       known=st.booleans(),
+       g_per_j=ODD, m_per_j=st.none() | NUMBER, seconds=NUMBER | st.sampled_from([1.0001, 0.98, 15.0]),
+       lifetime=st.sampled_from([1.5e8, 3.3e7, 9.46e7, math.inf]) | st.floats(1.0, 1e9))
+def test_a_samples_device_additions_in_c_match_the_python_loop(
+        sample: tuple[list[Reading], list[tuple[float, tuple[str, ...], float]]], kg: float | None, known: bool,
+        g_per_j: float, m_per_j: float | None, seconds: float, lifetime: float) -> None:
+    from footprint.accounting.accountant import _DEVICE_METRICS, stage_devices
+    from footprint.accounting.embodied import EmbodiedFigure
+
+    readings, judged = sample
+    energy = [(r, j[0]) for r, j in zip(readings, judged, strict=True)]
+    figures = {r.key: None if kg is None else EmbodiedFigure(kg, "test") for r in readings if known or r.device == "0"}
+    figures[("gpu", "9")] = None  # another device's: never looked at
+    ops: list[tuple[str, tuple[str, ...], float | None, float]] = [("before", (), 1.0, 0.0)]
+    got = fast.stage_energy(ops, energy, figures, lifetime, g_per_j, m_per_j, seconds, 5.0, _DEVICE_METRICS)
+    missing = any(r.in_node_total and r.key not in figures for r in readings)
+    floats_only = plain(g_per_j, seconds, *(j for _, j in energy), *([] if m_per_j is None else [m_per_j]),
+                        *([] if kg is None or not any(r.in_node_total for r in readings) else [kg]))
+    if got is None:  # handed back with nothing staged: a figure not looked up yet, or a number not a float
+        assert ops == [("before", (), 1.0, 0.0)]
+        assert missing or not floats_only
+        return
+    assert not missing
+    expected: list[tuple[str, tuple[str, ...], float | None, float]] = [("before", (), 1.0, 0.0)]
+    node = stage_devices(expected.append, energy, figures, lifetime, g_per_j, m_per_j, seconds, 5.0)
+    assert repr((got, ops)) == repr((node, expected))

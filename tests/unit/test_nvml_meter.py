@@ -339,3 +339,29 @@ def test_each_sample_reads_the_counter_and_utilisation_only_at_the_attribution_c
     assert r.gauges["utilization_ratio"] == 0.3  # the last slow read, until the cadence comes round
     rig.at(5.0)
     assert meter.read()[0].gauges["utilization_ratio"] == 0.9
+
+
+def test_a_steady_sample_reads_what_the_full_path_reads(rig: Rig, read_path: str) -> None:
+    """Once every GPU was read up on its counter, a sample takes the steady path (one C call, a tuple per
+    GPU); a meter made to take the full path every time gives the same readings, through a gauge refresh,
+    a GPU that fails once and one that is lost and found again."""
+    fails_once = [FakeError("nvmlDeviceGetTotalEnergyConsumption", UNKNOWN, 3.0, 3.5)]
+    rig.set(gpus=[FakeGpu(power=[(0.0, 100.0 + 50 * i), (4.0, 300.0)], utilization=(10 * i, 0),
+                          errors=fails_once if i == 1 else [], lost=[(6.0, 6.5)] if i == 2 else [])
+                  for i in range(4)], time=0.0)
+    settings = config.load(["--attribution.interval=2s"], env={})
+    steady = nvml_meter(settings, clock=rig.clock, retry_interval=RETRY)
+    full = nvml_meter(settings, clock=rig.clock, retry_interval=RETRY)
+    rig.meters += [steady, full]
+    took_steady = 0
+    for t in (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0):
+        rig.at(t)
+        was_steady = steady._steady is not None and t < steady._steady[2]
+        got = steady.read()
+        full._steady = None
+        assert got == full.read(), t
+        assert steady.down_devices() == full.down_devices()
+        took_steady += was_steady
+    assert took_steady >= (5 if read_path == "c_reader" else 0)
+    if read_path != "c_reader":
+        assert steady._steady is None  # no C reader: always the full path

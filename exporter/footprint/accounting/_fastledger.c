@@ -292,6 +292,210 @@ static PyObject *apply_ops(PyObject *Py_UNUSED(self), PyObject *const *args, Py_
     Py_RETURN_TRUE;
 }
 
+static PyObject *attr_device, *attr_source, *attr_power_watts, *attr_in_node_total, *attr_kgco2e;
+
+/* A reading's attribute as a truth value (1, 0; -1 with an exception set). */
+static int attr_true(PyObject *r, PyObject *name) {
+    PyObject *value = PyObject_GetAttr(r, name);
+    if (value == NULL) return -1;
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
+}
+
+/* (component, device, source) of a reading: a new reference, NULL on error. */
+static PyObject *series_labels(PyObject *r) {
+    PyObject *c = PyObject_GetAttr(r, attr_component), *d = c ? PyObject_GetAttr(r, attr_device) : NULL,
+             *s = d ? PyObject_GetAttr(r, attr_source) : NULL;
+    PyObject *out = s ? PyTuple_Pack(3, c, d, s) : NULL;
+    Py_XDECREF(c);
+    Py_XDECREF(d);
+    Py_XDECREF(s);
+    return out;
+}
+
+/* judge_power(readings, judged, seconds) -> (energy, rejected, power, node_watts) | None: the loop of
+   sampler.power_of, line for line: each reading paired with its judged joules, the reasons of the
+   rejected ones by key, each device's power by (component, device, source) and the sum over the node
+   total (None while no device has power). None: a number that is not a plain float, which the Python
+   loop takes (its arithmetic on other numbers is its own). */
+static PyObject *judge_power(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "judge_power(readings: list, judged: list, seconds: float)");
+        return NULL;
+    }
+    PyObject *readings = args[0], *judged = args[1], *seconds = args[2];
+    Py_ssize_t n = PyList_GET_SIZE(readings);
+    if (PyList_GET_SIZE(judged) != n || !PyFloat_CheckExact(seconds)) Py_RETURN_NONE; /* the Python loop's */
+    PyObject *energy = PyList_New(0), *rejected = PyDict_New(), *power = PyDict_New(), *out = NULL;
+    double node = 0.0;
+    if (energy == NULL || rejected == NULL || power == NULL) goto error;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i >= PyList_GET_SIZE(readings) || i >= PyList_GET_SIZE(judged)) goto python;
+        PyObject *r = PyList_GET_ITEM(readings, i), *j = PyList_GET_ITEM(judged, i);
+        if (!PyTuple_CheckExact(j) || PyTuple_GET_SIZE(j) != 3) goto python;
+        PyObject *joules = PyTuple_GET_ITEM(j, 0), *reasons = PyTuple_GET_ITEM(j, 1), *span_obj = PyTuple_GET_ITEM(j, 2);
+        if (!PyFloat_CheckExact(joules) || !PyFloat_CheckExact(span_obj)) goto python;
+        PyObject *pair = PyTuple_Pack(2, r, joules);
+        if (pair == NULL) goto error;
+        int failed = PyList_Append(energy, pair);
+        Py_DECREF(pair);
+        if (failed) goto error;
+        int rejected_now = PyObject_IsTrue(reasons);
+        if (rejected_now < 0) goto error;
+        if (rejected_now) {
+            PyObject *key = PyObject_GetAttr(r, attr_key);
+            if (key == NULL) goto error;
+            failed = PyDict_SetItem(rejected, key, reasons);
+            Py_DECREF(key);
+            if (failed) goto error;
+        }
+        double span = PyFloat_AS_DOUBLE(span_obj);
+        if (span == 0.0) span = PyFloat_AS_DOUBLE(seconds); /* span or seconds */
+        PyObject *own = PyObject_GetAttr(r, attr_power_watts), *watts = NULL;
+        if (own == NULL) goto error;
+        int hardware = attr_true(r, attr_hardware_counter);
+        if (hardware < 0) {
+            Py_DECREF(own);
+            goto error;
+        }
+        if (own != Py_None && !hardware) {
+            watts = own; /* the meter's own figure */
+            if (!PyFloat_CheckExact(watts)) {
+                Py_DECREF(watts);
+                goto python;
+            }
+        } else {
+            Py_DECREF(own);
+            if (!(span > 0) || rejected_now) continue; /* a rejected reading says nothing about power */
+            watts = PyFloat_FromDouble(PyFloat_AS_DOUBLE(joules) / span);
+            if (watts == NULL) goto error;
+        }
+        PyObject *labels = series_labels(r);
+        failed = labels == NULL || PyDict_SetItem(power, labels, watts);
+        Py_XDECREF(labels);
+        int in_total = failed ? -1 : attr_true(r, attr_in_node_total);
+        if (in_total > 0) node += PyFloat_AS_DOUBLE(watts);
+        Py_DECREF(watts);
+        if (in_total < 0) goto error;
+    }
+    if (PyDict_GET_SIZE(power)) {
+        PyObject *total = PyFloat_FromDouble(node);
+        if (total == NULL) goto error;
+        out = PyTuple_Pack(4, energy, rejected, power, total);
+        Py_DECREF(total);
+    } else {
+        out = PyTuple_Pack(4, energy, rejected, power, Py_None);
+    }
+    goto done;
+python:
+    out = Py_NewRef(Py_None);
+    goto done;
+error:
+    out = NULL;
+done:
+    Py_XDECREF(energy);
+    Py_XDECREF(rejected);
+    Py_XDECREF(power);
+    return out;
+}
+
+/* One (metric, labels, amount, wall) staged onto `ops`, the amount made here (0, or -1 with an exception). */
+static int stage(PyObject *ops, PyObject *metric, PyObject *labels, double amount, PyObject *wall) {
+    PyObject *value = PyFloat_FromDouble(amount);
+    if (value == NULL) return -1;
+    PyObject *op = PyTuple_Pack(4, metric, labels, value, wall);
+    Py_DECREF(value);
+    if (op == NULL) return -1;
+    int failed = PyList_Append(ops, op);
+    Py_DECREF(op);
+    return failed;
+}
+
+/* stage_energy(ops, energy, figures, lifetime, g_per_j, m_per_j, seconds, now_wall, names) -> node joules | None:
+   the device loop of Accountant.account (accountant.stage_devices, line for line) staged onto `ops`:
+   for each (reading, joules) its energy, and for a reading in the node total its emissions, its marginal
+   emissions (m_per_j not None) and its embodied grams (figure known and seconds > 0); `names` =
+   (ENERGY, EMISSIONS, MARGINAL_EMISSIONS, EMBODIED). None, with nothing staged: a device whose embodied
+   figure is not looked up yet, or a number that is not a plain float; the Python loop takes the sample. */
+static PyObject *stage_energy(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyDict_Check(args[2]) ||
+        !PyTuple_CheckExact(args[8]) || PyTuple_GET_SIZE(args[8]) != 4) {
+        PyErr_SetString(PyExc_TypeError, "stage_energy(ops: list, energy: list, figures: dict, lifetime, g_per_j, "
+                                         "m_per_j, seconds, now_wall, names: 4-tuple)");
+        return NULL;
+    }
+    PyObject *ops = args[0], *energy = args[1], *figures = args[2], *wall = args[7];
+    for (int i = 3; i < 7; i++)
+        if (!PyFloat_CheckExact(args[i]) && !(i == 5 && args[i] == Py_None)) Py_RETURN_NONE;
+    double lifetime = PyFloat_AS_DOUBLE(args[3]), g_per_j = PyFloat_AS_DOUBLE(args[4]);
+    int marginal = args[5] != Py_None;
+    double m_per_j = marginal ? PyFloat_AS_DOUBLE(args[5]) : 0.0, seconds = PyFloat_AS_DOUBLE(args[6]);
+    PyObject *m_energy = PyTuple_GET_ITEM(args[8], 0), *m_emissions = PyTuple_GET_ITEM(args[8], 1),
+             *m_marginal = PyTuple_GET_ITEM(args[8], 2), *m_embodied = PyTuple_GET_ITEM(args[8], 3);
+    PyObject *staged = PyList_New(0), *out = NULL;
+    if (staged == NULL) return NULL;
+    double node = 0.0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(energy); i++) {
+        PyObject *pair = PyList_GET_ITEM(energy, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyFloat_CheckExact(PyTuple_GET_ITEM(pair, 1)))
+            goto python;
+        PyObject *r = PyTuple_GET_ITEM(pair, 0);
+        double joules = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(pair, 1));
+        PyObject *labels = series_labels(r);
+        if (labels == NULL) goto error;
+        int failed = stage(staged, m_energy, labels, joules, wall);
+        Py_DECREF(labels);
+        if (failed) goto error;
+        int in_total = attr_true(r, attr_in_node_total);
+        if (in_total < 0) goto error;
+        if (!in_total) continue;
+        PyObject *key = PyObject_GetAttr(r, attr_key);
+        if (key == NULL) goto error;
+        PyObject *figure = PyDict_GetItemWithError(figures, key); /* borrowed */
+        double kg = 0.0;
+        int embodied = 0;
+        if (figure == NULL) {
+            Py_DECREF(key);
+            if (PyErr_Occurred()) goto error;
+            goto python; /* first sight of this device: its figure is looked up in Python */
+        }
+        if (figure != Py_None) {
+            PyObject *kg_obj = PyObject_GetAttr(figure, attr_kgco2e);
+            if (kg_obj == NULL) {
+                Py_DECREF(key);
+                goto error;
+            }
+            int plain = PyFloat_CheckExact(kg_obj);
+            kg = plain ? PyFloat_AS_DOUBLE(kg_obj) : 0.0;
+            Py_DECREF(kg_obj);
+            if (!plain) {
+                Py_DECREF(key);
+                goto python;
+            }
+            embodied = seconds > 0;
+        }
+        node += joules;
+        failed = stage(staged, m_emissions, key, joules * g_per_j, wall) ||
+                 (marginal && stage(staged, m_marginal, key, joules * m_per_j, wall)) ||
+                 (embodied && stage(staged, m_embodied, key, kg * 1000.0 * seconds / lifetime, wall));
+        Py_DECREF(key);
+        if (failed) goto error;
+    }
+    Py_ssize_t at = PyList_GET_SIZE(ops);
+    if (PyList_SetSlice(ops, at, at, staged)) goto error; /* ops.extend(staged) */
+    out = PyFloat_FromDouble(node);
+    goto done;
+python:
+    out = Py_NewRef(Py_None);
+    goto done;
+error:
+    out = NULL;
+done:
+    Py_DECREF(staged);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"rule", (PyCFunction)(void (*)(void))rule, METH_FASTCALL,
      "rule(prev_raw, new_raw, elapsed_seconds, max_watts, wrap_joules, restarted) -> (joules or None, kind)"},
@@ -300,6 +504,11 @@ static PyMethodDef methods[] = {
      "(joules, (), seconds), None from the first one the Python path must judge"},
     {"apply_ops", (PyCFunction)(void (*)(void))apply_ops, METH_FASTCALL,
      "apply_ops(totals, created, ops) -> True once added; False: nothing touched, the Python path must add them"},
+    {"judge_power", (PyCFunction)(void (*)(void))judge_power, METH_FASTCALL,
+     "judge_power(readings, judged, seconds) -> (energy, rejected, power, node_watts), None: the Python loop's"},
+    {"stage_energy", (PyCFunction)(void (*)(void))stage_energy, METH_FASTCALL,
+     "stage_energy(ops, energy, figures, lifetime, g_per_j, m_per_j, seconds, now_wall, names) -> node joules, "
+     "None: nothing staged, the Python loop's"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -328,6 +537,8 @@ PyMODINIT_FUNC PyInit__fastledger(void) {
         intern(&attr_hardware_counter, "hardware_counter") || intern(&attr_counter_epoch, "counter_epoch") ||
         intern(&attr_energy_joules, "energy_joules") || intern(&attr_wrap_joules, "wrap_joules") ||
         intern(&attr_max_watts, "max_watts") || intern(&attr_component, "component") ||
+        intern(&attr_device, "device") || intern(&attr_source, "source") || intern(&attr_power_watts, "power_watts") ||
+        intern(&attr_in_node_total, "in_node_total") || intern(&attr_kgco2e, "kgco2e") ||
         (empty_tuple = PyTuple_New(0)) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module);

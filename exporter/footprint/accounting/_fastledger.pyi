@@ -14,3 +14,10 @@ def apply_ops(totals: dict[str, dict[tuple[str, ...], float]], created: dict[str
 def steady_deltas(readings: list[Any], read_at: list[float], states: dict[Any, Any], suspects: dict[Any, Any],
                   state_type: type[tuple[Any, ...]], defaults: dict[str, float], fallback: float,
                   /) -> list[tuple[float, tuple[str, ...], float] | None]: ...
+Judgement = tuple[list[tuple[Any, float]], dict[Any, tuple[str, ...]], dict[Any, float], float | None]
+
+def judge_power(readings: list[Any], judged: list[tuple[float, tuple[str, ...], float]], seconds: float,
+                /) -> Judgement | None: ...
+def stage_energy(ops: list[Any], energy: list[tuple[Any, float]], figures: dict[Any, Any], lifetime: float,
+                 g_per_j: float, m_per_j: float | None, seconds: float, now_wall: float,
+                 names: tuple[str, str, str, str], /) -> float | None: ...

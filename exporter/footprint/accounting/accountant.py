@@ -21,11 +21,11 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from footprint.accounting.embodied import EmbodiedFigure, EmbodiedModel
-from footprint.accounting.ledger import Labels, Ledger
+from footprint.accounting.ledger import Labels, Ledger, _fastledger
 from footprint.attribution.base import AnyConsumer, EnergyDelta, WorkloadShare
 from footprint.config import ConfigError, Settings
 from footprint.exposition.catalog import (  # noqa: F401 (the ledger's series names, used by importers too)
@@ -128,6 +128,31 @@ class AttributionWindow:
         }
 
 
+_DEVICE_METRICS = (ENERGY, EMISSIONS, MARGINAL_EMISSIONS, EMBODIED)
+
+
+def stage_devices(stage: Callable[[tuple[str, Labels, float, float]], None], energy: list[tuple[Reading, float]],
+                  figures: Mapping[tuple[str, str], EmbodiedFigure | None], lifetime: float, g_per_j: float,
+                  m_per_j: float | None, seconds: float, now_wall: float) -> float:
+    """The per-device additions of one interval, staged in order, and the node's joules: each reading's
+    energy; for one in the node total its emissions, its marginal emissions (`m_per_j` set) and its embodied
+    grams (`figures`: every such device's, None for none). Twin of _fastledger.stage_energy, which the
+    accountant calls where it is built (tests/unit/test_fastledger.py holds them equal)."""
+    node_joules = 0.0
+    for r, joules in energy:
+        stage((ENERGY, (r.component, r.device, r.source), joules, now_wall))
+        if r.in_node_total:
+            key = r.key
+            figure = figures[key]
+            node_joules += joules
+            stage((EMISSIONS, key, joules * g_per_j, now_wall))
+            if m_per_j is not None:
+                stage((MARGINAL_EMISSIONS, key, joules * m_per_j, now_wall))
+            if figure is not None and seconds > 0:
+                stage((EMBODIED, key, figure.kgco2e * 1000.0 * seconds / lifetime, now_wall))
+    return node_joules
+
+
 class Accountant:
     def __init__(self, settings: Settings, embodied: EmbodiedModel | None = None,
                  marginal: Callable[[], IntensityReading | None] | None = None) -> None:
@@ -203,23 +228,20 @@ class Accountant:
         m_per_j = None if marginal is None else self.pue * marginal.value / JOULES_PER_KWH
         if shares is not None:
             window = AttributionWindow()
-        node_joules = 0.0
-        stage, figures = ledger.stager(), self._figures  # (metric, labels, amount, time): ~40 a sample
-        for r, joules in energy:
-            stage((ENERGY, (r.component, r.device, r.source), joules, now_wall))
-            if r.in_node_total:
-                key = r.key
-                node_joules += joules
-                grams = joules * g_per_j
-                stage((EMISSIONS, key, grams, now_wall))
-                if m_per_j is not None:
-                    stage((MARGINAL_EMISSIONS, key, joules * m_per_j, now_wall))
-                if window is not None:
-                    window.add(r, joules, grams)
-                figure = figures[key] if key in figures else self.embodied_figure(r.component, r.device,
-                                                                                   r.info.get("model", ""))
-                if figure is not None and seconds > 0:
-                    stage((EMBODIED, key, self.embodied.grams(figure, seconds), now_wall))
+        ops = ledger.staging()
+        stage = ops.append if ops is not None else (lambda op: ledger.add(*op))
+        lifetime = float(self.embodied.lifetime)
+        node_joules = None if ops is None or _fastledger is None else _fastledger.stage_energy(
+            ops, energy, self._figures, lifetime, g_per_j, m_per_j, seconds, now_wall, _DEVICE_METRICS)
+        if node_joules is None:  # not built, outside a transaction, or a case it hands back (a first sight)
+            for r, _ in energy:
+                if r.in_node_total and r.key not in self._figures:
+                    self.embodied_figure(r.component, r.device, r.info.get("model", ""))
+            node_joules = stage_devices(stage, energy, self._figures, lifetime, g_per_j, m_per_j, seconds, now_wall)
+        if window is not None:
+            for r, joules in energy:
+                if r.in_node_total:
+                    window.add(r, joules, joules * g_per_j)
         if self.server_figure is not None and seconds > 0:
             stage((EMBODIED, ("server", "node"), self.embodied.grams(self.server_figure, seconds), now_wall))
         stage((NODE_ENERGY, (), node_joules, now_wall))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
@@ -393,12 +393,10 @@ class Ledger:
         for op in ops:
             self._apply(*op)
 
-    def stager(self) -> Callable[[tuple[str, Labels, float, float]], None]:
-        """`add` for a loop of additions, called with one (metric, labels, amount, now_wall) tuple: inside
-        a transaction the staging list's own append (no Python frame per addition), outside one `add`."""
-        if self._tx is not None:
-            return self._tx.ops.append
-        return lambda op: self.add(*op)
+    def staging(self) -> list[tuple[str, Labels, float | None, float]] | None:
+        """The open transaction's staged (metric, labels, amount, now_wall) list, for a loop of additions
+        to append to (as `add` would, without a Python frame each); None outside a transaction."""
+        return None if self._tx is None else self._tx.ops
 
     def _apply(self, metric: str, labels: Labels, amount: float, now_wall: float) -> None:
         series = self.totals.setdefault(metric, {})

@@ -63,11 +63,12 @@ def reading(component: str, device: str, source: str, energy_joules: float, powe
             key: tuple[str, str]) -> Reading:
     """Reading(...) with every field given (the key too: a meter keeps each device's), for the meters that
     make one per device every sample: a plain function call and one tuple.__new__."""
-    return _new_reading((component, device, source, energy_joules, power_watts, wrap_joules, max_watts,
-                         hardware_counter, counter_epoch, in_node_total, info, gauges, key))
+    return new_reading((component, device, source, energy_joules, power_watts, wrap_joules, max_watts,
+                        hardware_counter, counter_epoch, in_node_total, info, gauges, key))
 
 
-_new_reading = partial(tuple.__new__, Reading)
+# A Reading from the tuple of its 13 fields in order, unchecked: for a meter's loop over its devices.
+new_reading = partial(tuple.__new__, Reading)
 NO_GAUGES: Mapping[str, float] = MappingProxyType({})  # the gauges of a reading that has none, shared
 
 
