@@ -141,14 +141,14 @@ HISTORY_STEP = "50ms"  # with 20 Hz sampling the 240-point ring fills in 12 s in
 
 def ring_bytes(series: int) -> int:
     """Python heap the history takes once full, measured here with tracemalloc (the same class)."""
-    from footprint.web.history import POINTS, PowerHistory, Totals
+    from footprint.web.history import POINTS, Mark, PowerHistory, Totals
 
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     h = PowerHistory(1.0)
     keys = [("gpu", str(i), "nvml") for i in range(series)]
     for t in range(POINTS + 5):
-        h.record(float(t), 100.0, dict.fromkeys(keys, 50.0), Totals(float(t), 0.0, 0.0))
+        h.record(Mark(Totals(float(t), 100.0 * t, 0.0), dict.fromkeys(keys, 50.0 * t), set(keys)))
     size = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
     tracemalloc.stop()
     return size

@@ -24,7 +24,7 @@ from footprint.sampler import Sampler
 from footprint.tracking import runlog
 from footprint.web import page
 from footprint.web.api import FORECAST_POINTS, MAX_DEVICES, TOP_WORKLOADS, LiveView, forecast_ahead
-from footprint.web.history import PowerHistory, Totals
+from footprint.web.history import Mark, PowerHistory, Totals
 from footprint.web.runs import MAX_RUNS, TAIL_BYTES, RecentRuns
 from hypothesis import given
 from hypothesis import strategies as st
@@ -242,9 +242,10 @@ def test_payloads_stay_within_their_documented_bounds() -> None:
     grid = {"accounting": {"value": 300.0, "provider": "electricitymaps", "signal": "average", "zone": "DE",
                            "forecast": forecast}, "chain": [{"provider": "x" * 40, "signal": "average"}] * 8}
     view = LiveView(sampler, ledger, history, lambda: grid, 1.0, True, wall=lambda: T0)
-    for t in range(300):
-        devices = {("gpu", f"GPU-{'f' * 36}-{i}", "nvml_power"): 99999.999 for i in range(MAX_DEVICES + 10)}
-        history.record(T0 + t, 99999.999, devices, Totals(T0 + t, 1e12, 1e9))
+    for t in range(300):  # 99,999.999 W from each device, and from the node
+        devices: dict[tuple[str, ...], float] = {("gpu", f"GPU-{'f' * 36}-{i}", "nvml_power"): 99999.999 * t
+                                                 for i in range(MAX_DEVICES + 10)}
+        history.record(Mark(Totals(T0 + t, 99999.999 * t, 1e9), devices, set(devices)))
     summary, hist = page.pages(view)["/api/v1/summary"]()[0], page.pages(view)["/api/v1/history"]()[0]
     assert len(json.loads(hist)["devices"]) == MAX_DEVICES
     assert len(json.loads(summary)["workloads"]["top"]) == TOP_WORKLOADS

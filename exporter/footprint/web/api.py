@@ -19,11 +19,18 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from footprint import __version__
-from footprint.accounting.accountant import EMBODIED, NODE_EMISSIONS, NODE_ENERGY, WORKLOAD_EMISSIONS, WORKLOAD_ENERGY
+from footprint.accounting.accountant import (
+    EMBODIED,
+    ENERGY,
+    NODE_EMISSIONS,
+    NODE_ENERGY,
+    WORKLOAD_EMISSIONS,
+    WORKLOAD_ENERGY,
+)
 from footprint.accounting.ledger import Ledger
 from footprint.grid.feed import upcoming
 from footprint.sampler import Sample, Sampler
-from footprint.web.history import MAX_SERIES, PowerHistory, Totals
+from footprint.web.history import MAX_SERIES, Mark, PowerHistory, Totals
 from footprint.web.runs import RecentRuns
 
 log = logging.getLogger("footprint.api")
@@ -96,10 +103,11 @@ class LiveView:
         ledger = self.ledger
         with ledger.lock:
             totals = Totals(at, ledger.get(NODE_ENERGY), ledger.get(NODE_EMISSIONS))
+            devices = dict(ledger.series(ENERGY))  # one C-level copy: the history divides once a step
             since = ledger.created_series(NODE_ENERGY).get(())
             embodied = float(sum(ledger.series(EMBODIED).values()))
         node_watts = state.node_watts
-        self.history.record(at, node_watts, state.power, totals)
+        self.history.record(Mark(totals, devices, state.power))
         started, today = self.history.started, self.history.day_start
         assert started is not None and today is not None  # set by the record above
         snap = PageFigures(state.samples, at, node_watts, state, totals, since,

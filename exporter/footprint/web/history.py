@@ -2,9 +2,15 @@
 
 Fed after every sample (app.py's on_sample hook), read by /api/v1/history and /api/v1/summary. Memory is
 fixed: each series is one ring of POINTS doubles (240 x 8 B, under 2 KiB a device), whatever the sample
-rate or uptime, and at most MAX_SERIES device series are kept (the rest are dropped and counted). A
-point is the mean power over its step (wall clock, aligned to the step); the step in progress is shown
-too, so the chart moves at every sample. A missed step (the exporter was paused) stays a gap (None).
+rate or uptime, and at most MAX_SERIES device series are kept (the rest are refused and counted).
+
+A point is the mean power over its step (wall clock, aligned to the step): the energy the ledger charged
+between the last sample of the step before and the last sample of this one, over the time between them,
+so the steps tile time and what the chart shows is what was counted. Each sample only keeps its
+cumulative figures (one dict copy); the division happens once per step, when the next step's first
+sample closes it, or when a page asks for the step in progress. A step without samples (the exporter was
+paused) is a gap (None), and so is the step after a pause, whose energy spans the pause; so is a device
+that had no power figure in the step's last sample (down, or rejected), or that was first seen in it.
 """
 
 from __future__ import annotations
@@ -12,14 +18,14 @@ from __future__ import annotations
 import math
 import threading
 from array import array
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, NamedTuple
 
 POINTS = 240  # 1 hour at the default 15 s step (--web.history-step)
 MAX_SERIES = 64  # device series; a node has a handful (8 GPUs + RAPL zones)
 SECONDS_PER_DAY = 86400.0
 
-SeriesKey = tuple[str, str, str]  # component, device, source
+SeriesKey = tuple[str, ...]  # (component, device, source): the energy series' labels
 
 
 class Totals(NamedTuple):
@@ -31,19 +37,19 @@ class Totals(NamedTuple):
     emissions_grams: float
 
 
-class _Ring:
-    """Means of one series per step; NaN where a step has no sample."""
+class Mark(NamedTuple):
+    """One sample's cumulative figures: where a step's energy is measured from and to."""
 
-    __slots__ = ("count", "sum", "values")
+    totals: Totals
+    devices: Mapping[SeriesKey, float]  # each device's energy counter total (J), a copy
+    up: Collection[SeriesKey]  # the devices that had a power figure in that sample
 
-    def __init__(self, points: int) -> None:
-        self.values = array("d", [math.nan]) * points
-        self.sum = 0.0
-        self.count = 0
 
-    def close(self, slot: int) -> None:
-        self.values[slot] = self.sum / self.count if self.count else math.nan
-        self.sum, self.count = 0.0, 0
+def _watts(joules: float, seconds: float) -> float:
+    """Mean power, NaN where it cannot be told (no time between the marks, a clock that went back)."""
+    if seconds > 0 and math.isfinite(joules) and joules >= 0:
+        return joules / seconds
+    return math.nan
 
 
 class PowerHistory:
@@ -55,64 +61,77 @@ class PowerHistory:
         self.step = step
         self.points = points
         self.max_series = max_series
-        self.dropped_series = 0
+        self._refused: set[SeriesKey] = set()
         self._lock = threading.Lock()
-        self._node = _Ring(points)
-        self._devices: dict[SeriesKey, _Ring] = {}
+        self._node = array("d", [math.nan]) * points
+        self._devices: dict[SeriesKey, array[float]] = {}
         self._bucket: int | None = None  # the step in progress, as an absolute step number
         self._closed = 0  # steps closed so far (the ring is full once this reaches `points`)
+        self._opened: Mark | None = None  # the last sample of the step before the one in progress
+        self._latest: Mark | None = None  # the last sample of the step in progress
         self.started: Totals | None = None
         self.day_start: Totals | None = None
         self.last: Totals | None = None
 
-    def record(self, wall: float, node_watts: float | None, devices: Mapping[SeriesKey, float], totals: Totals) -> None:
-        """One sample: add its power to the step in progress (closing finished steps), move the baselines.
+    @property
+    def dropped_series(self) -> int:
+        """Device series refused because MAX_SERIES were held."""
+        return len(self._refused)
 
-        A value that is not a finite, non-negative number is skipped: the chart never shows garbage.
-        """
+    def record(self, mark: Mark) -> None:
+        """One sample (at mark.totals.at): the step in progress ends at it for now; closing the step
+        before when it is the first of a new one. A sample without a finite time is dropped; a wall
+        clock stepped backwards keeps adding to the step in progress, never rewriting the past."""
+        wall = mark.totals.at
         if not math.isfinite(wall):
             return
         bucket = math.floor(wall / self.step)
         with self._lock:
             if self._bucket is None:
-                self._bucket = bucket
+                self._bucket, self._opened = bucket, mark
             elif bucket > self._bucket:
-                self._advance(bucket)
-            # A wall clock stepped backwards: keep adding to the step in progress, never rewrite the past.
-            if node_watts is not None:
-                self._add(self._node, node_watts)
-            rings, finite = self._devices, math.isfinite
-            for key, watts in devices.items():
-                if not (finite(watts) and watts >= 0):  # _add's rule, first: garbage never makes a series
+                self._advance(bucket, mark)
+            self._latest = mark
+            self._baselines(mark.totals)
+
+    def _advance(self, bucket: int, mark: Mark) -> None:
+        assert self._bucket is not None and self._opened is not None
+        latest = self._latest or self._opened
+        self._close(self._bucket % self.points, self._opened, latest)
+        self._closed += 1
+        missed = range(self._bucket + 1, min(bucket, self._bucket + 1 + self.points))
+        rings = [self._node, *self._devices.values()]
+        for step in missed:  # steps with no sample at all (paused, suspended) become gaps
+            for ring in rings:
+                ring[step % self.points] = math.nan
+            self._closed += 1
+        # After a gap the step in progress is measured from its own first sample: the energy since the
+        # last mark spans the pause, which no step can show.
+        self._opened = latest if not missed else mark
+        self._bucket = bucket
+
+    def _close(self, slot: int, opened: Mark, latest: Mark) -> None:
+        seconds = latest.totals.at - opened.totals.at
+        self._node[slot] = _watts(latest.totals.energy_joules - opened.totals.energy_joules, seconds)
+        for key, joules in self._points(opened, latest).items():
+            ring = self._devices.get(key)
+            if ring is None:
+                if len(self._devices) >= self.max_series:
+                    self._refused.add(key)
                     continue
-                ring = rings.get(key)
-                if ring is None:
-                    if len(rings) >= self.max_series:
-                        self.dropped_series += 1
-                        continue
-                    ring = rings[key] = _Ring(self.points)
-                ring.sum += watts  # _add, inlined: once per device per sample
-                ring.count += 1
-            self._baselines(totals)
+                ring = self._devices[key] = array("d", [math.nan]) * self.points
+            ring[slot] = joules
+        for key, ring in self._devices.items():
+            if key not in latest.devices:
+                ring[slot] = math.nan
 
     @staticmethod
-    def _add(ring: _Ring, watts: float) -> None:
-        if math.isfinite(watts) and watts >= 0:
-            ring.sum += watts
-            ring.count += 1
-
-    def _advance(self, bucket: int) -> None:
-        assert self._bucket is not None
-        rings = [self._node, *self._devices.values()]
-        for ring in rings:
-            ring.close(self._bucket % self.points)
-        self._closed += 1
-        # Steps with no sample at all (paused, suspended) become gaps; past a whole ring, all of it.
-        for missed in range(self._bucket + 1, min(bucket, self._bucket + 1 + self.points)):
-            for ring in rings:
-                ring.values[missed % self.points] = math.nan
-            self._closed += 1
-        self._bucket = bucket
+    def _points(opened: Mark, latest: Mark) -> dict[SeriesKey, float]:
+        """Each device's mean power between two marks (NaN: not up at the later one, or new since)."""
+        seconds = latest.totals.at - opened.totals.at
+        before = opened.devices
+        return {key: _watts(joules - before[key], seconds) if key in before and key in latest.up else math.nan
+                for key, joules in latest.devices.items()}
 
     def _baselines(self, totals: Totals) -> None:
         if self.started is None:
@@ -126,25 +145,32 @@ class PowerHistory:
     def snapshot(self) -> dict[str, Any]:
         """Oldest first: the closed steps still in the ring, then the step in progress."""
         with self._lock:
-            if self._bucket is None:
+            if self._bucket is None or self._opened is None or self._latest is None:
                 return {"step_seconds": self.step, "points": self.points, "start": None, "node": [], "devices": []}
             held = min(self._closed, self.points - 1)
             first = self._bucket - held
             slots = [b % self.points for b in range(first, self._bucket)]
+            opened, latest = self._opened, self._latest
+            now = self._points(opened, latest)
 
-            def series(ring: _Ring) -> list[float | None]:
-                values = [ring.values[s] for s in slots]
-                values.append(ring.sum / ring.count if ring.count else math.nan)
+            def series(ring: array[float], current: float) -> list[float | None]:
+                values = [ring[s] for s in slots]
+                values.append(current)
                 return [None if math.isnan(v) else round(v, 3) for v in values]
 
+            node = _watts(latest.totals.energy_joules - opened.totals.energy_joules,
+                          latest.totals.at - opened.totals.at)
+            rings = dict(self._devices)
+            for key in now:  # seen only in the step in progress: no closed point yet
+                if key not in rings and len(rings) < self.max_series:
+                    rings[key] = array("d", [math.nan]) * self.points
             return {
                 "step_seconds": self.step,
                 "points": self.points,
                 "start": first * self.step,
-                "node": series(self._node),
+                "node": series(self._node, node),
                 "devices": [
-                    {"component": k[0], "device": k[1], "source": k[2], "watts": series(ring)}
-                    for k, ring in sorted(self._devices.items())
+                    {"component": k[0], "device": k[1], "source": k[2], "watts": series(ring, now.get(k, math.nan))}
+                    for k, ring in sorted(rings.items())
                 ],
             }
-
