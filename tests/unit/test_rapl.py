@@ -304,3 +304,43 @@ def test_node_power_is_the_devices_in_the_node_total_psys_left_out(tmp_path: Pat
     power = rig.sampler.state.power
     assert power[("psys", "psys", "rapl")] == pytest.approx(250.0)
     assert rig.sampler.state.node_watts == pytest.approx((40 + 5 + 30 + 4) / 2.0)
+
+
+def test_a_steady_sample_reads_what_the_full_path_reads(tmp_path: Path, read_path: str) -> None:
+    """While every zone was read through its kept descriptor, a sample is one C call and a tuple a zone;
+    a meter made to take the zone-by-zone path every time reads the same, through values written in place,
+    a value that did not move, a file replaced under its name, a wrap, and a zone that stops being readable
+    and comes back (found again at a discovery)."""
+    tree = RaplTree(tmp_path / "sys", packages=2, dram=True)
+    t = [0.0]
+    settings = config.load([f"--path.sysfs={tree.root}", f"--path.procfs={tmp_path / 'proc'}"], env={})
+    steady, full = (rapl_meter(settings, clock=lambda: t[0]) for _ in range(2))
+    took_steady = 0
+
+    def in_place(zone: str, uj: int) -> None:
+        with open(tree.path(zone) / "energy_uj", "r+b", buffering=0) as fh:
+            fh.write(f"{uj:<20}\n".encode())
+
+    moving = {"intel-rapl:0", "intel-rapl:0:1", "intel-rapl:1", "intel-rapl:1:1"}  # packages and dram
+    assert all((tree.path(zone) / "energy_uj").is_file() for zone in moving)
+    events = {3: lambda: moving.discard("intel-rapl:0"), 5: lambda: moving.add("intel-rapl:0"),
+              8: lambda: tree.advance("intel-rapl:1", 7_000_000), 11: lambda: tree.set_counter("intel-rapl:0", 10),
+              14: lambda: tree.make_unreadable("intel-rapl:1:1"), 16: lambda: tree.make_readable("intel-rapl:1:1", 99),
+              20: lambda: tree.advance("intel-rapl:0:1", 1_000)}
+    for k in range(40):
+        for zone in moving:  # counters move in place, as the kernel's attributes do
+            if (tree.path(zone) / "energy_uj").is_file():
+                in_place(zone, tree.counter(zone) + 1000 * (k + 1))
+        events.get(k, lambda: None)()
+        t[0] += 1.0
+        before = steady._steady
+        got = steady.read()
+        full._steady = None
+        assert got == full.read(), k
+        assert steady.down_devices() == full.down_devices(), k
+        took_steady += before is not None and steady._steady is not None and steady._steady[1] != before[1]
+    steady.close()
+    full.close()
+    assert took_steady >= (20 if read_path == "c_reader" else 0)
+    if read_path != "c_reader":
+        assert steady._steady is None

@@ -207,6 +207,8 @@ class CounterTracker:
             return [self.delta(r, at) for r, at in zip(readings, read_at, strict=True)]
         steady = _fastledger.steady_deltas(readings, read_at, self.states, self._suspects, CounterState,
                                            DEFAULT_MAX_WATTS, FALLBACK_MAX_WATTS)
+        if None not in steady:  # all of them: nearly every sample
+            return steady  # type: ignore[return-value]
         return [self.delta(r, at) if got is None else got for r, at, got in zip(readings, read_at, steady, strict=True)]
 
     def delta(self, r: Reading, now: float) -> tuple[float, tuple[str, ...], float]:

@@ -70,6 +70,7 @@ def reading(component: str, device: str, source: str, energy_joules: float, powe
 # A Reading from the tuple of its 13 fields in order, unchecked: for a meter's loop over its devices.
 new_reading = partial(tuple.__new__, Reading)
 NO_GAUGES: Mapping[str, float] = MappingProxyType({})  # the gauges of a reading that has none, shared
+NONE_DOWN: Mapping[str, str] = MappingProxyType({})  # down_devices() of a meter with every device up, shared
 
 
 class Meter(Protocol):

@@ -33,7 +33,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from footprint.meters.base import MeterError, MeterUnavailable, PowerIntegrator, Reading, new_reading, reading
+from footprint.meters.base import (
+    NONE_DOWN,
+    MeterError,
+    MeterUnavailable,
+    PowerIntegrator,
+    Reading,
+    new_reading,
+    reading,
+)
 from footprint.meters.session import GPU_MARGIN as GPU_MARGIN
 from footprint.meters.session import LibrarySession, gpu_ceiling
 
@@ -496,6 +504,8 @@ class NvmlMeter:
 
     def down_devices(self) -> Mapping[str, str]:
         with self._lock:
+            if self._steady is not None:  # every GPU up
+                return NONE_DOWN
             return {gpu.device: gpu.down for gpu in self._gpus if gpu.down}
 
     # --- attribution ---------------------------------------------------------------------------

@@ -22,16 +22,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import operator
 import os
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from footprint.accounting.ledger import DEFAULT_MAX_WATTS, budget_joules
 from footprint.config import ConfigError
-from footprint.meters.base import NO_GAUGES, MeterError, MeterUnavailable, Reading, boot_id, cpu_model, reading
+from footprint.meters.base import (
+    NO_GAUGES,
+    MeterError,
+    MeterUnavailable,
+    Reading,
+    boot_id,
+    cpu_model,
+    new_reading,
+    reading,
+)
 
 try:  # the optional C reader (meters/_fastread.c): every zone's counter in one call
     from footprint.meters import _fastread
@@ -235,6 +246,9 @@ class RaplMeter:
         # (counter, component, device, wrap, ceiling, in node total, info, key): what each sample's reading needs
         self._plan: list[tuple[_Counter, str, str, float | None, float, bool, Mapping[str, str], tuple[str, str]]] = []
         self._down: dict[str, str] = {}
+        # Every zone read through its kept descriptor by the C reader last time: (descriptors, values).
+        # While so, a sample is one C call and one tuple a zone (see _read_zones).
+        self._steady: tuple[tuple[int, ...], tuple[int | None, ...]] | None = None
         self._covered: set[tuple[str, str]] = set()
         self._zone_list: list[str] | None = None  # class/powercap's entries at the last discovery
         self._denied: dict[str, str] = {}  # device -> energy_uj of a zone that could not be read
@@ -307,6 +321,7 @@ class RaplMeter:
         if newly_denied:
             log.warning(PERMISSION_HINT, extra={"zones": ",".join(sorted(newly_denied))})
         self.zones, self.unreadable, self._denied = readable, unreadable, denied
+        self._leave_steady()
         counters = {c.path: c for c, *_ in self._plan}  # kept open across discoveries
         self._plan = []
         for z in readable:
@@ -336,10 +351,24 @@ class RaplMeter:
         return readings
 
     def _read_zones(self) -> tuple[list[Reading], dict[str, str]]:
-        """One reading per zone in the plan, and why each zone that failed did."""
+        """One reading per zone in the plan, and why each zone that failed did. Steady (every zone read
+        through its kept descriptor last time, the C reader built): one C call, and where every value is
+        a plain number that moved, one tuple a zone, what the loop below would make of them."""
+        epoch, plan, steady = self.epoch, self._plan, self._steady
+        fast: tuple[int | None, ...]
+        if steady is not None and _fastread is not None:
+            fast = _fastread.read_decimals(steady[0])
+            if None not in fast and not any(map(operator.eq, fast, steady[1])):
+                self._steady = (steady[0], fast)
+                values = cast(tuple[int, ...], fast)  # None not in it
+                made = [new_reading((part, device, "rapl", uj / 1e6, None, wrap, ceiling, True, epoch, total, info,
+                                     NO_GAUGES, key))
+                        for (_, part, device, wrap, ceiling, total, info, key), uj in zip(plan, values, strict=True)]
+                return made, {}
+            self._leave_steady()  # an unchanged or odd value: the loop below, from these values
+        else:
+            fast = (None,) * len(plan) if _fastread is None else _fastread.read_decimals(tuple([p[0].fd for p in plan]))
         readings, down = [], {}
-        epoch, plan = self.epoch, self._plan
-        fast = (None,) * len(plan) if _fastread is None else _fastread.read_decimals(tuple([p[0].fd for p in plan]))
         for (counter, component, device, wrap, ceiling, in_total, info, key), uj in zip(plan, fast, strict=True):
             if uj is None or uj == counter.last:  # not open, not a plain value, or unchanged: the Python path
                 try:
@@ -351,7 +380,16 @@ class RaplMeter:
                 counter.last = uj
             readings.append(reading(component, device, "rapl", uj / 1e6, None, wrap, ceiling, True, epoch, in_total,
                                     info, NO_GAUGES, key))
+        if _fastread is not None and not down and plan and all(p[0].fd >= 0 for p in plan):
+            self._steady = (tuple(p[0].fd for p in plan), tuple(p[0].last for p in plan))
         return readings, down
+
+    def _leave_steady(self) -> None:
+        """Back to reading zone by zone: each counter's last value as the steady reads left it."""
+        if self._steady is not None:
+            for (counter, *_), last in zip(self._plan, self._steady[1], strict=True):
+                counter.last = last
+            self._steady = None
 
     def down_devices(self) -> Mapping[str, str]:
         return self._down
@@ -373,5 +411,6 @@ class RaplMeter:
         return lines
 
     def close(self) -> None:
+        self._steady = None
         for counter, *_ in self._plan:
             counter.close()
