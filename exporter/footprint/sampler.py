@@ -20,6 +20,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
@@ -37,6 +38,7 @@ log = logging.getLogger("footprint.sampler")
 DEFAULT_COMPONENT = {"nvml": "gpu", "rapl": "cpu", "estimate": "cpu"}
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})  # shared by every sample that has nothing there
+_KEY = attrgetter("key")
 
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -187,14 +189,17 @@ class Sampler:
                     log.exception("meter failed", extra={"meter": meter.name})
             readings.extend(got)
             read_at.extend([self.clock()] * len(got))
-            known = self._known_devices
-            for r in got:
-                if r.key not in known:  # first sight: which component a down device of this meter is
-                    self._components[(meter.name, r.device)] = r.component
-                known[r.key] = r
-            for device, reason in meter.down_devices().items():
-                component = self._components.get((meter.name, device), DEFAULT_COMPONENT.get(meter.name, "cpu"))
-                device_down[(component, device)] = reason
+            known, keys = self._known_devices, list(map(_KEY, got))
+            if not known.keys() >= set(keys):  # a first sight: which component a down device of this meter is
+                for r in got:
+                    if r.key not in known:
+                        self._components[(meter.name, r.device)] = r.component
+            known.update(zip(keys, got, strict=True))  # each device's last good reading
+            down = meter.down_devices()
+            if down:
+                for device, reason in down.items():
+                    component = self._components.get((meter.name, device), DEFAULT_COMPONENT.get(meter.name, "cpu"))
+                    device_down[(component, device)] = reason
 
         intensity = self.grid.accounting_intensity()
         # Judged and charged in one hold of the ledger lock: whoever holds it between samples (a scrape,

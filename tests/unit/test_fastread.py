@@ -1,9 +1,10 @@
 """The optional C reader (exporter/footprint/meters/_fastread.c) against what it stands in for.
 
 `read_decimals` must give either what the Python path (`int(os.pread(fd, 32, 0))`) gives, or None, which
-hands the zone to that path: so the C reader can never make a reading
-the Python path would not. `nvml_energy` must give what pynvml's own call gives, value or error code,
-through the real pynvml on the fake libnvidia-ml.so.1. The meters use it where it is built; where it is
+hands the zone to that path: so the C reader can never make a reading the Python path would not.
+`with_energy` must make the readings the Python expression it stands in for makes. `nvml_energy` must
+give what pynvml's own call gives, value or error code, through the real pynvml on the fake
+libnvidia-ml.so.1. The meters use it where it is built; where it is
 not, they read through the Python path (tests/unit/conftest.py runs every meter test both ways).
 """
 
@@ -19,6 +20,7 @@ import pytest
 from footprint import config
 from footprint.attribution import cgroups
 from footprint.meters import nvml, rapl
+from footprint.meters.base import Reading, new_reading
 from footprint.meters.nvml import handle_address
 from footprint.meters.registry import nvml_meter, rapl_meter
 from hypothesis import given, settings
@@ -219,3 +221,32 @@ def test_subdirs_raises_as_scandir_does(tmp_path: Path) -> None:
         with pytest.raises(OSError) as python_error:
             os.scandir(missing)
         assert (c_error.value.errno, c_error.value.filename) == (python_error.value.errno, str(missing))
+
+
+@needs_reader
+@settings(max_examples=300)
+@given(fields=st.lists(st.tuples(st.sampled_from(["gpu", "cpu"]), st.text(max_size=4), st.floats() | st.none(),
+                                 st.booleans(), st.dictionaries(st.text(max_size=3), st.text(max_size=3))),
+                       max_size=9),
+       values=st.lists(st.integers(0, 2**64 - 1), min_size=9, max_size=9),
+       divisor=st.sampled_from([1000.0, 1e6]) | st.floats(0.5, 1e9))
+def test_with_energy_makes_what_the_python_expression_makes(
+        fields: list[tuple[str, str, float | None, bool, dict[str, str]]], values: list[int], divisor: float) -> None:
+    """Each template copied with its energy replaced by value / divisor: of the template's own type, every
+    other field the same object, the energy the float Python's `value / divisor` gives (ints past 2**53
+    included: the counters are unsigned 64-bit)."""
+    templates = tuple(Reading(c, d, "nvml", -1.0, max_watts=w, in_node_total=t, info=i) for c, d, w, t, i in fields)
+    got = fastread.with_energy(templates, tuple(values[:len(templates)]), divisor)
+    expected = [new_reading((*t[:3], v / divisor, *t[4:])) for t, v in zip(templates, values, strict=False)]
+    assert [type(r) for r in got] == [Reading] * len(templates)
+    assert repr(got) == repr(expected)
+    assert all(a is b for r, t in zip(got, templates, strict=True) for k, (a, b) in enumerate(zip(r, t, strict=True))
+               if k != 3)
+
+
+@needs_reader
+def test_with_energy_refuses_what_is_not_a_template_and_value_each() -> None:
+    with pytest.raises(ValueError):
+        fastread.with_energy((Reading("gpu", "0", "nvml", 0.0),), (), 1000.0)
+    with pytest.raises(TypeError):
+        fastread.with_energy((("gpu",),), (1,), 1000.0)

@@ -217,11 +217,62 @@ static PyObject *subdirs(PyObject *Py_UNUSED(self), PyObject *arg) {
     return out;
 }
 
+/* with_energy(templates, values, divisor) -> list: for each template reading (a tuple subclass) a new one
+   of its type, the same fields but the energy (field ENERGY_FIELD) value / divisor, as the meters' steady
+   paths would make it in Python: new_reading((*t[:3], value / divisor, *t[4:])). The readings of a
+   steady sample in one call (a tuple of 13 fields a device was a tenth of a sample's bytecode). */
+#define ENERGY_FIELD 3
+static PyObject *with_energy(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *templates, *values;
+    double divisor;
+    if (!PyArg_ParseTuple(args, "O!O!d", &PyTuple_Type, &templates, &PyTuple_Type, &values, &divisor)) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(templates);
+    if (PyTuple_GET_SIZE(values) != n) {
+        PyErr_SetString(PyExc_ValueError, "with_energy: one value per template");
+        return NULL;
+    }
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyTuple_GET_ITEM(templates, i);
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) <= ENERGY_FIELD) {
+            PyErr_SetString(PyExc_TypeError, "with_energy: a template is not a reading");
+            goto error;
+        }
+        double value = PyFloat_AsDouble(PyTuple_GET_ITEM(values, i)); /* an int as int / float converts it */
+        if (value == -1.0 && PyErr_Occurred()) goto error;
+        Py_ssize_t size = PyTuple_GET_SIZE(t);
+        PyObject *fields = PyTuple_New(size);
+        if (fields == NULL) goto error;
+        for (Py_ssize_t k = 0; k < size; k++) {
+            PyObject *item = k == ENERGY_FIELD ? PyFloat_FromDouble(value / divisor) : Py_NewRef(PyTuple_GET_ITEM(t, k));
+            if (item == NULL) {
+                Py_DECREF(fields);
+                goto error;
+            }
+            PyTuple_SET_ITEM(fields, k, item);
+        }
+        PyObject *one = PyTuple_Pack(1, fields);
+        Py_DECREF(fields);
+        if (one == NULL) goto error;
+        PyObject *made = PyTuple_Type.tp_new(Py_TYPE(t), one, NULL); /* tuple.__new__(type(t), fields) */
+        Py_DECREF(one);
+        if (made == NULL) goto error;
+        PyList_SET_ITEM(out, i, made);
+    }
+    return out;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"nvml_energy", nvml_energy, METH_VARARGS,
      "nvml_energy(address, handles) -> each device's total energy in mJ, or minus its NVML return code"},
     {"read_decimals", read_decimals, METH_VARARGS,
      "read_decimals(fds) -> each descriptor's value read at offset 0, or None where the Python path must look"},
+    {"with_energy", with_energy, METH_VARARGS,
+     "with_energy(templates, values, divisor) -> a copy of each template reading with energy value / divisor"},
     {"subdirs", subdirs, METH_O,
      "subdirs(path) -> names of its subdirectories, or None where an entry's type is unknown"},
     {NULL, NULL, 0, NULL},

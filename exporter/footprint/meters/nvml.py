@@ -39,7 +39,6 @@ from footprint.meters.base import (
     MeterUnavailable,
     PowerIntegrator,
     Reading,
-    new_reading,
     reading,
 )
 from footprint.meters.session import GPU_MARGIN as GPU_MARGIN
@@ -290,9 +289,10 @@ class NvmlMeter:
         self._gauge_interval = attribution_interval or sample_interval
         self._energy_call = _EnergyCall()
         self._energy = self._energy_call.read  # a bound method: cheaper to call than an object's __call__
-        # Every GPU up on its counter, read in one C call: (GPUs, their addresses, the first gauges_due).
-        # Made by a read that found them so, dropped by anything that changes a GPU (see _steady_read).
-        self._steady: tuple[tuple[_Gpu, ...], tuple[int, ...], float] | None = None
+        # Every GPU up on its counter, read in one C call: (GPUs, their addresses, the first gauges_due, each
+        # one's reading with all but the energy). Made by a read that found them so, dropped by anything that
+        # changes a GPU (see _steady_read).
+        self._steady: tuple[tuple[_Gpu, ...], tuple[int, ...], float, tuple[Reading, ...]] | None = None
         try:
             self._init(clock())
         except NvmlInitError as exc:
@@ -473,27 +473,28 @@ class NvmlMeter:
             gpus = self._gpus
             if gpus and all(gpu.address and not gpu.down and gpu.handle is not None for gpu in gpus) and \
                     len(readings) == len(gpus) and _fastread is not None:
-                self._steady = (tuple(gpus), tuple(gpu.address for gpu in gpus), min(g.gauges_due for g in gpus))
+                self._steady = (tuple(gpus), tuple(gpu.address for gpu in gpus), min(g.gauges_due for g in gpus),
+                                tuple(self._read_gpu(gpu, now, 0) for gpu in gpus))
             return readings
 
     def _steady_read(self, now: float) -> list[Reading] | dict[int, int] | None:
         """The readings of a sample like the last, where every GPU was up on its counter (nearly every
-        sample): one C call and one tuple per GPU, what `_read_gpu` would make of each. A dict: the
+        sample): one C call for the counters and one for the readings, each `_read_gpu`'s own (made when
+        the plan was) with this sample's energy. A dict: the
         counters read, one of them an error (the full path takes them from there, nothing read twice);
         None: not steady (a GPU down or set up again, gauges due), the full path reads."""
         steady = self._steady
         if steady is None or now >= steady[2]:
             return None
-        gpus, addresses, _ = steady
+        gpus, addresses, _, templates = steady
         values = self._energy_call.read_many(addresses)
         if values is None:
             return None
         if min(values) < 0:
             self._steady = None
             return {gpu.index: value for gpu, value in zip(gpus, values, strict=True)}
-        epoch = self._driver_version
-        return [new_reading(("gpu", g.device, "nvml", v / 1000.0, None, None, g.max_watts, True, epoch, True, g.info,
-                             g.gauges, g.key)) for g, v in zip(gpus, values, strict=True)]
+        assert _fastread is not None  # a steady plan is made only with it
+        return _fastread.with_energy(templates, values, 1000.0)  # counter mJ / 1000, as _read_gpu
 
     def _read_counters(self, due: list[_Gpu]) -> dict[int, int]:
         """Index -> the energy counter (or minus its error code) of each due GPU with a handle, in one

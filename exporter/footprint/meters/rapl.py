@@ -40,7 +40,6 @@ from footprint.meters.base import (
     Reading,
     boot_id,
     cpu_model,
-    new_reading,
     reading,
 )
 
@@ -246,9 +245,9 @@ class RaplMeter:
         # (counter, component, device, wrap, ceiling, in node total, info, key): what each sample's reading needs
         self._plan: list[tuple[_Counter, str, str, float | None, float, bool, Mapping[str, str], tuple[str, str]]] = []
         self._down: dict[str, str] = {}
-        # Every zone read through its kept descriptor by the C reader last time: (descriptors, values).
-        # While so, a sample is one C call and one tuple a zone (see _read_zones).
-        self._steady: tuple[tuple[int, ...], tuple[int | None, ...]] | None = None
+        # Every zone read through its kept descriptor by the C reader last time: (descriptors, values, each
+        # zone's reading with all but the energy). While so, a sample is two C calls (see _read_zones).
+        self._steady: tuple[tuple[int, ...], tuple[int | None, ...], tuple[Reading, ...]] | None = None
         self._covered: set[tuple[str, str]] = set()
         self._zone_list: list[str] | None = None  # class/powercap's entries at the last discovery
         self._denied: dict[str, str] = {}  # device -> energy_uj of a zone that could not be read
@@ -353,18 +352,14 @@ class RaplMeter:
     def _read_zones(self) -> tuple[list[Reading], dict[str, str]]:
         """One reading per zone in the plan, and why each zone that failed did. Steady (every zone read
         through its kept descriptor last time, the C reader built): one C call, and where every value is
-        a plain number that moved, one tuple a zone, what the loop below would make of them."""
+        a plain number that moved, one more for the readings, what the loop below would make of them."""
         epoch, plan, steady = self.epoch, self._plan, self._steady
         fast: tuple[int | None, ...]
         if steady is not None and _fastread is not None:
             fast = _fastread.read_decimals(steady[0])
             if None not in fast and not any(map(operator.eq, fast, steady[1])):
-                self._steady = (steady[0], fast)
-                values = cast(tuple[int, ...], fast)  # None not in it
-                made = [new_reading((part, device, "rapl", uj / 1e6, None, wrap, ceiling, True, epoch, total, info,
-                                     NO_GAUGES, key))
-                        for (_, part, device, wrap, ceiling, total, info, key), uj in zip(plan, values, strict=True)]
-                return made, {}
+                self._steady = (steady[0], fast, steady[2])
+                return _fastread.with_energy(steady[2], cast(tuple[int, ...], fast), 1e6), {}  # uj / 1e6, as below
             self._leave_steady()  # an unchanged or odd value: the loop below, from these values
         else:
             fast = (None,) * len(plan) if _fastread is None else _fastread.read_decimals(tuple([p[0].fd for p in plan]))
@@ -381,7 +376,8 @@ class RaplMeter:
             readings.append(reading(component, device, "rapl", uj / 1e6, None, wrap, ceiling, True, epoch, in_total,
                                     info, NO_GAUGES, key))
         if _fastread is not None and not down and plan and all(p[0].fd >= 0 for p in plan):
-            self._steady = (tuple(p[0].fd for p in plan), tuple(p[0].last for p in plan))
+            templates = tuple(r._replace(energy_joules=0.0) for r in readings)  # one a zone, in plan order
+            self._steady = (tuple(p[0].fd for p in plan), tuple(p[0].last for p in plan), templates)
         return readings, down
 
     def _leave_steady(self) -> None:
