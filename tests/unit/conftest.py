@@ -39,14 +39,16 @@ def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.fixture(params=["c_ledger", "python_ledger"])
 def ledger_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each ledger, tracker, accounting and sampler test twice: through the optional C twins of the counter
-    rule, a sample's judging, power and additions (accounting/_fastledger.c) and through the Python code
-    they stand in for. tests/unit/test_fastledger.py fails where a compiler exists and they were not built."""
+    """Each ledger, tracker, accounting, sampler and exposition test twice: through the optional C twins of
+    the counter rule, a sample's judging, power and additions, and the counters' lines
+    (accounting/_fastledger.c), and through the Python code they stand in for.
+    tests/unit/test_fastledger.py fails where a compiler exists and they were not built."""
     from footprint import sampler
     from footprint.accounting import accountant, ledger
+    from footprint.exposition import metrics
 
     if request.param == "python_ledger":
-        for module in (ledger, accountant, sampler):  # each holds the module as it imported it
+        for module in (ledger, accountant, sampler, metrics):  # each holds the module as it imported it
             monkeypatch.setattr(module, "_fastledger", None)
         monkeypatch.setattr(ledger, "_rule", ledger._python_rule)
     elif ledger._fastledger is None:

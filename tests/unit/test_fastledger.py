@@ -245,3 +245,39 @@ def test_a_samples_device_additions_in_c_match_the_python_loop(
     expected: list[tuple[str, tuple[str, ...], float | None, float]] = [("before", (), 1.0, 0.0)]
     node = stage_devices(expected.append, energy, figures, lifetime, g_per_j, m_per_j, seconds, 5.0)
     assert repr((got, ops)) == repr((node, expected))
+
+
+# --- render_lines: a metric's exposition lines --------------------------------------------------------
+
+VALUES = (st.floats(allow_nan=True, allow_infinity=True) | st.floats(1e5, 1e17) | st.floats(-1e17, -1e5)
+          | st.sampled_from([0.0, -0.0, 1e6, 1e16, 999999.9999999999, 9999999999999998.0, 3, True]) | st.integers())
+
+
+@needs_twins
+@settings(max_examples=500)
+@given(series=st.dictionaries(st.tuples(st.text(max_size=6)), VALUES, max_size=12),
+       prefix=st.text(max_size=30))
+def test_a_metrics_lines_in_c_match_the_python_lines(series: dict[tuple[str, ...], float], prefix: str) -> None:
+    """The bytes prometheus_client's floatToGoString would write for every value (repr where that is the
+    same text: floats below 1e6 or from 1e16; floatToGoString for the rest, ints, NaN and infinities),
+    prefixes with any text (non-ASCII labels included)."""
+    from footprint.exposition.metrics import _python_lines
+    from prometheus_client.utils import floatToGoString
+
+    order = sorted(series)
+    prefixes = {labels: f"{prefix}{{x=\"{labels[0]}\"}} " for labels in order}
+    assert fast.render_lines(prefixes, series, order, floatToGoString) == _python_lines(prefixes, series, order)
+
+
+@needs_twins
+def test_render_lines_raises_as_the_python_lines_do() -> None:
+    from footprint.exposition.metrics import _python_lines
+    from prometheus_client.utils import floatToGoString
+
+    cases: list[tuple[dict[tuple[str, ...], str], dict[tuple[str, ...], float]]] = [({("a",): "x "}, {}),
+                                                                                     ({}, {("a",): 1.0})]
+    for prefixes, series in cases:
+        with pytest.raises(KeyError):
+            _python_lines(prefixes, series, [("a",)])
+        with pytest.raises(KeyError):
+            fast.render_lines(prefixes, series, [("a",)], floatToGoString)

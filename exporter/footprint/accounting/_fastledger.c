@@ -1,18 +1,22 @@
-/* The ledger's per-sample arithmetic: the counter rule and a sample's additions, in C.
+/* The ledger's hot arithmetic and text, in C: the counter rule, a sample's judging, power and additions,
+   and the counters' lines on a scrape.
 
    Optional, like the meters' C reader: setup.py builds it where a C compiler and Python's headers
-   exist, and ledger.py uses its pure-Python twins where it is absent. Both functions are exact twins of
-   Python code kept in ledger.py (`_rule`, and the addition loop of `Transaction.__exit__`), checked
-   against them by hypothesis properties (tests/unit/test_fastledger.py); `apply_ops` hands anything
-   unusual (a removal, an amount that is not a plain float, a bad amount) back to the Python path.
+   exist, and the Python code it stands in for runs where it is absent. Every function is an exact twin
+   of Python code kept beside its caller (ledger.py: `_rule`, `CounterTracker.delta`, the addition loop
+   of `Transaction.__exit__`; sampler.power_of; accountant.stage_devices; exposition/metrics.py:
+   `_python_lines`), checked against it by hypothesis properties (tests/unit/test_fastledger.py), and
+   hands anything unusual (a removal, a number that is not a plain float, a first sight) back to it.
 
-   Why: at 1 Hz every sample runs with cold caches, and the rule (once per counter reading) and the ~40
-   additions of a sample were a third of the sampler's Python bytecode (bench/README.md). */
+   Why: at 1 Hz every sample runs with cold caches, and the rule, the per-device loops and the ~40
+   additions of a sample were most of the sampler's Python bytecode; on a scrape, formatting each value
+   in Python was most of a render (bench/README.md). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <math.h>
+#include <string.h>
 
 /* As ledger.py: SLACK_RATIO and SLACK_SECONDS (a test compares them). */
 #define SLACK_RATIO 0.05
@@ -496,6 +500,83 @@ done:
     return out;
 }
 
+/* A growing byte buffer for render_lines. */
+typedef struct {
+    char *data;
+    size_t used, size;
+} buffer;
+
+static int put(buffer *b, const char *bytes, size_t n) {
+    if (b->used + n > b->size) {
+        size_t size = b->size ? b->size : 4096;
+        while (size < b->used + n) size *= 2;
+        char *grown = PyMem_Realloc(b->data, size);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->data = grown;
+        b->size = size;
+    }
+    memcpy(b->data + b->used, bytes, n);
+    b->used += n;
+    return 0;
+}
+
+/* render_lines(prefixes, series, order, go_float) -> str: for each labels of `order`, prefixes[labels],
+   the value series[labels] as prometheus_client's floatToGoString writes it, and a newline; the twin of
+   exposition.metrics._lines joined. A plain float in the range where floatToGoString is `repr` is
+   written here as float.__repr__ does (PyOS_double_to_string, 'r'); any other value by `go_float`. */
+static PyObject *render_lines(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "render_lines(prefixes: dict, series: dict, order: list, go_float)");
+        return NULL;
+    }
+    PyObject *prefixes = args[0], *series = args[1], *order = args[2], *go_float = args[3];
+    buffer b = {NULL, 0, 0};
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(order); i++) {
+        PyObject *labels = PyList_GET_ITEM(order, i);
+        Py_INCREF(labels);
+        PyObject *prefix = PyDict_GetItemWithError(prefixes, labels), *value = NULL; /* borrowed */
+        if (prefix != NULL) value = PyDict_GetItemWithError(series, labels);
+        if (value == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, labels);
+            Py_DECREF(labels);
+            goto error;
+        }
+        Py_DECREF(labels);
+        Py_INCREF(prefix);
+        Py_INCREF(value);
+        Py_ssize_t n;
+        const char *text = PyUnicode_Check(prefix) ? PyUnicode_AsUTF8AndSize(prefix, &n) : NULL;
+        int failed = text == NULL || put(&b, text, (size_t)n);
+        Py_DECREF(prefix);
+        if (!failed) {
+            double v = PyFloat_CheckExact(value) ? PyFloat_AS_DOUBLE(value) : NAN;
+            if (PyFloat_CheckExact(value) && ((-INFINITY < v && v < 1e6) || (1e16 <= v && v < INFINITY))) {
+                char *digits = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+                failed = digits == NULL || put(&b, digits, strlen(digits));
+                PyMem_Free(digits);
+            } else {
+                PyObject *formatted = PyObject_CallOneArg(go_float, value);
+                text = formatted != NULL && PyUnicode_Check(formatted) ? PyUnicode_AsUTF8AndSize(formatted, &n) : NULL;
+                if (formatted != NULL && text == NULL && !PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "render_lines: go_float gave no str");
+                failed = text == NULL || put(&b, text, (size_t)n);
+                Py_XDECREF(formatted);
+            }
+        }
+        Py_DECREF(value);
+        if (failed || put(&b, "\n", 1)) goto error;
+    }
+    PyObject *out = PyUnicode_DecodeUTF8(b.data ? b.data : "", (Py_ssize_t)b.used, "strict");
+    PyMem_Free(b.data);
+    return out;
+error:
+    PyMem_Free(b.data);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"rule", (PyCFunction)(void (*)(void))rule, METH_FASTCALL,
      "rule(prev_raw, new_raw, elapsed_seconds, max_watts, wrap_joules, restarted) -> (joules or None, kind)"},
@@ -506,6 +587,8 @@ static PyMethodDef methods[] = {
      "apply_ops(totals, created, ops) -> True once added; False: nothing touched, the Python path must add them"},
     {"judge_power", (PyCFunction)(void (*)(void))judge_power, METH_FASTCALL,
      "judge_power(readings, judged, seconds) -> (energy, rejected, power, node_watts), None: the Python loop's"},
+    {"render_lines", (PyCFunction)(void (*)(void))render_lines, METH_FASTCALL,
+     "render_lines(prefixes, series, order, go_float) -> the `prefix value` lines of `order`, joined"},
     {"stage_energy", (PyCFunction)(void (*)(void))stage_energy, METH_FASTCALL,
      "stage_energy(ops, energy, figures, lifetime, g_per_j, m_per_j, seconds, now_wall, names) -> node joules, "
      "None: nothing staged, the Python loop's"},

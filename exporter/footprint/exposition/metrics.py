@@ -22,7 +22,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.utils import floatToGoString
 
 from footprint import __version__
-from footprint.accounting.ledger import Labels, Ledger
+from footprint.accounting.ledger import Labels, Ledger, _fastledger
 from footprint.exposition.catalog import CATALOG, SPECS, MetricSpec
 from footprint.sampler import DURATION_BUCKETS, Sampler
 
@@ -134,10 +134,18 @@ def go_float(value: float) -> str:
     return floatToGoString(value)
 
 
-def _lines(prefixes: Mapping[Labels, str], series: Mapping[Labels, float], order: Iterable[Labels]) -> list[str]:
-    """`prefix value` lines, go_float inlined (a call per value was a third of a render)."""
-    return [f"{prefixes[labels]}{repr(v) if type(v := series[labels]) is float and (-INF < v < _REPR_BELOW or _REPR_FROM <= v < INF) else floatToGoString(v)}\n"  # noqa: E501
-            for labels in order]
+def _python_lines(prefixes: Mapping[Labels, str], series: Mapping[Labels, float], order: list[Labels]) -> str:
+    """`prefix value` lines of `order`, joined, go_float inlined (a call per value was a third of a render).
+    Twin of _fastledger.render_lines, which `_lines` calls where it is built."""
+    return "".join([f"{prefixes[labels]}{repr(v) if type(v := series[labels]) is float and (-INF < v < _REPR_BELOW or _REPR_FROM <= v < INF) else floatToGoString(v)}\n"  # noqa: E501
+                    for labels in order])
+
+
+def _lines(prefixes: dict[Labels, str], series: Mapping[Labels, float], order: list[Labels]) -> str:
+    """The lines of one metric: in one C call where the ledger's C twins are built (series in a dict)."""
+    if _fastledger is not None and type(series) is dict:
+        return _fastledger.render_lines(prefixes, series, order, floatToGoString)
+    return _python_lines(prefixes, series, order)
 
 
 class SortedKeys:
@@ -221,7 +229,7 @@ class LedgerRenderer:
                     out.append(f"# HELP {name} {spec.help}\n# TYPE {name} counter\n")
                     order = self._sorted.of(spec.name, series)
                     prefixes = self._prefix_table(spec, openmetrics, order)
-                    out.extend(_lines(prefixes, series, order))
+                    out.append(_lines(prefixes, series, order))
                     continue
                 if openmetrics:
                     out.append(f"# HELP {base} {spec.help}\n# TYPE {base} counter\n")
@@ -244,7 +252,7 @@ class LedgerRenderer:
                 out.append(f"# HELP {name} {spec.help}\n# TYPE {name} gauge\n")
                 order = self._sorted.of(name, gauge)
                 prefixes = self._prefix_table(spec, openmetrics, order)
-                out.extend(_lines(prefixes, gauge, order))
+                out.append(_lines(prefixes, gauge, order))
         if len(self._lines) > 4 * live + 64:  # series left (pods deleted): drop their cached lines
             self._lines.clear()
             self._prefixes.clear()
