@@ -172,3 +172,29 @@ def test_counter_values_render_as_prometheus_client_writes_them(values: list[flo
     renderer = LedgerRenderer()
     for openmetrics in (False, True):
         assert renderer.render(ledger, openmetrics).encode() == _reference(ledger, openmetrics, False)
+
+
+POD = st.sampled_from([f"pod-{i}" for i in range(6)])
+
+
+@given(st.lists(st.tuples(st.sampled_from(["add", "add_all", "remove", "sample"]), POD, st.floats(0.0, 1e7)),
+                max_size=25))
+def test_a_renderer_follows_every_series_made_and_removed(steps: list[tuple[str, str, float]]) -> None:
+    """Renders between changes reuse the sorted series and their prefixes (Ledger.layout says when series
+    were made or removed); whatever the order of additions, removals (the same count of series with
+    other labels included) and whole samples, each render is what prometheus_client writes."""
+    ledger, renderer = Ledger(), LedgerRenderer()
+    for kind, pod, amount in steps:
+        labels = ("ns", pod, "c", "training")
+        if kind == "add":
+            ledger.add(WORKLOAD_EMISSIONS, labels, amount, 1.7e9)
+        elif kind == "add_all":
+            ledger.add_all([(WORKLOAD_EMISSIONS, labels, amount, 1.7e9), (WORKLOAD_EMISSIONS, ("ns", "x", "c", "t"),
+                                                                           1.0, 1.7e9)])
+        elif kind == "remove":
+            ledger.remove(WORKLOAD_EMISSIONS, labels)
+        else:
+            with ledger.transaction():
+                ledger.remove(WORKLOAD_EMISSIONS, ("ns", "x", "c", "t"))
+                ledger.add(WORKLOAD_EMISSIONS, labels, amount, 1.7e9)
+        assert renderer.render(ledger, False).encode() == _reference(ledger, False, False)

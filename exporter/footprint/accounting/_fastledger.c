@@ -243,8 +243,9 @@ static PyObject *inner_dict(PyObject *outer, PyObject *key) {
     return inner;
 }
 
-/* One (metric, labels, amount, wall) added (0 on success, -1 with an exception set). */
-static int add_op(PyObject *totals, PyObject *created, PyObject *op) {
+/* One (metric, labels, amount, wall) added (0 on success, -1 with an exception set); *made counts the
+   series it created. */
+static int add_op(PyObject *totals, PyObject *created, PyObject *op, Py_ssize_t *made) {
     PyObject *metric = PyTuple_GET_ITEM(op, 0), *labels = PyTuple_GET_ITEM(op, 1);
     PyObject *amount = PyTuple_GET_ITEM(op, 2), *wall = PyTuple_GET_ITEM(op, 3);
     PyObject *series = inner_dict(totals, metric);
@@ -255,6 +256,7 @@ static int add_op(PyObject *totals, PyObject *created, PyObject *op) {
         if (PyErr_Occurred()) return -1;
         PyObject *when = inner_dict(created, metric);
         if (when == NULL || PyDict_SetItem(when, labels, wall)) return -1;
+        (*made)++;
         total = PyFloat_FromDouble(0.0 + PyFloat_AS_DOUBLE(amount));
     } else if (PyFloat_CheckExact(old)) {
         total = PyFloat_FromDouble(PyFloat_AS_DOUBLE(old) + PyFloat_AS_DOUBLE(amount));
@@ -267,10 +269,11 @@ static int add_op(PyObject *totals, PyObject *created, PyObject *op) {
     return failed;
 }
 
-/* apply_ops(totals, created, ops) -> bool: every (metric, labels, amount, wall) of `ops` added, as
+/* apply_ops(totals, created, ops) -> int | None: every (metric, labels, amount, wall) of `ops` added, as
    Transaction.__exit__'s loop adds them (a new series starts at 0.0 and gets its created time), when
-   every amount is a plain float that is finite and non-negative; otherwise nothing is touched and False
-   says the Python path must do it (removals, other numbers, bad amounts: it logs and drops those). */
+   every amount is a plain float that is finite and non-negative, and the number of series it created;
+   otherwise nothing is touched and None says the Python path must do it (removals, other numbers, bad
+   amounts: it logs and drops those). */
 static PyObject *apply_ops(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_Check(args[2])) {
         PyErr_SetString(PyExc_TypeError, "apply_ops(totals: dict, created: dict, ops: list)");
@@ -280,20 +283,21 @@ static PyObject *apply_ops(PyObject *Py_UNUSED(self), PyObject *const *args, Py_
     Py_ssize_t n = PyList_GET_SIZE(ops);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *op = PyList_GET_ITEM(ops, i);
-        if (!PyTuple_CheckExact(op) || PyTuple_GET_SIZE(op) != 4) Py_RETURN_FALSE;
+        if (!PyTuple_CheckExact(op) || PyTuple_GET_SIZE(op) != 4) Py_RETURN_NONE;
         PyObject *amount = PyTuple_GET_ITEM(op, 2);
-        if (!PyFloat_CheckExact(amount)) Py_RETURN_FALSE;
+        if (!PyFloat_CheckExact(amount)) Py_RETURN_NONE;
         double v = PyFloat_AS_DOUBLE(amount);
-        if (!(isfinite(v) && v >= 0)) Py_RETURN_FALSE;
+        if (!(isfinite(v) && v >= 0)) Py_RETURN_NONE;
     }
+    Py_ssize_t made = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(ops); i++) { /* re-read: a __hash__ could change the list */
         PyObject *op = PyList_GET_ITEM(ops, i);
         Py_INCREF(op);
-        int failed = add_op(totals, created, op);
+        int failed = add_op(totals, created, op, &made);
         Py_DECREF(op);
         if (failed) return NULL;
     }
-    Py_RETURN_TRUE;
+    return PyLong_FromSsize_t(made);
 }
 
 static PyObject *attr_device, *attr_source, *attr_power_watts, *attr_in_node_total, *attr_kgco2e;
@@ -584,7 +588,8 @@ static PyMethodDef methods[] = {
      "steady_deltas(readings, read_at, states, suspects, state_type, defaults, fallback) -> each steady reading's "
      "(joules, (), seconds), None from the first one the Python path must judge"},
     {"apply_ops", (PyCFunction)(void (*)(void))apply_ops, METH_FASTCALL,
-     "apply_ops(totals, created, ops) -> True once added; False: nothing touched, the Python path must add them"},
+     "apply_ops(totals, created, ops) -> the number of series created once added; None: nothing touched, the "
+     "Python path must add them"},
     {"judge_power", (PyCFunction)(void (*)(void))judge_power, METH_FASTCALL,
      "judge_power(readings, judged, seconds) -> (energy, rejected, power, node_watts), None: the Python loop's"},
     {"render_lines", (PyCFunction)(void (*)(void))render_lines, METH_FASTCALL,

@@ -323,9 +323,11 @@ class Transaction:
     def __exit__(self, *exc: object) -> None:
         self.ledger._tx = None
         ledger = self.ledger
-        if exc[0] is None and _fastledger is not None and _fastledger.apply_ops(ledger.totals, ledger.created,
-                                                                               self.ops):
-            return  # every amount a finite, non-negative float, added in C (the loop below, the same way)
+        made = None if exc[0] is not None or _fastledger is None else _fastledger.apply_ops(ledger.totals,
+                                                                                             ledger.created, self.ops)
+        if made is not None:  # every amount a finite, non-negative float, added in C (the loop below, the same way)
+            ledger.layout += made
+            return
         bad = [(m, labels, a) for m, labels, a, _ in self.ops if a is not None and not (math.isfinite(a) and a >= 0)]
         if bad or exc[0] is not None:
             self.dropped = True
@@ -346,6 +348,7 @@ class Transaction:
             if old is None:
                 old = 0.0
                 created.setdefault(metric, {})[labels] = wall
+                ledger.layout += 1
             series[labels] = old + amount
 
 
@@ -370,6 +373,8 @@ class Ledger:
         self.created: dict[str, dict[Labels, float]] = {}
         self.counters = CounterTracker()
         self._tx: Transaction | None = None
+        # Bumped whenever a series is made or removed: a renderer's sorted series stand while it holds.
+        self.layout = 0
 
     def transaction(self) -> Transaction:
         return Transaction(self)
@@ -388,7 +393,9 @@ class Ledger:
         if self._tx is not None:
             self._tx.ops.extend(ops)
             return
-        if _fastledger is not None and _fastledger.apply_ops(self.totals, self.created, ops):
+        made = None if _fastledger is None else _fastledger.apply_ops(self.totals, self.created, ops)
+        if made is not None:
+            self.layout += made
             return
         for metric, labels, amount, _ in ops:
             _refuse_bad(metric, labels, amount)
@@ -405,6 +412,7 @@ class Ledger:
         if labels not in series:
             series[labels] = 0.0
             self.created.setdefault(metric, {})[labels] = now_wall
+            self.layout += 1
         series[labels] += amount
 
     def get(self, metric: str, labels: Labels = ()) -> float:
@@ -430,5 +438,6 @@ class Ledger:
         self._remove(metric, labels)
 
     def _remove(self, metric: str, labels: Labels) -> None:
-        self.totals.get(metric, {}).pop(labels, None)
+        if self.totals.get(metric, {}).pop(labels, None) is not None:
+            self.layout += 1
         self.created.get(metric, {}).pop(labels, None)

@@ -151,19 +151,24 @@ def _lines(prefixes: dict[Labels, str], series: Mapping[Labels, float], order: l
 class SortedKeys:
     """The sorted label sets of each metric, sorted again only when the set of series changed.
 
-    Sorting thousands of label tuples on every render was a sixth of a render; comparing the key set
-    with the last one is a C-level set comparison.
+    Sorting thousands of label tuples on every render was a sixth of a render. The ledger says when its
+    series changed (`Ledger.layout`, bumped at every series made or removed): then nothing is compared;
+    other series (gauges) are compared with the last key set, a C-level set comparison.
     """
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[frozenset[Labels], list[Labels]]] = {}
+        self._seen: dict[str, tuple[frozenset[Labels], list[Labels], int | None]] = {}
 
-    def of(self, name: str, series: Mapping[Labels, float]) -> list[Labels]:
+    def of(self, name: str, series: Mapping[Labels, float], layout: int | None = None) -> list[Labels]:
         found = self._seen.get(name)
+        if found is not None and layout is not None and found[2] == layout and len(found[1]) == len(series):
+            return found[1]
         keys = series.keys()
         if found is None or found[0] != keys:
-            found = (frozenset(keys), sorted(keys))
-            self._seen[name] = found
+            found = (frozenset(keys), sorted(keys), layout)
+        else:
+            found = (found[0], found[1], layout)
+        self._seen[name] = found
         return found[1]
 
 
@@ -187,15 +192,20 @@ class LedgerRenderer:
         self._lines: dict[tuple[str, Labels, float | None, bool], tuple[str, str]] = {}
         # (metric, openmetrics) -> labels -> `name{labels} ` (no created line: the common case)
         self._prefixes: dict[tuple[str, bool], dict[Labels, str]] = {}
+        self._complete: dict[tuple[str, bool], list[Labels]] = {}  # the order each prefix table holds all of
         self._sorted = SortedKeys()
         self._order = {s.name: tuple(sorted(range(len(s.labels)), key=lambda i: s.labels[i])) for s in CATALOG}
 
-    def _prefix_table(self, spec: MetricSpec, om: bool, labels_of: Iterable[Labels]) -> dict[Labels, str]:
-        """labels -> `name{labels} ` for every series of `labels_of`, built once per series."""
-        table = self._prefixes.setdefault((spec.name, om), {})
-        for labels in labels_of:
-            if labels not in table:
-                table[labels] = self._series(spec, labels, None, om)[0]
+    def _prefix_table(self, spec: MetricSpec, om: bool, order: list[Labels]) -> dict[Labels, str]:
+        """labels -> `name{labels} ` for every series of `order`, built once per series; looked over only
+        when `order` is another list than last time (SortedKeys keeps one while the series stand)."""
+        key = (spec.name, om)
+        table = self._prefixes.setdefault(key, {})
+        if self._complete.get(key) is not order:
+            for labels in order:
+                if labels not in table:
+                    table[labels] = self._series(spec, labels, None, om)[0]
+            self._complete[key] = order
         return table
 
     def _series(self, spec: MetricSpec, labels: Labels, created: float | None, om: bool) -> tuple[str, str]:
@@ -227,7 +237,7 @@ class LedgerRenderer:
                 if not created:  # the common case: prefixes built once, keys sorted on change only
                     name = spec.name if not openmetrics else base
                     out.append(f"# HELP {name} {spec.help}\n# TYPE {name} counter\n")
-                    order = self._sorted.of(spec.name, series)
+                    order = self._sorted.of(spec.name, series, ledger.layout)
                     prefixes = self._prefix_table(spec, openmetrics, order)
                     out.append(_lines(prefixes, series, order))
                     continue
@@ -256,6 +266,7 @@ class LedgerRenderer:
         if len(self._lines) > 4 * live + 64:  # series left (pods deleted): drop their cached lines
             self._lines.clear()
             self._prefixes.clear()
+            self._complete.clear()
         return "".join(out)
 
 
