@@ -1,7 +1,9 @@
 """The optional C parts; everything else is in pyproject.toml.
 
-- footprint.meters._fastread: the meters' per-sample counter reads, all of a meter's devices in one call;
-- footprint.accounting._fastledger: the ledger's counter rule and a sample's additions.
+- footprint.meters._fastread: the meters' per-sample counter reads and readings, all of a meter's devices in
+  one call, and the cgroup walk's directory listings;
+- footprint.accounting._fastledger: the ledger's counter rule, a sample's judging, power and additions, and
+  the counters' exposition lines.
 
 `optional=True`: where no C compiler or Python headers exist, the build goes on without them and the
 exporter uses their pure-Python twins (same numbers, more CPU per sample: bench/README.md).

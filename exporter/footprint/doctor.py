@@ -24,7 +24,7 @@ def _reader() -> str:
     except ImportError:
         return ("pure Python (the optional C reader was not built at install: no C compiler or Python headers); "
                 "the same readings, at more CPU per sample")
-    return "the C reader (every GPU's and every RAPL zone's counter in one call per meter)"
+    return "the C reader (every GPU's and every RAPL zone's counter, and their readings, in one call per meter)"
 
 
 def _ledger() -> str:
@@ -32,7 +32,8 @@ def _ledger() -> str:
         from footprint.accounting import _fastledger  # noqa: F401
     except ImportError:
         return "pure Python (the optional C twins were not built at install); the same numbers, at more CPU per sample"
-    return "the C twins (a sample's steady counters judged and its additions made in one call each)"
+    return ("the C twins (a sample's steady counters judged, its power and additions made, and each counter's "
+            "exposition lines written, in one call each)")
 
 
 def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:

@@ -1,5 +1,6 @@
-/* The exporter's hot reads: the per-sample counter reads of the NVML and RAPL meters, all of a meter's
-   devices in one call, and the subdirectories of each cgroup an attribution pass walks.
+/* The exporter's hot reads: the per-sample counter reads of the NVML and RAPL meters and the readings
+   made of them, all of a meter's devices in one call, and the subdirectories of each cgroup an
+   attribution pass walks.
 
    Optional: setup.py builds it where a C compiler and Python's headers exist, and the meters fall back
    to their pure-Python reads (a ctypes call per GPU, os.pread per zone) where it is absent. It only
