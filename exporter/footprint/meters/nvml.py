@@ -480,9 +480,9 @@ class NvmlMeter:
     def _steady_read(self, now: float) -> list[Reading] | dict[int, int] | None:
         """The readings of a sample like the last, where every GPU was up on its counter (nearly every
         sample): one C call for the counters and one for the readings, each `_read_gpu`'s own (made when
-        the plan was) with this sample's energy. A dict: the
-        counters read, one of them an error (the full path takes them from there, nothing read twice);
-        None: not steady (a GPU down or set up again, gauges due), the full path reads."""
+        the plan was) with this sample's energy. A dict: the counters read, one of them an error (the
+        full path takes them from there, nothing read twice); None: not steady (a GPU down or set up
+        again, gauges due), the full path reads."""
         steady = self._steady
         if steady is None or now >= steady[2]:
             return None
