@@ -26,11 +26,11 @@ def record(h: PowerHistory, at: float, joules: float, devices: dict[tuple[str, .
 
 def test_a_point_is_the_energy_between_the_last_samples_of_two_steps_over_their_time() -> None:
     h = PowerHistory(step=10.0, points=4)
-    for at, joules in ((100.0, 0.0), (105.0, 50.0), (112.0, 190.0), (131.0, 260.0), (133.0, 280.0)):
+    for at, joules in ((100.0, 0.0), (105.0, 50.0), (112.0, 190.0), (131.0, 260.0), (134.0, 290.0)):
         record(h, at, joules)
     snap = h.snapshot()
     # 100-110: 50 J over 100-105; 110-120: 140 J over 105-112; 120-130: no sample (a gap); 130-140 in
-    # progress, after the gap: from its own first sample, 20 J over 131-133.
+    # progress, after the gap: from its own first sample, 30 J over 131-134.
     assert snap["start"] == 100.0
     assert snap["node"] == [10.0, 20.0, None, 10.0]
     assert snap["devices"] == [{"component": "gpu", "device": "0", "source": "nvml", "watts": [10.0, 20.0, None, 10.0]}]
@@ -53,6 +53,17 @@ def test_a_pause_longer_than_the_window_leaves_only_gaps_and_the_energy_it_spans
     assert h.snapshot()["node"] == [None] * 5
     record(h, 5000.5, 9004.0)
     assert h.snapshot()["node"] == [None, None, None, None, 8.0]
+
+
+def test_a_point_over_less_than_a_quarter_of_a_step_is_not_told() -> None:
+    """The two samples at start-up are a millisecond apart: the lag between a sample's reads and its mark
+    would be most of that span, so no power is told over it."""
+    h = PowerHistory(step=4.0, points=3)
+    record(h, 100.0, 0.0)
+    record(h, 100.001, 0.01)
+    assert h.snapshot()["node"] == [None]
+    record(h, 101.0, 10.0)
+    assert h.snapshot()["node"] == [10.0]
 
 
 def test_a_clock_stepped_back_never_rewrites_the_past_and_a_time_of_nan_is_dropped() -> None:
@@ -108,7 +119,7 @@ samples = st.lists(
 def test_history_matches_a_plain_model(steps: list[tuple[float, float]], step: float, points: int) -> None:
     """Whatever the timing: at most `points` points; a step's point is the energy from the last sample of
     the step before (the step's own first one after a gap or at the start) to its own last sample, over
-    the time between them (None without time between them), None for a step with no sample, and the
+    the time between them (None for less than a quarter of a step), None for a step with no sample, and the
     series ends with the step of the latest sample."""
     h = PowerHistory(step=step, points=points)
     marks: dict[int, list[tuple[float, float]]] = defaultdict(list)
@@ -127,7 +138,8 @@ def test_history_matches_a_plain_model(steps: list[tuple[float, float]], step: f
             return None
         start = marks[b - 1][-1] if marks.get(b - 1) else marks[b][0]
         end = marks[b][-1]
-        return round((end[1] - start[1]) / (end[0] - start[0]), 3) if end[0] > start[0] else None
+        seconds = end[0] - start[0]
+        return round((end[1] - start[1]) / seconds, 3) if seconds >= step / 4 and seconds > 0 else None
 
     expected = [point(b) for b in range(first, last + 1)]
     assert snap["node"] == expected

@@ -9,8 +9,9 @@ between the last sample of the step before and the last sample of this one, over
 so the steps tile time and what the chart shows is what was counted. Each sample only keeps its
 cumulative figures (one dict copy); the division happens once per step, when the next step's first
 sample closes it, or when a page asks for the step in progress. A step without samples (the exporter was
-paused) is a gap (None), and so is the step after a pause, whose energy spans the pause; so is a device
-that had no power figure in the step's last sample (down, or rejected), or that was first seen in it.
+paused) is a gap (None), and so is the step after a pause, whose energy spans the pause, a point over less
+than a quarter of a step (the first one after start-up, mostly), and a device that had no power figure
+in the step's last sample (down, or rejected) or was first seen in it.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ class Mark(NamedTuple):
     up: Collection[SeriesKey]  # the devices that had a power figure in that sample
 
 
-def _watts(joules: float, seconds: float) -> float:
-    """Mean power, NaN where it cannot be told (no time between the marks, a clock that went back)."""
-    if seconds > 0 and math.isfinite(joules) and joules >= 0:
+def _watts(joules: float, seconds: float, shortest: float) -> float:
+    """Mean power, NaN where it cannot be told: marks less than `shortest` apart (a mark is taken when a
+    sample is recorded, a little after its reads: over a millisecond, as between the two samples at
+    start-up, that lag is most of the span), a clock that went back, a count that is not one."""
+    if seconds >= shortest and seconds > 0 and math.isfinite(joules) and joules >= 0:
         return joules / seconds
     return math.nan
 
@@ -59,6 +62,7 @@ class PowerHistory:
         if not (step > 0 and math.isfinite(step)):
             raise ValueError(f"history step must be a positive number of seconds, not {step!r}")
         self.step = step
+        self.shortest = step / 4  # the least time a point is told over
         self.points = points
         self.max_series = max_series
         self._refused: set[SeriesKey] = set()
@@ -112,7 +116,7 @@ class PowerHistory:
 
     def _close(self, slot: int, opened: Mark, latest: Mark) -> None:
         seconds = latest.totals.at - opened.totals.at
-        self._node[slot] = _watts(latest.totals.energy_joules - opened.totals.energy_joules, seconds)
+        self._node[slot] = _watts(latest.totals.energy_joules - opened.totals.energy_joules, seconds, self.shortest)
         for key, joules in self._points(opened, latest).items():
             ring = self._devices.get(key)
             if ring is None:
@@ -125,13 +129,11 @@ class PowerHistory:
             if key not in latest.devices:
                 ring[slot] = math.nan
 
-    @staticmethod
-    def _points(opened: Mark, latest: Mark) -> dict[SeriesKey, float]:
+    def _points(self, opened: Mark, latest: Mark) -> dict[SeriesKey, float]:
         """Each device's mean power between two marks (NaN: not up at the later one, or new since)."""
-        seconds = latest.totals.at - opened.totals.at
-        before = opened.devices
-        return {key: _watts(joules - before[key], seconds) if key in before and key in latest.up else math.nan
-                for key, joules in latest.devices.items()}
+        seconds, before, shortest = latest.totals.at - opened.totals.at, opened.devices, self.shortest
+        return {key: _watts(joules - before[key], seconds, shortest) if key in before and key in latest.up
+                else math.nan for key, joules in latest.devices.items()}
 
     def _baselines(self, totals: Totals) -> None:
         if self.started is None:
@@ -159,7 +161,7 @@ class PowerHistory:
                 return [None if math.isnan(v) else round(v, 3) for v in values]
 
             node = _watts(latest.totals.energy_joules - opened.totals.energy_joules,
-                          latest.totals.at - opened.totals.at)
+                          latest.totals.at - opened.totals.at, self.shortest)
             rings = dict(self._devices)
             for key in now:  # seen only in the step in progress: no closed point yet
                 if key not in rings and len(rings) < self.max_series:
