@@ -195,11 +195,9 @@ class Sampler:
                     if r.key not in known:
                         self._components[(meter.name, r.device)] = r.component
             known.update(zip(keys, got, strict=True))  # each device's last good reading
-            down = meter.down_devices()
-            if down:
-                for device, reason in down.items():
-                    component = self._components.get((meter.name, device), DEFAULT_COMPONENT.get(meter.name, "cpu"))
-                    device_down[(component, device)] = reason
+            for device, reason in meter.down_devices().items():
+                component = self._components.get((meter.name, device), DEFAULT_COMPONENT.get(meter.name, "cpu"))
+                device_down[(component, device)] = reason
 
         intensity = self.grid.accounting_intensity()
         # Judged and charged in one hold of the ledger lock: whoever holds it between samples (a scrape,

@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from footprint.accounting.embodied import EmbodiedFigure, EmbodiedModel
+from footprint.accounting.embodied import EmbodiedFigure, EmbodiedModel, amortised_grams
 from footprint.accounting.ledger import Labels, Ledger, _fastledger
 from footprint.attribution.base import AnyConsumer, EnergyDelta, WorkloadShare
 from footprint.config import ConfigError, Settings
@@ -149,7 +149,7 @@ def stage_devices(stage: Callable[[tuple[str, Labels, float, float]], None], ene
             if m_per_j is not None:
                 stage((MARGINAL_EMISSIONS, key, joules * m_per_j, now_wall))
             if figure is not None and seconds > 0:
-                stage((EMBODIED, key, figure.kgco2e * 1000.0 * seconds / lifetime, now_wall))
+                stage((EMBODIED, key, amortised_grams(figure.kgco2e, seconds, lifetime), now_wall))
     return node_joules
 
 

@@ -61,4 +61,10 @@ class EmbodiedModel:
         return None
 
     def grams(self, figure: EmbodiedFigure, seconds: float) -> float:
-        return figure.kgco2e * 1000.0 * seconds / self.lifetime
+        return amortised_grams(figure.kgco2e, seconds, self.lifetime)
+
+
+def amortised_grams(kgco2e: float, seconds: float, lifetime: float) -> float:
+    """The grams of a `kgco2e` figure that `seconds` of a `lifetime` (seconds) carry, in this order of
+    operations (accounting/_fastledger.c's stage_energy computes it the same way)."""
+    return kgco2e * 1000.0 * seconds / lifetime

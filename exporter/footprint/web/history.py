@@ -115,8 +115,7 @@ class PowerHistory:
         self._bucket = bucket
 
     def _close(self, slot: int, opened: Mark, latest: Mark) -> None:
-        seconds = latest.totals.at - opened.totals.at
-        self._node[slot] = _watts(latest.totals.energy_joules - opened.totals.energy_joules, seconds, self.shortest)
+        self._node[slot] = self._node_watts(opened, latest)
         for key, joules in self._points(opened, latest).items():
             ring = self._devices.get(key)
             if ring is None:
@@ -128,6 +127,11 @@ class PowerHistory:
         for key, ring in self._devices.items():
             if key not in latest.devices:
                 ring[slot] = math.nan
+
+    def _node_watts(self, opened: Mark, latest: Mark) -> float:
+        """The node's mean power between two marks."""
+        return _watts(latest.totals.energy_joules - opened.totals.energy_joules, latest.totals.at - opened.totals.at,
+                      self.shortest)
 
     def _points(self, opened: Mark, latest: Mark) -> dict[SeriesKey, float]:
         """Each device's mean power between two marks (NaN: not up at the later one, or new since)."""
@@ -160,8 +164,7 @@ class PowerHistory:
                 values.append(current)
                 return [None if math.isnan(v) else round(v, 3) for v in values]
 
-            node = _watts(latest.totals.energy_joules - opened.totals.energy_joules,
-                          latest.totals.at - opened.totals.at, self.shortest)
+            node = self._node_watts(opened, latest)
             rings = dict(self._devices)
             for key in now:  # seen only in the step in progress: no closed point yet
                 if key not in rings and len(rings) < self.max_series:
