@@ -13,6 +13,10 @@ does). Here cpu.stat is rewritten in place, one pwrite of the whole text (trunca
 shorter), so a kept descriptor sees it change as it would on a node. Unlike the kernel, a kept
 descriptor of a removed container still reads its last text, where a kernel read fails with ENODEV:
 the exporter closes the descriptors of containers its scan no longer finds, so either reads as gone.
+A directory's link count is 2 + its subdirectories here (tmpfs, ext4) as on kernfs, which sets it from
+the node's subdirectory count at each stat (fs/kernfs/inode.c, kernfs_refresh_inode): the exporter's
+scan lists a pod's directory again when it moves. Its mtime moves here when a child is made, where a
+kernel's cgroup directory keeps the time it was made: nothing may rest on it.
 `FakeProcfs`: `/proc/stat` (N CPUs), `/proc/meminfo`, `/proc/cpuinfo` (enough for the estimate
 meter's psutil), and `/proc/<pid>/{stat,cgroup,comm}` for processes the test adds.
 """

@@ -659,6 +659,24 @@ def test_a_cgroup_vanishing_mid_read_loses_only_that_interval(make_node: MakeNod
     assert_conserved(node)
 
 
+def test_a_container_restarted_in_its_pod_is_read_once_the_api_server_lists_it(make_node: MakeNode) -> None:
+    """A restart between two passes removes one cgroup and makes another in the pod's directory, so its
+    link count stands and the scan would keep the old container (cgroups.ContainerScan): the API server
+    listing an id the scan did not find sends it through every directory, in that same pass."""
+    node = make_node()
+    pod = cpu_pod("web-0", 3)
+    node.start_pod(pod)
+    node.step({container_id(33): 1.0})
+    node.cg.remove_container(container_id(33))
+    node.cg.add_container(pod.uid, container_id(43))
+    pod.containers = [("app", "nginx:1.27", container_id(43))]
+    node.publish()
+    node.attributor.refresh()
+    node.step({container_id(43): 1.0})
+    assert node.workload("web-0", "cpu") == pytest.approx(2 * 100.0 / CPUS)
+    assert_conserved(node)
+
+
 def test_kubernetes_a_pass_without_usage_usec_carries_the_container_over(make_node: MakeNode) -> None:
     node = make_node()
     node.start_pod(cpu_pod("web-0", 3))

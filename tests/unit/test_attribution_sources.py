@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 from urllib.error import HTTPError
 
 import pytest
@@ -22,7 +23,7 @@ from footprint.attribution.podresources import (
 )
 from footprint.attribution.processes import UNREADABLE, read_stat
 from footprint.attribution.workload import classify_pod
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.cgroupfs import CgroupTree, FakeProcfs, container_id
@@ -243,6 +244,106 @@ def test_scan_finds_containers_of_a_nested_kubelet(tmp_path: Path) -> None:
     assert cgroups.container_id_of([*pod.relative_to(tmp_path).parts, scope.name]) == container_id(5)
 
 
+def _pod_uid(n: int) -> str:
+    return f"{n:08d}-0000-0000-0000-000000000000"  # a pod uid, 36 characters
+
+
+def test_a_pod_directory_is_listed_again_only_when_its_link_count_moves_or_it_is_forgotten(tmp_path: Path) -> None:
+    tree = CgroupTree(tmp_path)
+    a, b, c = (str(tree.add_container(_pod_uid(1), container_id(n))) for n in (1, 2, 3))
+    scan = cgroups.ContainerScan(str(tmp_path))
+    assert scan.scan() == {container_id(1): a, container_id(2): b, container_id(3): c}
+    d = str(tree.add_container(_pod_uid(1), container_id(4)))  # one more subdirectory: listed again
+    assert scan.scan() == {container_id(1): a, container_id(2): b, container_id(3): c, container_id(4): d}
+    tree.remove_container(container_id(2))
+    assert container_id(2) not in (scan.scan() or {})
+    # A restart in one pass: one container gone, one made, the count as it was. The scan still tells
+    # the old one (as remembered) until the caller finds it gone and forgets it.
+    tree.remove_container(container_id(3))
+    e = str(tree.add_container(_pod_uid(1), container_id(5)))
+    assert scan.scan() == {container_id(1): a, container_id(3): c, container_id(4): d}
+    scan.forget(c)
+    assert scan.scan() == {container_id(1): a, container_id(4): d, container_id(5): e}
+    assert scan.scan(full=True) == cgroups.scan_containers(str(tmp_path))
+
+
+def test_every_few_scans_lists_every_pod_directory(tmp_path: Path) -> None:
+    tree = CgroupTree(tmp_path)
+    tree.add_container(_pod_uid(1), container_id(1))
+    scan = cgroups.ContainerScan(str(tmp_path))
+    scan.scan()
+    tree.remove_container(container_id(1))
+    new = str(tree.add_container(_pod_uid(1), container_id(2)))  # unseen: the count stands
+    seen = [container_id(2) in (scan.scan() or {}) for _ in range(cgroups.ContainerScan.FULL_SCAN_EVERY)]
+    assert seen == [False] * (cgroups.ContainerScan.FULL_SCAN_EVERY - 2) + [True, True]
+    assert scan.scan() == {container_id(2): new}
+
+
+@settings(max_examples=25)  # each example makes a cgroup tree of ~60 files a directory
+@given(steps=st.lists(st.tuples(st.sampled_from(["add", "remove", "swap"]), st.integers(0, 3), st.integers(1, 12)),
+                      max_size=10))
+def test_a_scan_after_forgetting_what_vanished_finds_what_a_full_scan_finds(
+        tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, int, int]]) -> None:
+    """The attributor's use: scan, forget each reported container whose directory is gone (its read
+    fails), scan again; that second scan equals a walk of every directory, whatever was made and removed."""
+    root = tmp_path_factory.mktemp("cg")
+    tree = CgroupTree(root)
+    scan = cgroups.ContainerScan(str(root))
+    pods: dict[int, set[int]] = {}
+    for op, pod, n in steps:
+        cid = pod * 100 + n
+        here = pods.setdefault(pod, set())
+        if op in ("remove", "swap") and here:
+            gone = min(here)
+            tree.remove_container(container_id(gone))
+            here.discard(gone)
+        if op in ("add", "swap") and cid not in here:
+            tree.add_container(_pod_uid(pod), container_id(cid), qos=("burstable", "guaranteed")[pod % 2])
+            here.add(cid)
+        for path in (scan.scan() or {}).values():
+            if not os.path.isdir(path):
+                scan.forget(path)
+        assert scan.scan() == cgroups.scan_containers(str(root))
+
+
+def _writable_kernel_cgroup() -> Path | None:
+    """A cgroup directory of a kernel's cgroup filesystem (v2 or v1) this process may make children in."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in mounts:
+        fields = line.split(" - ")
+        if len(fields) == 2 and fields[1].split()[0] in ("cgroup2", "cgroup"):
+            mount = Path(line.split()[4])
+            if os.access(mount, os.W_OK):
+                return mount
+    return None
+
+
+def test_a_kernel_cgroup_directorys_link_count_follows_its_children() -> None:
+    """What ContainerScan rests on, on this machine's kernel (no fake): kernfs gives a cgroup directory
+    st_nlink = 2 + its subdirectories, so making or removing a child cgroup changes it."""
+    mount = _writable_kernel_cgroup()
+    if mount is None:
+        pytest.skip("no kernel cgroup hierarchy this process may write here")
+    parent = Path(tempfile.mkdtemp(prefix="footprint-nlink-", dir=mount))  # a cgroup: its own interface files
+    try:
+        counts = [parent.stat().st_nlink]
+        (parent / "a").mkdir()
+        counts.append(parent.stat().st_nlink)
+        (parent / "b").mkdir()
+        counts.append(parent.stat().st_nlink)
+        (parent / "a").rmdir()
+        counts.append(parent.stat().st_nlink)
+        assert counts == [2, 3, 4, 3]
+    finally:
+        for child in ("a", "b"):
+            if (parent / child).exists():
+                (parent / child).rmdir()
+        parent.rmdir()
+
+
 # --- the counter files' parsers, on anything ------------------------------------------------------
 
 
@@ -261,11 +362,21 @@ def test_cpu_stat_usage_is_the_number_or_nothing(tmp_path_factory: pytest.TempPa
 @given(texts=st.lists(st.lists(st.binary(max_size=60) | st.integers(0, 10**19).map(
     lambda n: b"usage_usec %d\nuser_usec 1\n" % n), min_size=3, max_size=3), min_size=1, max_size=4),
        budget=st.integers(0, 3))
-def test_kept_cpu_stat_files_read_what_opening_them_reads(tmp_path_factory: pytest.TempPathFactory,
-                                                          texts: list[list[bytes]], budget: int) -> None:
+@pytest.mark.parametrize("c_reader", [True, False])
+def test_kept_cpu_stat_files_read_what_opening_them_reads(
+        tmp_path_factory: pytest.TempPathFactory, texts: list[list[bytes]], budget: int, c_reader: bool) -> None:
     """Kept open and read again at offset 0 (or, past the budget, opened for the read), each pass gives
     what a fresh open gives, whatever the file holds and however it changed since (rewritten in place,
-    as a kernel's cgroup file is the same file for the cgroup's life)."""
+    as a kernel's cgroup file is the same file for the cgroup's life); through the C reader's
+    `read_field` where it is built, and through the Python path."""
+    if c_reader and cgroups._fastread is None:
+        pytest.skip("the C reader is not built here")
+    with mock.patch.object(cgroups, "_fastread", cgroups._fastread if c_reader else None):
+        _kept_files_read_as_opened(tmp_path_factory, texts, budget)
+
+
+def _kept_files_read_as_opened(tmp_path_factory: pytest.TempPathFactory, texts: list[list[bytes]],
+                               budget: int) -> None:
     root = tmp_path_factory.mktemp("cg")
     dirs = [root / str(i) for i in range(3)]
     for d in dirs:

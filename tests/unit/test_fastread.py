@@ -97,6 +97,55 @@ def test_read_decimals_reads_in_place_and_hands_over_what_it_cannot_read(tmp_pat
         fastread.read_decimals([0])  # type: ignore[arg-type]
 
 
+CPU_STAT_TAIL = st.sampled_from([b"\nuser_usec 1\nsystem_usec 2\n", b"\n", b"", b"7\n", b" \n", b"\x00\n"])
+CPU_STAT = st.one_of(
+    st.builds(lambda head, n, tail: head + b"usage_usec " + str(n).encode() + tail,
+              st.sampled_from([b"", b"x", b"usage_usec \n", b"usage_usec"]), st.integers(0, 10**21), CPU_STAT_TAIL),
+    st.binary(max_size=80), st.from_regex(rb"\A(usage_usec [\s0-9a-f+-]{0,24}\n?){0,2}\Z"))
+
+
+@needs_reader
+@settings(max_examples=300, deadline=None)
+@given(content=CPU_STAT)
+def test_read_field_gives_the_python_paths_value_or_hands_over(tmp_path_factory: pytest.TempPathFactory,
+                                                                content: bytes) -> None:
+    """A number only where cgroups.usage_usec reads that number; None hands the file to it; and a plain
+    number of at most 18 digits is always read here."""
+    path = tmp_path_factory.mktemp("cg") / "cpu.stat"
+    path.write_bytes(content)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        (got,) = fastread.read_field((fd,), b"usage_usec ")
+    finally:
+        os.close(fd)
+    python = cgroups.usage_usec(content)
+    if got is not None:
+        assert got == python
+    start = content.find(b"usage_usec ") + 11
+    if python is not None and len(content[start:content.find(b"\n", start)]) <= 18:
+        assert got == python
+
+
+@needs_reader
+def test_read_field_hands_over_what_it_cannot_read(tmp_path: Path) -> None:
+    live, directory = tmp_path / "cpu.stat", tmp_path / "dir"
+    live.write_bytes(b"usage_usec 4711\nuser_usec 4000\n")
+    directory.mkdir()
+    fds = [os.open(p, os.O_RDONLY) for p in (live, directory)]
+    try:
+        assert fastread.read_field((fds[0], fds[1], -1), b"usage_usec ") == (4711, None, None)
+        assert fastread.read_field((fds[0],), b"user_usec ") == (4000,)
+        assert fastread.read_field((fds[0],), b"system_usec ") == (None,)
+        assert fastread.read_field((), b"usage_usec ") == ()
+    finally:
+        for fd in fds:
+            os.close(fd)
+    with pytest.raises(ValueError, match="not a file descriptor"):
+        fastread.read_field((2**40,), b"usage_usec ")
+    with pytest.raises(ValueError, match="1-64 bytes"):
+        fastread.read_field((0,), b"")
+
+
 @pytest.fixture
 def scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Scenario]]:
     preload()

@@ -61,35 +61,105 @@ def kubepods_roots(cgroup_root: str) -> list[str]:
 
 
 def scan_containers(cgroup_root: str) -> dict[str, str] | None:
-    """Container id -> its cgroup directory, for every pod container on this node.
+    """Container id -> its cgroup directory, for every pod container on this node, every directory
+    listed (ContainerScan lists each pod's directory only when it changed).
 
     None when no kubepods hierarchy exists under `cgroup_root` (wrong --path.cgroup, or not a node).
-    It runs every attribution pass over hundreds of directories, each holding ~60 interface files
-    beside its children (cpu.stat, memory.max...): only the subdirectories' names are read (`subdirs`),
-    each name judged once per process (`_name_kind`). (A directory's mtime cannot tell that nothing
-    changed: a kernel's cgroup directory keeps it when a child is made, seen on 6.18.)
     """
-    roots = kubepods_roots(cgroup_root)
-    if not roots:
-        return None
-    found: dict[str, str] = {}
+    return ContainerScan(cgroup_root).scan()
+
+
+class ContainerScan:
+    """The node's pod containers, found by walking the kubepods tree, each pod's directory listed again
+    only when it may have changed.
+
+    A pass walks hundreds of directories, each holding ~60 interface files beside its children (cpu.stat,
+    memory.max...): only the subdirectories' names are read (`subdirs`), each name judged once per
+    process (`_name_kind`). The kubepods and QoS levels are listed every scan (pods come and go there);
+    a pod's directory is listed again only when
+    - its link count changed: a directory's st_nlink is 2 + its subdirectories on kernfs (set from the
+      node's subdirectory count at every stat, kernfs_refresh_inode) as on tmpfs, so a container made or
+      removed there changes it (checked on this kernel: tests/unit/test_attribution_sources.py). Its
+      mtime cannot tell: a kernel's cgroup directory keeps the time it was made when a child is made
+      or removed (seen on 6.18);
+    - `forget()` named one of its containers (its cgroup vanished: a restart may have made a new one
+      in its place between two scans, leaving the count as it was);
+    - the caller asks for a full scan (`scan(full=True)`: the API server lists a container id the last
+      scan did not find), or FULL_SCAN_EVERY scans have passed since the last full one.
+    So a pass stats ~200 pod directories where it listed them (bench/README.md, seventh pass).
+    """
+
+    FULL_SCAN_EVERY = 12  # scans; a minute at the default 5 s attribution interval
+
+    def __init__(self, cgroup_root: str) -> None:
+        self.cgroup_root = cgroup_root
+        self._pods: dict[str, tuple[int, dict[str, str]]] = {}  # pod directory -> (st_nlink, its containers)
+        self._since_full = 0
+
+    def scan(self, full: bool = False) -> dict[str, str] | None:
+        roots = kubepods_roots(self.cgroup_root)
+        if not roots:
+            self._pods.clear()
+            return None
+        self._since_full += 1
+        if full or self._since_full >= self.FULL_SCAN_EVERY:
+            self._pods.clear()
+            self._since_full = 0
+        found: dict[str, str] = {}
+        pods: dict[str, tuple[int, dict[str, str]]] = {}
+        kinds, known = _NAME_KINDS, self._pods
+        stack: list[tuple[str, int]] = [(root, 0) for root in roots]
+        while stack:
+            directory, depth = stack.pop()
+            try:
+                names = subdirs(directory)
+            except OSError:  # removed while we looked
+                continue
+            for name in names:
+                kind, cid = kinds.get(name) or _name_kind(name)
+                if kind == _SCOPE:
+                    found[cid] = f"{directory}/{name}"
+                elif kind == _POD and depth < MAX_DEPTH:
+                    path = f"{directory}/{name}"
+                    try:
+                        links = os.stat(path, follow_symlinks=False).st_nlink
+                    except OSError:  # removed while we looked
+                        continue
+                    pod = known.get(path)
+                    if pod is None or pod[0] != links:  # new, or a container made or removed in it
+                        pod = (links, _pod_containers(path, depth + 1))
+                    pods[path] = pod
+                    found.update(pod[1])
+                elif kind == _DESCEND and depth < MAX_DEPTH:
+                    stack.append((f"{directory}/{name}", depth + 1))
+        self._pods = pods
+        return found
+
+    def forget(self, cgroup_dir: str) -> None:
+        """This container's cgroup is gone: list its pod's directory again at the next scan (rare: a
+        search, not an index kept up at every scan)."""
+        for pod in [p for p in self._pods if cgroup_dir.startswith(p + "/")]:
+            del self._pods[pod]
+
+
+def _pod_containers(pod_dir: str, depth: int) -> dict[str, str]:
+    """The containers in a pod's directory (and below it, down to MAX_DEPTH), by id."""
+    containers: dict[str, str] = {}
     kinds = _NAME_KINDS
-    stack: list[tuple[str, int, bool]] = [(root, 0, False) for root in roots]
+    stack = [(pod_dir, depth)]
     while stack:
-        directory, depth, in_pod = stack.pop()
+        directory, level = stack.pop()
         try:
             names = subdirs(directory)
         except OSError:  # removed while we looked: the pod is going away
             continue
         for name in names:
             kind, cid = kinds.get(name) or _name_kind(name)
-            if kind == _OTHER:
-                continue
-            if kind == _SCOPE or (kind == _BARE and in_pod):
-                found[cid] = f"{directory}/{name}"
-            elif kind >= _DESCEND and depth < MAX_DEPTH:
-                stack.append((f"{directory}/{name}", depth + 1, kind == _POD))
-    return found
+            if kind == _SCOPE or (kind == _BARE and level == depth):  # a bare id only as the pod's child
+                containers[cid] = f"{directory}/{name}"
+            elif kind >= _DESCEND and level < MAX_DEPTH:
+                stack.append((f"{directory}/{name}", level + 1))
+    return containers
 
 
 def subdirs(directory: str) -> list[str]:
@@ -178,23 +248,28 @@ class CpuStatFiles:
         self._fds: dict[str, int] = {}  # cgroup directory -> its cpu.stat
 
     def read(self, cgroup_dirs: list[str]) -> list[int | None]:
-        """Each cgroup's `usage_usec` (None: unreadable now, as cpu_usage_usec says)."""
+        """Each cgroup's `usage_usec` (None: unreadable now, as cpu_usage_usec says): every kept file in
+        one C call where it is built; what it cannot read plainly, by the Python path."""
         fds = self._fds
         if len(fds) > len(cgroup_dirs) or any(d not in fds for d in cgroup_dirs):
             self._keep(cgroup_dirs)
-        out: list[int | None] = []
-        for d in cgroup_dirs:
-            fd = fds.get(d)
-            if fd is None:
-                out.append(cpu_usage_usec(d))
-                continue
-            try:
-                out.append(usage_usec(os.pread(fd, 4096, 0)))
-            except OSError:  # removed (ENODEV), or any other failure: opened afresh next time
-                del fds[d]
-                os.close(fd)
-                out.append(cpu_usage_usec(d))
-        return out
+        if _fastread is None:
+            return [self._read_one(d) for d in cgroup_dirs]
+        got = _fastread.read_field(tuple([fds.get(d, -1) for d in cgroup_dirs]), b"usage_usec ")
+        if None not in got:
+            return list(got)
+        return [self._read_one(d) if v is None else v for d, v in zip(cgroup_dirs, got, strict=True)]
+
+    def _read_one(self, cgroup_dir: str) -> int | None:
+        fd = self._fds.get(cgroup_dir)
+        if fd is None:
+            return cpu_usage_usec(cgroup_dir)
+        try:
+            return usage_usec(os.pread(fd, 4096, 0))
+        except OSError:  # removed (ENODEV), or any other failure: opened afresh next time
+            del self._fds[cgroup_dir]
+            os.close(fd)
+            return cpu_usage_usec(cgroup_dir)
 
     def _keep(self, cgroup_dirs: list[str]) -> None:
         """Descriptors for these cgroups only: the others' closed, new ones opened while the budget lasts."""

@@ -4,7 +4,8 @@ The rules (energy is conserved: what no container gets is exported as unattribut
 - CPU and DRAM (every `cpu` and `dram` device, RAPL package or estimate): a container gets
   delta x (its CPU time in the window, from `usage_usec` in its cgroup's cpu.stat) / (online CPUs x
   window seconds). The window is --attribution.interval (see base.py), so the tree is scanned and
-  the cpu.stat files read once per window, not once per sample. Idle capacity, the kernel, system
+  the cpu.stat files read once per window, not once per sample; a pod's directory is listed again
+  only when it may have changed (cgroups.ContainerScan). Idle capacity, the kernel, system
   daemons and pause containers stay unattributed.
   DRAM follows CPU time because per-container memory energy is not measurable.
 - GPU held exclusively (its plain UUID, or an unpartitioned AMD GPU's PCI address, is in exactly one
@@ -113,6 +114,8 @@ class KubernetesAttributor:
         self._pods: list[PodInfo] = []
         self._listed = False  # the API server answered at least once
         self.cpu_time: CpuTimeBook[str] = CpuTimeBook(1e6)  # container id -> usage_usec
+        self.containers = cgroups.ContainerScan(self.cgroup_root)
+        self._missing: set[str] = set()  # container ids the API server lists and the last scan did not find
         self.cpu_stats = cgroups.CpuStatFiles()  # each container's cpu.stat, kept open
         self.skipped: Counter[tuple[str, str]] = Counter(
             {(source, reason): 0 for source, reasons in (("apiserver", SKIP_REASONS), ("podresources", ("malformed",)))
@@ -208,7 +211,13 @@ class KubernetesAttributor:
     def _cpu_fractions(self, snap: PodIndex, seconds: float) -> dict[Consumer, float]:
         """Each known container's CPU time since the last split over the machine's CPU capacity
         (the counter rules, bad reads included, are in cputime.py)."""
-        found = cgroups.scan_containers(self.cgroup_root)
+        found = self.containers.scan()
+        if found is not None:
+            missing = snap.by_container_id.keys() - found.keys()
+            if not missing <= self._missing:  # listed by the API server, not found: look everywhere
+                found = self.containers.scan(full=True)
+                missing = snap.by_container_id.keys() - (found or {}).keys()
+            self._missing = missing
         if found is None:
             self._set_up("cgroup", False, FileNotFoundError(f"no kubepods cgroups under {self.cgroup_root}"))
             self.cpu_time.clear()
@@ -220,6 +229,8 @@ class KubernetesAttributor:
         for cid, path, value in zip(found, paths, self.cpu_stats.read(paths), strict=True):
             if value is not None or os.path.isdir(path):  # a vanished cgroup is gone, not unreadable
                 reads[cid] = value
+            else:
+                self.containers.forget(path)  # its pod may hold a new one (a restart): listed next pass
         used = self.cpu_time.deltas(reads, max(seconds, 0.0), self.cpus)
         self._asked &= reads.keys()
         fractions: dict[Consumer, float] = defaultdict(float)
