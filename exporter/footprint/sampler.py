@@ -12,12 +12,10 @@ nothing; 0 attributes every sample.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from operator import attrgetter
@@ -30,7 +28,7 @@ from footprint.attribution.base import Attributor
 from footprint.exposition.catalog import REJECTED_METRIC
 from footprint.grid.base import IntensityReading
 from footprint.meters.base import Meter, MeterError, Reading
-from footprint.worker import Worker
+from footprint.worker import Worker, collector_paused
 
 log = logging.getLogger("footprint.sampler")
 
@@ -41,18 +39,6 @@ _EMPTY: Mapping[Any, Any] = MappingProxyType({})  # shared by every sample that 
 _KEY = attrgetter("key")
 
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """gc off for a block, back on after (unless it was off already: someone else's choice)."""
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
 
 
 class IntensitySource(Protocol):
@@ -259,12 +245,10 @@ class Sampler:
         """One attribution pass over the window: split it (outside the lock: it reads cgroups, /proc,
         NVML), then charge the shares and empty the window in one step under the lock.
 
-        The cyclic garbage collector is paused for the pass: it makes thousands of short-lived tuples
-        (shares, additions) that refcounting frees, and the collections they set off only traverse
-        them (7 % of a pass's instructions with 200 pods: bench/README.md)."""
+        The cyclic garbage collector is paused for the pass (worker.collector_paused)."""
         assert self.attributor is not None and self.window is not None
         seconds = 0.0 if self._window_opened is None else now - self._window_opened
-        with _collector_paused():
+        with collector_paused():
             try:
                 shares = self.attributor.split(self.window.deltas(), seconds)
             except Exception:

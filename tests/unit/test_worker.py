@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import subprocess
+import sys
 import threading
 
-from footprint.worker import Worker
+from footprint import cli
+from footprint.worker import Worker, collector_paused
 
 WAIT = 5.0  # generous bound for a thread to react; the tests never measure time
 
@@ -70,3 +74,34 @@ def test_join_without_start_and_a_step_that_outlives_the_timeout() -> None:
     assert not w.stop(timeout=0.0)  # still inside the step: said, not hidden
     release.set()
     assert w.join(WAIT)
+
+
+def test_the_collector_stays_paused_until_the_last_overlapping_block_ends() -> None:
+    """An attribution pass and a pod-list refresh overlap on two threads: the first to end must not turn
+    the collector back on under the other; and a collector someone had turned off stays off."""
+    assert gc.isenabled()
+    first, second = collector_paused(), collector_paused()
+    first.__enter__()
+    second.__enter__()
+    assert not gc.isenabled()
+    first.__exit__(None, None, None)
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_the_running_exporter_freezes_its_start_up_and_collects_young_objects_seldom() -> None:
+    """What cli.run does once the exporter has started, in a process of its own (a frozen object is
+    never freed, so never in this test process)."""
+    code = ("import gc; from footprint import cli; cli._keep_start_up_out_of_collections(); "
+            "print(gc.get_freeze_count(), gc.get_threshold()[0])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) > 10_000  # the modules, classes and functions start-up made
+    assert int(out[1]) == cli.YOUNG_COLLECTION_THRESHOLD > 700

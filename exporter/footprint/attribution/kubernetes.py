@@ -45,7 +45,7 @@ from footprint.attribution.consumers import ConsumerBook, health, split_deltas
 from footprint.attribution.cputime import CpuTimeBook
 from footprint.attribution.podresources import PodResources, PodResourcesClient, allocation_keys, gpu_uuid
 from footprint.config import Settings
-from footprint.worker import Worker
+from footprint.worker import Worker, collector_paused
 
 log = logging.getLogger("footprint.attribution.kubernetes")
 
@@ -128,7 +128,12 @@ class KubernetesAttributor:
     # --- background: pod list and GPU allocations -------------------------------------------------
 
     def refresh(self) -> None:
-        """List pods and pod resources once and publish a new snapshot. Never raises."""
+        """List pods and pod resources once and publish a new snapshot, the collector paused (the
+        PodList's JSON is tens of thousands of objects for 200 pods). Never raises."""
+        with collector_paused():
+            self._refresh()
+
+    def _refresh(self) -> None:
         try:
             pods, skipped = parse_pods(self.api.list_pods(), self.label_key)
             self._pods = pods
