@@ -6,7 +6,7 @@ it says so: `rule` the verdict of `_python_rule` (floats anywhere, NaN and infin
 `delta()` reading by reading, over streams with glitches, restarts, first sights, odd ceilings and
 ranges; `apply_ops`, through a transaction, the same totals, created times and dropped flag as the Python
 loop; `judge_power` what `sampler.power_of` gives; `stage_energy` the additions and node joules of
-`accountant.stage_devices`. Everything else in tests/unit that judges or charges runs both ways (the
+`accountant.stage_devices`; `stage_shares` the additions and joules handed out of `accountant.stage_shares`. Everything else in tests/unit that judges or charges runs both ways (the
 `ledger_path` fixture).
 """
 
@@ -245,6 +245,43 @@ def test_a_samples_device_additions_in_c_match_the_python_loop(
     expected: list[tuple[str, tuple[str, ...], float | None, float]] = [("before", (), 1.0, 0.0)]
     node = stage_devices(expected.append, energy, figures, lifetime, g_per_j, m_per_j, seconds, 5.0)
     assert repr((got, ops)) == repr((node, expected))
+
+
+# --- stage_shares: an attribution pass's additions for one device ---------------------------------------
+
+
+@needs_twins
+@settings(max_examples=300)
+@given(picks=st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["cpu", "dram", "gpu"]), ODD), max_size=12),
+       scale=ODD, g_per_j=ODD, fresh=st.booleans())
+def test_a_devices_share_additions_in_c_match_the_python_loop(
+        picks: list[tuple[int, str, float]], scale: float, g_per_j: float, fresh: bool) -> None:
+    """Containers and process groups alike, each consumer met more than once (its energy labels made on
+    first sight, in either loop, then reused), joules and factors of any float or an int now and then."""
+    from footprint.accounting.accountant import stage_shares
+    from footprint.attribution.base import Consumer, ProcessGroup, WorkloadShare
+
+    def consumers() -> list[Consumer | ProcessGroup]:
+        return [Consumer("ml", "bert-0", "pytorch", "training"), Consumer("ml", "bert-0", "logger", "unknown"),
+                Consumer("serve", "llm-0", "vllm", "inference"), ProcessGroup("slurm-job-7")]
+
+    def shares(made: list[Consumer | ProcessGroup]) -> list[WorkloadShare]:
+        return [WorkloadShare(made[i], component, "0", joules) for i, component, joules in picks]  # type: ignore[arg-type]
+
+    ops: list[tuple[str, tuple[str, ...], float, float]] = [("before", (), 1.0, 0.0)]
+    mine = consumers()
+    if not fresh:
+        for consumer in mine:
+            consumer.energy_labels("cpu")
+    got = fast.stage_shares(ops, shares(mine), scale, g_per_j, 5.0)
+    floats_only = plain(scale, g_per_j, *(j for _, _, j in picks))
+    if got is None:  # handed back with nothing staged: a number that is not a plain float
+        assert ops == [("before", (), 1.0, 0.0)]
+        assert not floats_only
+        return
+    expected: list[tuple[str, tuple[str, ...], float, float]] = [("before", (), 1.0, 0.0)]
+    attributed = stage_shares(expected.append, shares(consumers()), scale, g_per_j, 5.0)
+    assert repr((got, ops)) == repr((attributed, expected))
 
 
 # --- render_lines: a metric's exposition lines --------------------------------------------------------

@@ -4,13 +4,14 @@
    Optional, like the meters' C reader: setup.py builds it where a C compiler and Python's headers
    exist, and the Python code it stands in for runs where it is absent. Every function is an exact twin
    of Python code kept beside its caller (ledger.py: `_rule`, `CounterTracker.delta`, the addition loop
-   of `Transaction.__exit__`; sampler.power_of; accountant.stage_devices; exposition/metrics.py:
+   of `Transaction.__exit__`; sampler.power_of; accountant.stage_devices and stage_shares; exposition/metrics.py:
    `_python_lines`), checked against it by hypothesis properties (tests/unit/test_fastledger.py), and
    hands anything unusual (a removal, a number that is not a plain float, a first sight) back to it.
 
    Why: at 1 Hz every sample runs with cold caches, and the rule, the per-device loops and the ~40
    additions of a sample were most of the sampler's Python bytecode; on a scrape, formatting each value
-   in Python was most of a render (bench/README.md). */
+   in Python was most of a render; with 200 pods, staging ~4,800 additions a fifth of an attribution
+   pass (bench/README.md). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -504,6 +505,75 @@ done:
     return out;
 }
 
+static PyObject *attr_energy_series, *attr_energy_labels, *attr_energy_metric, *attr_emissions_metric, *attr_labels;
+
+/* The labels of a consumer's energy series for `component`: consumer.energy_series.get(component) or
+   consumer.energy_labels(component), as the Python loop says it (a new reference, NULL on error). */
+static PyObject *energy_labels_of(PyObject *consumer, PyObject *component) {
+    PyObject *made = PyObject_GetAttr(consumer, attr_energy_series);
+    if (made == NULL) return NULL;
+    PyObject *found = PyDict_Check(made) ? PyDict_GetItemWithError(made, component) : NULL; /* borrowed */
+    Py_DECREF(made);
+    if (found != NULL) {
+        int truth = PyObject_IsTrue(found);
+        if (truth < 0) return NULL;
+        if (truth) return Py_NewRef(found);
+    } else if (PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyObject_CallMethodOneArg(consumer, attr_energy_labels, component);
+}
+
+/* stage_shares(ops, shares, scale, g_per_j, now_wall) -> joules handed out | None: accountant.stage_shares
+   line for line, onto `ops`: for each (consumer, component, device, joules) share, j = joules * scale
+   added to the sum, then (consumer.energy_metric, its energy labels, j, now_wall) and
+   (consumer.emissions_metric, consumer.labels, j * g_per_j, now_wall). None, with nothing staged: a
+   share or number that is not a plain 4-tuple or float; the Python loop stages that device. */
+static PyObject *stage_shares(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "stage_shares(ops: list, shares: list, scale, g_per_j, now_wall)");
+        return NULL;
+    }
+    if (!PyFloat_CheckExact(args[2]) || !PyFloat_CheckExact(args[3])) Py_RETURN_NONE;
+    PyObject *ops = args[0], *shares = args[1], *wall = args[4];
+    double scale = PyFloat_AS_DOUBLE(args[2]), g_per_j = PyFloat_AS_DOUBLE(args[3]), attributed = 0.0;
+    PyObject *staged = PyList_New(0), *out = NULL;
+    if (staged == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(shares); i++) {
+        PyObject *share = PyList_GET_ITEM(shares, i);
+        if (!PyTuple_Check(share) || PyTuple_GET_SIZE(share) != 4 || !PyFloat_CheckExact(PyTuple_GET_ITEM(share, 3)))
+            goto python;
+        PyObject *consumer = PyTuple_GET_ITEM(share, 0), *component = PyTuple_GET_ITEM(share, 1);
+        double j = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(share, 3)) * scale;
+        attributed += j;
+        PyObject *labels = energy_labels_of(consumer, component);
+        if (labels == NULL) goto error;
+        PyObject *energy_metric = PyObject_GetAttr(consumer, attr_energy_metric);
+        int failed = energy_metric == NULL || stage(staged, energy_metric, labels, j, wall);
+        Py_DECREF(labels);
+        Py_XDECREF(energy_metric);
+        if (failed) goto error;
+        PyObject *emissions_metric = PyObject_GetAttr(consumer, attr_emissions_metric);
+        PyObject *own = emissions_metric == NULL ? NULL : PyObject_GetAttr(consumer, attr_labels);
+        failed = own == NULL || stage(staged, emissions_metric, own, j * g_per_j, wall);
+        Py_XDECREF(emissions_metric);
+        Py_XDECREF(own);
+        if (failed) goto error;
+    }
+    Py_ssize_t at = PyList_GET_SIZE(ops);
+    if (PyList_SetSlice(ops, at, at, staged)) goto error; /* ops.extend(staged) */
+    out = PyFloat_FromDouble(attributed);
+    goto done;
+python:
+    out = Py_NewRef(Py_None);
+    goto done;
+error:
+    out = NULL;
+done:
+    Py_DECREF(staged);
+    return out;
+}
+
 /* A growing byte buffer for render_lines. */
 typedef struct {
     char *data;
@@ -594,6 +664,8 @@ static PyMethodDef methods[] = {
      "judge_power(readings, judged, seconds) -> (energy, rejected, power, node_watts), None: the Python loop's"},
     {"render_lines", (PyCFunction)(void (*)(void))render_lines, METH_FASTCALL,
      "render_lines(prefixes, series, order, go_float) -> the `prefix value` lines of `order`, joined"},
+    {"stage_shares", (PyCFunction)(void (*)(void))stage_shares, METH_FASTCALL,
+     "stage_shares(ops, shares, scale, g_per_j, now_wall) -> joules handed out, or None for the Python loop"},
     {"stage_energy", (PyCFunction)(void (*)(void))stage_energy, METH_FASTCALL,
      "stage_energy(ops, energy, figures, lifetime, g_per_j, m_per_j, seconds, now_wall, names) -> node joules, "
      "None: nothing staged, the Python loop's"},
@@ -627,6 +699,9 @@ PyMODINIT_FUNC PyInit__fastledger(void) {
         intern(&attr_max_watts, "max_watts") || intern(&attr_component, "component") ||
         intern(&attr_device, "device") || intern(&attr_source, "source") || intern(&attr_power_watts, "power_watts") ||
         intern(&attr_in_node_total, "in_node_total") || intern(&attr_kgco2e, "kgco2e") ||
+        intern(&attr_energy_series, "energy_series") || intern(&attr_energy_labels, "energy_labels") ||
+        intern(&attr_energy_metric, "energy_metric") || intern(&attr_emissions_metric, "emissions_metric") ||
+        intern(&attr_labels, "labels") ||
         (empty_tuple = PyTuple_New(0)) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module);
