@@ -97,6 +97,8 @@ class EstimateMeter:
         now = self.clock()
         dt, self._last = max(now - self._last, 0.0), now
         covered = self.covered()
+        if covered.issuperset(self.devices):  # RAPL reads them all (a node with RAPL, every sample)
+            return []
         todo = [key for key in self.devices if key not in covered]
         utilisation = self._utilisation() if any(c == "cpu" for c, _ in todo) else 0.0
         share = 1.0 / len(self.packages)
