@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, os.environ.get("BENCH_EXPORTER_DIR") or str(Path(__file__).resolve().parents[1]
                                                                       / "exporter"))
 
-from footprint import config
+from footprint import cli, config
 from footprint.app import Exporter
 
 try:
@@ -59,6 +59,9 @@ def main() -> int:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     exporter.start()
+    settle = getattr(cli, "keep_start_up_out_of_collections", None)  # as footprint-exporter does (absent before)
+    if settle is not None:
+        settle()
     fresh.start()
     done.wait()
     fresh.stop()

@@ -98,7 +98,7 @@ def run(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     exporter.start()
-    _keep_start_up_out_of_collections()
+    keep_start_up_out_of_collections()
     exporter.wait()
     return 0
 
@@ -106,7 +106,7 @@ def run(settings: Settings) -> int:
 YOUNG_COLLECTION_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
 
 
-def _keep_start_up_out_of_collections() -> None:
+def keep_start_up_out_of_collections() -> None:
     """What start-up made (modules, classes, meters, the restored ledger) lives as long as the process:
     frozen, no later cyclic collection traverses it again (gc.freeze, as long-running servers do); and
     young collections come every 20,000 container allocations, not every 700 (about every 10 samples,

@@ -6,7 +6,8 @@ it says so: `rule` the verdict of `_python_rule` (floats anywhere, NaN and infin
 `delta()` reading by reading, over streams with glitches, restarts, first sights, odd ceilings and
 ranges; `apply_ops`, through a transaction, the same totals, created times and dropped flag as the Python
 loop; `judge_power` what `sampler.power_of` gives; `stage_energy` the additions and node joules of
-`accountant.stage_devices`; `stage_shares` the additions and joules handed out of `accountant.stage_shares`. Everything else in tests/unit that judges or charges runs both ways (the
+`accountant.stage_devices`; `stage_shares` the additions and joules handed out of
+`accountant.stage_shares`. Everything else in tests/unit that judges or charges runs both ways (the
 `ledger_path` fixture).
 """
 

@@ -100,7 +100,7 @@ def test_the_collector_stays_paused_until_the_last_overlapping_block_ends() -> N
 def test_the_running_exporter_freezes_its_start_up_and_collects_young_objects_seldom() -> None:
     """What cli.run does once the exporter has started, in a process of its own (a frozen object is
     never freed, so never in this test process)."""
-    code = ("import gc; from footprint import cli; cli._keep_start_up_out_of_collections(); "
+    code = ("import gc; from footprint import cli; cli.keep_start_up_out_of_collections(); "
             "print(gc.get_freeze_count(), gc.get_threshold()[0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert int(out[0]) > 10_000  # the modules, classes and functions start-up made

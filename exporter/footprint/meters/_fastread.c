@@ -96,6 +96,36 @@ static long long plain_decimal(const char *s, ssize_t len) {
     return i == len ? v : -1;
 }
 
+/* The descriptors of a tuple of ints into fd[] (-1: not open, its read fails and the entry is None):
+   0, or -1 with ValueError naming `who`. */
+static int descriptors(PyObject *fds, int *fd, const char *who) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fds); i++) {
+        long v = PyLong_AsLong(PyTuple_GET_ITEM(fds, i));
+        if (v == -1 && PyErr_Occurred()) return -1;
+        if (v < -1 || v > INT32_MAX) {
+            PyErr_Format(PyExc_ValueError, "%s: not a file descriptor", who);
+            return -1;
+        }
+        fd[i] = (int)v;
+    }
+    return 0;
+}
+
+/* A tuple of the n values, None for each negative one (a new reference, NULL on error). */
+static PyObject *values_or_none(const long long *value, Py_ssize_t n) {
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = value[i] < 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(value[i]);
+        if (item == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, item);
+    }
+    return out;
+}
+
 static PyObject *read_decimals(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *fds;
     if (!PyArg_ParseTuple(args, "O!:read_decimals", &PyTuple_Type, &fds)) return NULL;
@@ -111,15 +141,7 @@ static PyObject *read_decimals(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        long v = PyLong_AsLong(PyTuple_GET_ITEM(fds, i));
-        if (v == -1 && PyErr_Occurred()) goto done;
-        if (v < -1 || v > INT32_MAX) { /* -1: not open; its pread fails, and the entry is None */
-            PyErr_SetString(PyExc_ValueError, "read_decimals: not a file descriptor");
-            goto done;
-        }
-        fd[i] = (int)v;
-    }
+    if (descriptors(fds, fd, "read_decimals")) goto done;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
         char buf[READ_BYTES];
@@ -127,22 +149,7 @@ static PyObject *read_decimals(PyObject *Py_UNUSED(self), PyObject *args) {
         value[i] = got <= 0 ? -1 : plain_decimal(buf, got);
     }
     Py_END_ALLOW_THREADS
-    out = PyTuple_New(n);
-    if (out == NULL) goto done;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item;
-        if (value[i] < 0) {
-            item = Py_None;
-            Py_INCREF(item);
-        } else {
-            item = PyLong_FromLongLong(value[i]);
-        }
-        if (item == NULL) {
-            Py_CLEAR(out);
-            goto done;
-        }
-        PyTuple_SET_ITEM(out, i, item);
-    }
+    out = values_or_none(value, n);
 done:
     PyMem_Free(fd);
     PyMem_Free(value);
@@ -191,31 +198,14 @@ static PyObject *read_field(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        long v = PyLong_AsLong(PyTuple_GET_ITEM(fds, i));
-        if (v == -1 && PyErr_Occurred()) goto done;
-        if (v < -1 || v > INT32_MAX) {
-            PyErr_SetString(PyExc_ValueError, "read_field: not a file descriptor");
-            goto done;
-        }
-        fd[i] = (int)v;
-    }
+    if (descriptors(fds, fd, "read_field")) goto done;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
         ssize_t got = fd[i] < 0 ? -1 : pread(fd[i], buf, FIELD_BYTES, 0);
         value[i] = got <= 0 ? -1 : field_value(buf, got, key, key_len);
     }
     Py_END_ALLOW_THREADS
-    out = PyTuple_New(n);
-    if (out == NULL) goto done;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = value[i] < 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(value[i]);
-        if (item == NULL) {
-            Py_CLEAR(out);
-            goto done;
-        }
-        PyTuple_SET_ITEM(out, i, item);
-    }
+    out = values_or_none(value, n);
 done:
     PyMem_Free(fd);
     PyMem_Free(value);
