@@ -267,7 +267,7 @@ def test_a_devices_share_additions_in_c_match_the_python_loop(
                 Consumer("serve", "llm-0", "vllm", "inference"), ProcessGroup("slurm-job-7")]
 
     def shares(made: list[Consumer | ProcessGroup]) -> list[WorkloadShare]:
-        return [WorkloadShare(made[i], component, "0", joules) for i, component, joules in picks]  # type: ignore[arg-type]
+        return [WorkloadShare(made[i], component, "0", joules) for i, component, joules in picks]
 
     ops: list[tuple[str, tuple[str, ...], float, float]] = [("before", (), 1.0, 0.0)]
     mine = consumers()
