@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 
 try:  # the optional C reader (meters/_fastread.c): a directory's subdirectories without a string per file
     from footprint.meters import _fastread
@@ -105,33 +106,22 @@ class ContainerScan:
         if full or self._since_full >= self.FULL_SCAN_EVERY:
             self._pods.clear()
             self._since_full = 0
-        found: dict[str, str] = {}
+        known = self._pods
         pods: dict[str, tuple[int, dict[str, str]]] = {}
-        kinds, known = _NAME_KINDS, self._pods
-        stack: list[tuple[str, int]] = [(root, 0) for root in roots]
-        while stack:
-            directory, depth = stack.pop()
+
+        def pod_containers(path: str, depth: int) -> dict[str, str] | None:
+            """A pod directory's containers: remembered while its link count stands, else listed."""
             try:
-                names = subdirs(directory)
+                links = os.stat(path, follow_symlinks=False).st_nlink
             except OSError:  # removed while we looked
-                continue
-            for name in names:
-                kind, cid = kinds.get(name) or _name_kind(name)
-                if kind == _SCOPE:
-                    found[cid] = f"{directory}/{name}"
-                elif kind == _POD and depth < MAX_DEPTH:
-                    path = f"{directory}/{name}"
-                    try:
-                        links = os.stat(path, follow_symlinks=False).st_nlink
-                    except OSError:  # removed while we looked
-                        continue
-                    pod = known.get(path)
-                    if pod is None or pod[0] != links:  # new, or a container made or removed in it
-                        pod = (links, _pod_containers(path, depth + 1))
-                    pods[path] = pod
-                    found.update(pod[1])
-                elif kind == _DESCEND and depth < MAX_DEPTH:
-                    stack.append((f"{directory}/{name}", depth + 1))
+                return None
+            pod = known.get(path)
+            if pod is None or pod[0] != links:  # new, or a container made or removed in it
+                pod = (links, _walk([(path, depth, True)]))
+            pods[path] = pod
+            return pod[1]
+
+        found = _walk([(root, 0, False) for root in roots], pod_containers)
         self._pods = pods
         return found
 
@@ -142,24 +132,31 @@ class ContainerScan:
             del self._pods[pod]
 
 
-def _pod_containers(pod_dir: str, depth: int) -> dict[str, str]:
-    """The containers in a pod's directory (and below it, down to MAX_DEPTH), by id."""
-    containers: dict[str, str] = {}
+def _walk(stack: list[tuple[str, int, bool]],
+          pod_containers: Callable[[str, int], dict[str, str] | None] | None = None) -> dict[str, str]:
+    """The containers below each (directory, depth, is a pod's directory) of `stack`, by id: scopes
+    anywhere, a bare id only as a pod directory's child, down to MAX_DEPTH. `pod_containers`, where
+    given, answers for each pod directory met instead of walking it (None: it vanished meanwhile)."""
+    found: dict[str, str] = {}
     kinds = _NAME_KINDS
-    stack = [(pod_dir, depth)]
     while stack:
-        directory, level = stack.pop()
+        directory, depth, in_pod = stack.pop()
         try:
             names = subdirs(directory)
         except OSError:  # removed while we looked: the pod is going away
             continue
         for name in names:
             kind, cid = kinds.get(name) or _name_kind(name)
-            if kind == _SCOPE or (kind == _BARE and level == depth):  # a bare id only as the pod's child
-                containers[cid] = f"{directory}/{name}"
-            elif kind >= _DESCEND and level < MAX_DEPTH:
-                stack.append((f"{directory}/{name}", level + 1))
-    return containers
+            if kind == _OTHER:
+                continue
+            if kind == _SCOPE or (kind == _BARE and in_pod):
+                found[cid] = f"{directory}/{name}"
+            elif kind >= _DESCEND and depth < MAX_DEPTH:
+                if kind == _POD and pod_containers is not None:
+                    found.update(pod_containers(f"{directory}/{name}", depth + 1) or {})
+                else:
+                    stack.append((f"{directory}/{name}", depth + 1, kind == _POD))
+    return found
 
 
 def subdirs(directory: str) -> list[str]:
