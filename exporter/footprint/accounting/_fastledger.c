@@ -421,6 +421,14 @@ static int stage(PyObject *ops, PyObject *metric, PyObject *labels, double amoun
     return failed;
 }
 
+/* What a staging loop made, handed over whole: ops.extend(staged), then `result` as a float (a new
+   reference; NULL with an exception set). */
+static PyObject *staged_then(PyObject *ops, PyObject *staged, double result) {
+    Py_ssize_t at = PyList_GET_SIZE(ops);
+    if (PyList_SetSlice(ops, at, at, staged)) return NULL;
+    return PyFloat_FromDouble(result);
+}
+
 /* stage_energy(ops, energy, figures, lifetime, g_per_j, m_per_j, seconds, now_wall, names) -> node joules | None:
    the device loop of Accountant.account (accountant.stage_devices, line for line) staged onto `ops`:
    for each (reading, joules) its energy, and for a reading in the node total its emissions, its marginal
@@ -491,9 +499,7 @@ static PyObject *stage_energy(PyObject *Py_UNUSED(self), PyObject *const *args, 
         Py_DECREF(key);
         if (failed) goto error;
     }
-    Py_ssize_t at = PyList_GET_SIZE(ops);
-    if (PyList_SetSlice(ops, at, at, staged)) goto error; /* ops.extend(staged) */
-    out = PyFloat_FromDouble(node);
+    out = staged_then(ops, staged, node);
     goto done;
 python:
     out = Py_NewRef(Py_None);
@@ -560,9 +566,7 @@ static PyObject *stage_shares(PyObject *Py_UNUSED(self), PyObject *const *args, 
         Py_XDECREF(own);
         if (failed) goto error;
     }
-    Py_ssize_t at = PyList_GET_SIZE(ops);
-    if (PyList_SetSlice(ops, at, at, staged)) goto error; /* ops.extend(staged) */
-    out = PyFloat_FromDouble(attributed);
+    out = staged_then(ops, staged, attributed);
     goto done;
 python:
     out = Py_NewRef(Py_None);
