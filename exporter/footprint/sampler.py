@@ -142,6 +142,9 @@ class Sampler:
         self._last_sample: float | None = None
         self._known_devices: dict[tuple[str, str], Reading] = {}
         self._components: dict[tuple[str, str], str] = {}  # (meter, device) -> component
+        # The devices the last sample read, in order, where every meter was up in it (else None): a sample
+        # that reads the same with every meter up again is like it (see _read_meters).
+        self._steady_keys: tuple[tuple[str, str], ...] | None = None
         self._worker = Worker("sampler", self._tick)
         self._next_at = 0.0
 
@@ -152,39 +155,7 @@ class Sampler:
         seconds = 0.0 if self._last_sample is None else now - self._last_sample
         self._last_sample = now
 
-        readings: list[Reading] = []
-        read_at: list[float] = []  # when each reading was taken (its meter's read returned)
-        meter_up: dict[str, bool] = {}
-        device_down: dict[tuple[str, str], str] = {}
-        for meter in self.meters:
-            was_up = self.state.meter_up.get(meter.name, True)
-            try:
-                got = meter.read()
-                meter_up[meter.name] = True
-                if not was_up:
-                    log.info("meter recovered", extra={"meter": meter.name})
-            except MeterError as exc:
-                got = []
-                meter_up[meter.name] = False
-                if was_up:
-                    log.warning("meter down: %s", exc, extra={"meter": meter.name})
-            except Exception:  # a bug in one meter must not stop the others
-                got = []
-                meter_up[meter.name] = False
-                if was_up:
-                    log.exception("meter failed", extra={"meter": meter.name})
-            readings.extend(got)
-            read_at.extend([self.clock()] * len(got))
-            known, keys = self._known_devices, list(map(_KEY, got))
-            if not known.keys() >= set(keys):  # a first sight: which component a down device of this meter is
-                for r in got:
-                    if r.key not in known:
-                        self._components[(meter.name, r.device)] = r.component
-            known.update(zip(keys, got, strict=True))  # each device's last good reading
-            for device, reason in meter.down_devices().items():
-                component = self._components.get((meter.name, device), DEFAULT_COMPONENT.get(meter.name, "cpu"))
-                device_down[(component, device)] = reason
-
+        readings, read_at, meter_up, device_down, lost = self._read_meters()
         intensity = self.grid.accounting_intensity()
         # Judged and charged in one hold of the ledger lock: whoever holds it between samples (a scrape,
         # the checkpoint writer) sees counter baselines and totals of the same sample boundary.
@@ -198,13 +169,76 @@ class Sampler:
         duration, took = self.duration, time.perf_counter() - started
         duration.counts[bisect_left(duration.buckets, took)] += 1  # the first bucket with took <= bound, else +Inf
         duration.total += took
-        lost: Mapping[tuple[str, str], Reading] = _EMPTY  # every known device read now
-        if len(readings) != len(self._known_devices):  # a device is read at most once a sample
-            read_now = {r.key for r in readings}
-            lost = {k: r for k, r in self._known_devices.items() if k not in read_now}
         self.state = _sample((tuple(readings), meter_up, device_down, intensity, self.state.samples + 1,
                               power, node_watts, lost, tuple(self.duration.counts), self.duration.total))
         self.on_sample()
+
+    def _read_meters(self) -> tuple[list[Reading], list[float], Mapping[str, bool], Mapping[tuple[str, str], str],
+                                    Mapping[tuple[str, str], Reading]]:
+        """Every meter's readings, each with when its meter's read returned; which meters are up, the devices
+        down, and the devices known but not read now with their last good readings. In a sample like the
+        last (every meter up again, the same devices read: nearly every sample) the last sample's maps stand
+        and the bookkeeping of first sights and lost devices is skipped; the known readings are brought up
+        to date only when that changes (the last sample's readings are then the newest of each device)."""
+        readings: list[Reading] = []
+        read_at: list[float] = []
+        counts: list[int] = []  # readings of each meter, in order (0: down)
+        last = self.state
+        failed: list[str] = []  # the meters whose read raised
+        for meter in self.meters:
+            try:
+                got = meter.read()
+            except Exception as exc:  # a bug in one meter must not stop the others
+                got = []
+                failed.append(meter.name)
+                if last.meter_up.get(meter.name, True):
+                    if isinstance(exc, MeterError):
+                        log.warning("meter down: %s", exc, extra={"meter": meter.name})
+                    else:
+                        log.error("meter failed", exc_info=exc, extra={"meter": meter.name})
+            readings += got
+            read_at += [self.clock()] * len(got)
+            counts.append(len(got))
+        keys = tuple(map(_KEY, readings))
+        if not failed and keys == self._steady_keys:
+            meter_up, lost = last.meter_up, last.lost_devices
+        else:
+            meter_up, lost = self._note_devices(readings, keys, counts, failed)
+        device_down: Mapping[tuple[str, str], str] = _EMPTY
+        for meter in self.meters:
+            down = meter.down_devices()
+            if down:
+                device_down = dict(device_down)
+                for device, reason in down.items():
+                    component = self._components.get((meter.name, device), DEFAULT_COMPONENT.get(meter.name, "cpu"))
+                    device_down[(component, device)] = reason
+        return readings, read_at, meter_up, device_down, lost
+
+    def _note_devices(self, readings: list[Reading], keys: tuple[tuple[str, str], ...], counts: list[int],
+                      failed: list[str]) -> tuple[dict[str, bool], Mapping[tuple[str, str], Reading]]:
+        """A sample unlike the last: which meters are up (a recovery is logged), first sights (the
+        component a device of that meter is when it is down), each known device's last good reading,
+        and those known but not read now."""
+        last = self.state
+        meter_up = {meter.name: meter.name not in failed for meter in self.meters}
+        for name, up in meter_up.items():
+            if up and not last.meter_up.get(name, True):
+                log.info("meter recovered", extra={"meter": name})
+        known = self._known_devices
+        known.update(zip(map(_KEY, last.readings), last.readings, strict=True))  # the newest, as steady ones left them
+        at = 0
+        for meter, n in zip(self.meters, counts, strict=True):
+            for r in readings[at:at + n]:
+                if r.key not in known:
+                    self._components[(meter.name, r.device)] = r.component
+            at += n
+        known.update(zip(keys, readings, strict=True))
+        self._steady_keys = keys if not failed else None
+        lost: Mapping[tuple[str, str], Reading] = _EMPTY  # every known device read now
+        if len(readings) != len(known):  # a device is read at most once a sample
+            read_now = set(keys)
+            lost = {k: r for k, r in known.items() if k not in read_now}
+        return meter_up, lost
 
     def _judge(self, readings: list[Reading], read_at: list[float], seconds: float) -> Judgement:
         """Every reading's delta, judged against its device's ceiling over the real time since its
