@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pytest
 from footprint import config
 from footprint.accounting.accountant import Accountant
 from footprint.accounting.ledger import Ledger
-from footprint.meters.base import MeterError, Reading
+from footprint.meters.base import Meter, MeterError, Reading
 from footprint.sampler import DEFAULT_COMPONENT, Sampler
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -33,13 +34,14 @@ DEVICES = {"nvml": [("gpu", "0"), ("gpu", "1")], "rapl": [("cpu", "package-0"), 
 # Reads are drawn three times as often as failures, and each turn of all three meters is taken one to
 # three samples running: runs of samples alike are the case the sampler takes a short way through.
 reads = st.tuples(st.frozensets(st.integers(0, 1)), st.frozensets(st.integers(0, 1)))
+Turn = str | tuple[frozenset[int], frozenset[int]]
 turn = st.one_of(reads, reads, reads, st.sampled_from(["error", "bug"]))
 
 
 class ScriptedMeter:
     def __init__(self, name: str) -> None:
         self.name = name
-        self.script: str | tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
+        self.script: Turn = (frozenset(), frozenset())
         self.down: Mapping[str, str] = {}
         self.energy = 0.0
         self.last_read: list[Reading] = []  # what the last read returned
@@ -63,17 +65,22 @@ class ScriptedMeter:
     def down_devices(self) -> Mapping[str, str]:
         return self.down
 
+    def doctor_lines(self) -> list[str]:
+        return []
+
     def close(self) -> None:
         pass
 
 
 @settings(max_examples=150)
 @given(st.lists(st.tuples(st.tuples(turn, turn, turn), st.integers(1, 3)), min_size=1, max_size=8))
-def test_state_is_the_plain_rule_every_sample(tmp_path_factory, runs) -> None:  # type: ignore[no-untyped-def]
+def test_state_is_the_plain_rule_every_sample(
+        tmp_path_factory: pytest.TempPathFactory,
+        runs: list[tuple[tuple[Turn, Turn, Turn], int]]) -> None:
     meters = [ScriptedMeter(name) for name in DEVICES]
     settings_ = config.load([f"--path.procfs={tmp_path_factory.mktemp('proc')}"], env={})
     ticks = iter(float(k) for k in range(10_000))
-    sampler = Sampler(meters, Ledger(), Accountant(settings_), FixedGrid(300.0, "DE"), 1.0,
+    sampler = Sampler(list[Meter](meters), Ledger(), Accountant(settings_), FixedGrid(300.0, "DE"), 1.0,
                       clock=lambda: next(ticks), wall=lambda: 1.7e9)
     known: dict[tuple[str, str], Reading] = {}
     components: dict[tuple[str, str], str] = {}
