@@ -308,6 +308,25 @@ def test_a_metrics_lines_in_c_match_the_python_lines(series: dict[tuple[str, ...
 
 
 @needs_twins
+@settings(max_examples=500)
+@given(values=st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.floats(1e6, 1e16)
+                       | st.sampled_from([1e6, 1e16, 1234567.0, 1000000.5, 9999999999999998.0]), max_size=12))
+def test_every_float_is_written_in_c_as_floattogostring_does(values: list[float]) -> None:
+    """Floats never go back to Python, not even the 1e6 to 1e16 that floatToGoString writes with an exponent
+    (every energy counter of a long-running exporter): the callback here fails if called."""
+    from prometheus_client.utils import floatToGoString
+
+    def called(value: float) -> str:
+        raise AssertionError(f"{value!r} went to the Python formatter")
+
+    series = {(str(i),): v for i, v in enumerate(values)}
+    order = sorted(series)
+    prefixes = {labels: "m " for labels in order}
+    want = "".join(f"m {floatToGoString(series[labels])}\n" for labels in order)
+    assert fast.render_lines(prefixes, series, order, called) == want
+
+
+@needs_twins
 def test_render_lines_raises_as_the_python_lines_do() -> None:
     from footprint.exposition.metrics import _python_lines
     from prometheus_client.utils import floatToGoString

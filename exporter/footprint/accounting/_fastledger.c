@@ -601,10 +601,42 @@ static int put(buffer *b, const char *bytes, size_t n) {
     return 0;
 }
 
+/* A float as prometheus_client's floatToGoString writes it: +Inf, -Inf and NaN by name; `repr` (shortest
+   round trip, PyOS_double_to_string 'r'), except from 1e6 up to 1e16, where repr has no exponent yet and Go
+   has: the digits with the point after the first, trailing zeros and point dropped, then e+ and the
+   exponent in two digits (1234567.5 -> 1.2345675e+06). Energy counters pass 1e6 J within hours, so this
+   is most values of a long-running exporter. */
+static int put_go_float(buffer *b, double v) {
+    if (isnan(v)) return put(b, "NaN", 3);
+    if (v == INFINITY) return put(b, "+Inf", 4);
+    if (v == -INFINITY) return put(b, "-Inf", 4);
+    char *digits = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (digits == NULL) return -1;
+    int failed;
+    const char *dot = strchr(digits, '.');
+    size_t whole = dot == NULL ? 0 : (size_t)(dot - digits);
+    if (v >= 1e6 && v < 1e16 && whole > 6 && whole < 20 && strchr(digits, 'e') == NULL) {
+        char text[64];
+        size_t n = 0, fraction = strlen(dot + 1);
+        text[n++] = digits[0];
+        text[n++] = '.';
+        memcpy(text + n, digits + 1, whole - 1);
+        n += whole - 1;
+        memcpy(text + n, dot + 1, fraction);
+        n += fraction;
+        while (n > 0 && (text[n - 1] == '0' || text[n - 1] == '.')) n--;
+        n += (size_t)snprintf(text + n, sizeof text - n, "e+%02d", (int)whole - 1);
+        failed = put(b, text, n);
+    } else {
+        failed = put(b, digits, strlen(digits));
+    }
+    PyMem_Free(digits);
+    return failed;
+}
+
 /* render_lines(prefixes, series, order, go_float) -> str: for each labels of `order`, prefixes[labels],
    the value series[labels] as prometheus_client's floatToGoString writes it, and a newline; the twin of
-   exposition.metrics._lines joined. A plain float in the range where floatToGoString is `repr` is
-   written here as float.__repr__ does (PyOS_double_to_string, 'r'); any other value by `go_float`. */
+   exposition.metrics._lines joined. A float is written here (put_go_float); any other value by `go_float`. */
 static PyObject *render_lines(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_Check(args[2])) {
         PyErr_SetString(PyExc_TypeError, "render_lines(prefixes: dict, series: dict, order: list, go_float)");
@@ -630,11 +662,8 @@ static PyObject *render_lines(PyObject *Py_UNUSED(self), PyObject *const *args, 
         int failed = text == NULL || put(&b, text, (size_t)n);
         Py_DECREF(prefix);
         if (!failed) {
-            double v = PyFloat_CheckExact(value) ? PyFloat_AS_DOUBLE(value) : NAN;
-            if (PyFloat_CheckExact(value) && ((-INFINITY < v && v < 1e6) || (1e16 <= v && v < INFINITY))) {
-                char *digits = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-                failed = digits == NULL || put(&b, digits, strlen(digits));
-                PyMem_Free(digits);
+            if (PyFloat_CheckExact(value)) {
+                failed = put_go_float(&b, PyFloat_AS_DOUBLE(value));
             } else {
                 PyObject *formatted = PyObject_CallOneArg(go_float, value);
                 text = formatted != NULL && PyUnicode_Check(formatted) ? PyUnicode_AsUTF8AndSize(formatted, &n) : NULL;
