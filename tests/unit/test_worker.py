@@ -32,6 +32,33 @@ def test_a_long_sleep_is_cut_by_wake_and_by_stop() -> None:
     assert len(calls) == 2 and w.stopping
 
 
+def test_wakes_during_a_step_are_kept_and_count_as_one() -> None:
+    """A wake that arrives while a step runs cuts the sleep after it short (none is lost between the wait
+    and a clear), and several such wakes are one: one more step, then the step's own sleep holds."""
+    steps: list[int] = []
+    inside, release = threading.Event(), threading.Event()
+    ended = threading.Semaphore(0)
+
+    def step() -> None:  # None: sleep until woken
+        steps.append(len(steps))
+        if len(steps) == 1:
+            inside.set()
+            release.wait(WAIT)
+        ended.release()
+
+    w = Worker("t", step)
+    w.start()
+    assert inside.wait(WAIT)
+    w.wake()
+    w.wake()  # a second wake while one is pending: no error, no second step for it
+    release.set()
+    assert ended.acquire(timeout=WAIT)  # the first step
+    assert ended.acquire(timeout=WAIT)  # the pending wake's step, though nobody woke it since
+    assert not ended.acquire(timeout=0.2)  # and no third: the two wakes were one
+    assert w.stop(timeout=WAIT)
+    assert steps == [0, 1]
+
+
 def test_none_sleeps_until_woken_and_stop_runs_no_further_step() -> None:
     calls: list[int] = []
     w = Worker("t", lambda: calls.append(1))  # returns None: sleep until woken
