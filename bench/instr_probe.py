@@ -3,7 +3,7 @@
 `python bench/instr_probe.py MARKS_SO SAMPLES RENDERS -- <exporter flags>` builds the exporter's parts
 from the flags exactly as `footprint-exporter` does (nothing started: no HTTP server, no sampler
 thread), samples until its series hold still, then counts two sections with the marks library (bench/callgrind_marks.c):
-`sample` (SAMPLES calls of the sampler's own `sample()`, the whole per-sample path: meters, ledger,
+`sample` (SAMPLES calls of the sampler's own `sample()`, SETTLE apart, the whole per-sample path: meters, ledger,
 accountant, attribution when its interval is 0) and `render` (RENDERS renders of the exposition, each
 after marking it stale, as every scrape after a sample pays). Prints one JSON line: the series count.
 With pods, the kubelet/API refresh runs once before the sections, as the exporter's background thread would.
@@ -22,6 +22,8 @@ sys.path.insert(0, os.environ.get("BENCH_EXPORTER_DIR") or str(Path(__file__).re
 
 from footprint import config
 from footprint.app import Exporter
+
+SETTLE = 0.15  # seconds before each counted sample: longer than one step of the RAPL fixture (0.1 s)
 
 
 def lines(body: bytes) -> int:
@@ -48,8 +50,11 @@ def main() -> int:
         exposition.invalidate()
         counts.append(lines(exposition.render()))
         time.sleep(interval)
+    # Each sample after the fixtures' counters moved (the RAPL fixture advances at 10 Hz), as at 1 Hz: back
+    # to back, a sample would find RAPL unchanged and take the path that checks the file was not replaced.
     marks.fp_section_begin()
     for _ in range(samples):
+        time.sleep(SETTLE)
         sampler.sample()
     marks.fp_section_end(b"sample")
     exposition.invalidate()
