@@ -12,10 +12,10 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 from footprint import __version__
@@ -73,6 +73,11 @@ class PageFigures(NamedTuple):
     today: Totals
 
 
+_totals = partial(tuple.__new__, Totals)
+_mark = partial(tuple.__new__, Mark)
+_figures = partial(tuple.__new__, PageFigures)
+
+
 @dataclass
 class LiveView:
     """Summary and history of this exporter, for the live page and its JSON API."""
@@ -86,8 +91,7 @@ class LiveView:
     runs: RecentRuns = field(default_factory=lambda: RecentRuns(""))
     started_at: float = field(default_factory=time.time)
     wall: Callable[[], float] = time.time
-    _snapshot: PageFigures | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _snapshot: PageFigures | None = None  # replaced whole, never changed: a request reads it without a lock
 
     def sampled(self) -> None:
         """After each sample (sampler thread): record its power and totals, as one snapshot. A bug here
@@ -98,26 +102,22 @@ class LiveView:
             log.exception("live page: recording the sample failed")
 
     def _record(self) -> None:
+        """The tuples are made by tuple.__new__: a NamedTuple's own __new__ is a Python frame each, and
+        this runs every second on cold caches."""
         state: Sample = self.sampler.state
         at = self.wall()
         ledger = self.ledger
         with ledger.lock:
-            totals = Totals(at, ledger.get(NODE_ENERGY), ledger.get(NODE_EMISSIONS))
+            totals = _totals((at, ledger.get(NODE_ENERGY), ledger.get(NODE_EMISSIONS)))
             devices = dict(ledger.series(ENERGY))  # one C-level copy: the history divides once a step
             since = ledger.created_series(NODE_ENERGY).get(())
             embodied = float(sum(ledger.series(EMBODIED).values()))
-        node_watts = state.node_watts
-        self.history.record(Mark(totals, devices, state.power))
-        started, today = self.history.started, self.history.day_start
+        started, today = self.history.record(_mark((totals, devices, state.power)))
         assert started is not None and today is not None  # set by the record above
-        snap = PageFigures(state.samples, at, node_watts, state, totals, since,
-                           embodied, started, today)
-        with self._lock:
-            self._snapshot = snap
+        self._snapshot = _figures((state.samples, at, state.node_watts, state, totals, since, embodied, started, today))
 
     def summary(self) -> dict[str, Any]:
-        with self._lock:
-            snap = self._snapshot
+        snap = self._snapshot
         now = self.wall()
         out: dict[str, Any] = {
             "version": API_VERSION,

@@ -82,13 +82,14 @@ class PowerHistory:
         """Device series refused because MAX_SERIES were held."""
         return len(self._refused)
 
-    def record(self, mark: Mark) -> None:
+    def record(self, mark: Mark) -> tuple[Totals | None, Totals | None]:
         """One sample (at mark.totals.at): the step in progress ends at it for now; closing the step
         before when it is the first of a new one. A sample without a finite time is dropped; a wall
-        clock stepped backwards keeps adding to the step in progress, never rewriting the past."""
+        clock stepped backwards keeps adding to the step in progress, never rewriting the past.
+        Returns the since-start and since-midnight baselines after it."""
         wall = mark.totals.at
         if not math.isfinite(wall):
-            return
+            return self.started, self.day_start
         bucket = math.floor(wall / self.step)
         with self._lock:
             if self._bucket is None:
@@ -97,6 +98,7 @@ class PowerHistory:
                 self._advance(bucket, mark)
             self._latest = mark
             self._baselines(mark.totals)
+        return self.started, self.day_start
 
     def _advance(self, bucket: int, mark: Mark) -> None:
         assert self._bucket is not None and self._opened is not None
