@@ -1,9 +1,10 @@
 """Runs under callgrind for bench/instructions.py: the exporter built in-process, sections counted.
 
 `python bench/instr_probe.py MARKS_SO SAMPLES RENDERS -- <exporter flags>` builds the exporter's parts
-from the flags exactly as `footprint-exporter` does (nothing started: no HTTP server, no sampler
-thread), samples until its series hold still, then counts two sections with the marks library (bench/callgrind_marks.c):
-`sample` (SAMPLES calls of the sampler's own `sample()`, SETTLE apart, the whole per-sample path: meters, ledger,
+from the flags exactly as `footprint-exporter` does (no HTTP server, no sampler thread; the grid's
+threads run, so a sample reads the fetched slot as in the exporter), samples until its series hold
+still, then counts two sections with the marks library (bench/callgrind_marks.c): `sample` (SAMPLES
+calls of the sampler's own `sample()`, SETTLE apart, the whole per-sample path: meters, ledger,
 accountant, attribution when its interval is 0) and `render` (RENDERS renders of the exposition, each
 after marking it stale, as every scrape after a sample pays). Prints one JSON line: the series count.
 With pods, the kubelet/API refresh runs once before the sections, as the exporter's background thread would.
@@ -38,6 +39,10 @@ def main() -> int:
     exporter = Exporter(config.load(flags, env={}))
     sampler, exposition = exporter.sampler, exporter.exposition
     assert exposition is not None
+    exporter.grid.start()  # as the exporter does: a sample then reads the fetched slot, not the static fallback
+    deadline = time.monotonic() + 30
+    while not exporter.grid.settled() and time.monotonic() < deadline:
+        time.sleep(0.05)
     refresh = getattr(exporter.attributor, "refresh", None)
     if refresh is not None:
         refresh()
@@ -68,6 +73,7 @@ def main() -> int:
                       "warmup_samples": len(counts)}), flush=True)
     if exporter.attributor is not None:
         exporter.attributor.close()
+    exporter.grid.stop()
     for meter in exporter.meters:
         meter.close()
     return 0
