@@ -164,7 +164,7 @@ class Sampler:
             energy, rejected, power, node_watts = self._judge(readings, read_at, seconds)
             if not self._charge(energy, rejected, seconds, intensity, now_wall):
                 self.ledger.counters.rollback(mark)
-        if self._attribution_due(now):
+        if self.attributor is not None and self._attribution_due(now):
             self._attribute(now, now_wall)
         duration, took = self.duration, time.perf_counter() - started
         duration.counts[bisect_left(duration.buckets, took)] += 1  # the first bucket with took <= bound, else +Inf

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from footprint.meters.base import MeterError, MeterUnavailable, Reading, cpu_model
+from footprint.meters.base import NONE_DOWN, MeterError, MeterUnavailable, Reading, cpu_model
 
 GIB = 1024**3
 _CPU_DIR = re.compile(r"^cpu\d+$")
@@ -113,7 +113,7 @@ class EstimateMeter:
         return readings
 
     def down_devices(self) -> Mapping[str, str]:
-        return {}
+        return NONE_DOWN  # a model is never down
 
     def doctor_lines(self) -> list[str]:
         covered = self.covered()

@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 from footprint.accounting.ledger import DEFAULT_MAX_WATTS, budget_joules
 from footprint.config import ConfigError
@@ -359,7 +358,8 @@ class RaplMeter:
             fast = _fastread.read_decimals(steady[0])
             if None not in fast and not any(map(operator.eq, fast, steady[1])):
                 self._steady = (steady[0], fast, steady[2])
-                return _fastread.with_energy(steady[2], cast(tuple[int, ...], fast), 1e6), {}  # uj / 1e6, as below
+                # uj / 1e6, as below (no None in fast; typing.cast would be a call and a generic alias a sample)
+                return _fastread.with_energy(steady[2], fast, 1e6), {}  # type: ignore[arg-type]
             self._leave_steady()  # an unchanged or odd value: the loop below, from these values
         else:
             fast = (None,) * len(plan) if _fastread is None else _fastread.read_decimals(tuple([p[0].fd for p in plan]))
