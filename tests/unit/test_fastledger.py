@@ -248,6 +248,59 @@ def test_a_samples_device_additions_in_c_match_the_python_loop(
     assert repr((got, ops)) == repr((node, expected))
 
 
+class Shadowed(Reading):
+    """A reading type whose `in_node_total` and `power_watts` are properties, not the tuple's items: the C
+    twins read fields by position only on exact Readings, and must ask this one by name."""
+
+    __slots__ = ()
+
+    @property
+    def in_node_total(self) -> bool:
+        return False
+
+    @property
+    def power_watts(self) -> float | None:
+        return 42.0
+
+
+def test_fields_are_read_by_position_only_where_the_descriptor_is_the_tuples() -> None:
+    assert ledger.tuple_positions(Reading) == {name: i for i, name in enumerate(Reading._fields)}
+    shadowed = ledger.tuple_positions(Shadowed)
+    assert "in_node_total" not in shadowed and "power_watts" not in shadowed and shadowed["key"] == 12
+
+
+@needs_twins
+@settings(max_examples=300)
+@given(sample=judged_sample(), seconds=st.floats(0.5, 20.0))
+def test_a_subclass_and_a_shadowing_subclass_are_judged_by_name(
+        sample: tuple[list[Reading], list[tuple[float, tuple[str, ...], float]]], seconds: float) -> None:
+    """The same readings as a plain subclass give what the exact ones give; as `Shadowed`, what the Python
+    loop gives from its properties (never the items underneath)."""
+    from footprint.accounting.accountant import _DEVICE_METRICS
+    from footprint.sampler import power_of
+
+    class Plain(Reading):
+        __slots__ = ()
+
+    readings, judged = sample
+    as_plain: list[Reading] = [Plain._make(r) for r in readings]
+    shadowed: list[Reading] = [Shadowed._make(r) for r in readings]
+    by_name, by_position = fast.judge_power(as_plain, judged, seconds), fast.judge_power(readings, judged, seconds)
+    if by_position is None:  # handed back (a meter's power not a plain float): by name too
+        assert by_name is None
+        return
+    assert by_name is not None
+    assert [j for _, j in by_name[0]] == [j for _, j in by_position[0]]
+    assert repr(by_name[1:]) == repr(by_position[1:])  # rejected, power, node watts
+    got = fast.judge_power(shadowed, judged, seconds)
+    if got is not None:
+        assert repr(got) == repr(power_of(shadowed, judged, seconds))
+        ops: list[tuple[str, tuple[str, ...], float | None, float]] = []
+        energy = [(r, j[0]) for r, j in zip(shadowed, judged, strict=True)]
+        node = fast.stage_energy(ops, energy, {}, 1e8, 0.05, None, seconds, 5.0, _DEVICE_METRICS)
+        assert (node, len(ops)) == (0.0, len(shadowed))  # none in the node total: energy only, no figure asked
+
+
 # --- stage_shares: an attribution pass's additions for one device ---------------------------------------
 
 

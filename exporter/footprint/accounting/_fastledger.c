@@ -102,7 +102,55 @@ static PyObject *rule(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize
 }
 
 static PyObject *attr_key, *attr_hardware_counter, *attr_counter_epoch, *attr_energy_joules, *attr_wrap_joules,
-    *attr_max_watts, *attr_component, *empty_tuple;
+    *attr_max_watts, *attr_component, *attr_device, *attr_source, *attr_power_watts, *attr_in_node_total, *empty_tuple;
+
+/* The reading type whose fields are read by position (use_reading_type), and each field's position (-1:
+   by name). A reading of exactly that type is a tuple whose field descriptors are collections' tuple
+   getters, so item i is what the attribute gives; anything else (a subclass, a stand-in) goes by name.
+   Why: PyObject_GetAttr walks the type's MRO and calls the descriptor, ~8 of them a reading in each of three
+   C loops, a sample's 11 readings: ~15 k instructions a sample (bench/README.md, ninth pass). */
+static PyTypeObject *reading_type;
+static struct {
+    PyObject **name;
+    Py_ssize_t index;
+} reading_fields[] = {{&attr_key, -1},         {&attr_hardware_counter, -1}, {&attr_counter_epoch, -1},
+                      {&attr_energy_joules, -1}, {&attr_wrap_joules, -1},     {&attr_max_watts, -1},
+                      {&attr_component, -1},   {&attr_device, -1},          {&attr_source, -1},
+                      {&attr_power_watts, -1}, {&attr_in_node_total, -1}};
+enum { F_KEY, F_HARDWARE, F_EPOCH, F_ENERGY, F_WRAP, F_MAX_WATTS, F_COMPONENT, F_DEVICE, F_SOURCE, F_POWER, F_IN_TOTAL,
+       F_COUNT };
+
+/* A reading's field `which` (a new reference; NULL with an exception set). */
+static PyObject *field(PyObject *r, int which) {
+    Py_ssize_t index = reading_fields[which].index;
+    if (index >= 0 && Py_TYPE(r) == reading_type && index < PyTuple_GET_SIZE(r))
+        return Py_NewRef(PyTuple_GET_ITEM(r, index));
+    return PyObject_GetAttr(r, *reading_fields[which].name);
+}
+
+/* use_reading_type(cls, positions): read the fields named in `positions` (name -> item index, each checked
+   by the caller to be a plain tuple getter of cls) by position on readings of exactly type cls. */
+static PyObject *use_reading_type(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type) ||
+        !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "use_reading_type(cls: a tuple type, positions: dict[str, int])");
+        return NULL;
+    }
+    Py_ssize_t found[F_COUNT];
+    for (int i = 0; i < F_COUNT; i++) {
+        PyObject *at = PyDict_GetItemWithError(args[1], *reading_fields[i].name); /* borrowed */
+        if (at == NULL && PyErr_Occurred()) return NULL;
+        found[i] = at == NULL ? -1 : PyLong_AsSsize_t(at);
+        if (found[i] == -1 && PyErr_Occurred()) return NULL;
+        if (found[i] < -1) {
+            PyErr_SetString(PyExc_ValueError, "use_reading_type: a negative position");
+            return NULL;
+        }
+    }
+    Py_XSETREF(reading_type, (PyTypeObject *)Py_NewRef(args[0]));
+    for (int i = 0; i < F_COUNT; i++) reading_fields[i].index = found[i];
+    Py_RETURN_NONE;
+}
 
 /* One reading's steady delta as CounterTracker.delta's (joules, (), seconds), the baseline moved on;
    Py_None (a new reference) where the Python path must judge it; NULL on a real error. */
@@ -112,9 +160,9 @@ static PyObject *steady_one(PyObject *r, PyObject *at_obj, PyObject *states, PyO
              *component = NULL, *out = NULL;
     double at, prev_at, now, limit, wrap_value = 0.0;
     if (as_double(at_obj, &at)) goto python;
-    if ((hardware = PyObject_GetAttr(r, attr_hardware_counter)) == NULL) goto error;
+    if ((hardware = field(r, F_HARDWARE)) == NULL) goto error;
     if (hardware != Py_True) goto python; /* integrated by the meter: its own rule */
-    if ((key = PyObject_GetAttr(r, attr_key)) == NULL) goto error;
+    if ((key = field(r, F_KEY)) == NULL) goto error;
     int suspect = PyDict_GET_SIZE(suspects) ? PyDict_Contains(suspects, key) : 0; /* nearly always none */
     if (suspect < 0) goto error;
     if (suspect) goto python;
@@ -126,12 +174,11 @@ static PyObject *steady_one(PyObject *r, PyObject *at_obj, PyObject *states, PyO
     if (Py_TYPE(prev) != state_type || PyTuple_GET_SIZE(prev) != 4) goto python;
     /* CounterState: (raw, epoch, hardware, at) */
     if (PyTuple_GET_ITEM(prev, 2) != Py_True || as_double(PyTuple_GET_ITEM(prev, 3), &prev_at)) goto python;
-    if ((epoch = PyObject_GetAttr(r, attr_counter_epoch)) == NULL) goto error;
+    if ((epoch = field(r, F_EPOCH)) == NULL) goto error;
     int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(prev, 1), epoch, Py_EQ);
     if (same < 0) goto error;
     if (!same) goto python; /* restarted */
-    if ((energy = PyObject_GetAttr(r, attr_energy_joules)) == NULL || (wrap = PyObject_GetAttr(r, attr_wrap_joules)) == NULL ||
-        (bound = PyObject_GetAttr(r, attr_max_watts)) == NULL)
+    if ((energy = field(r, F_ENERGY)) == NULL || (wrap = field(r, F_WRAP)) == NULL || (bound = field(r, F_MAX_WATTS)) == NULL)
         goto error;
     /* plain floats only: the Python path's arithmetic on other numbers (an int's exact subtraction) is its own */
     PyObject *raw = PyTuple_GET_ITEM(prev, 0);
@@ -142,7 +189,7 @@ static PyObject *steady_one(PyObject *r, PyObject *at_obj, PyObject *states, PyO
     if (bound != Py_None && as_double(bound, &limit)) goto python; /* not a number: the Python path raises */
     /* ledger.ceiling_watts: the meter's bound when positive and finite, else the component's default */
     if (bound == Py_None || !(limit > 0 && limit < INFINITY)) {
-        if ((component = PyObject_GetAttr(r, attr_component)) == NULL) goto error;
+        if ((component = field(r, F_COMPONENT)) == NULL) goto error;
         PyObject *fixed = PyDict_GetItemWithError(defaults, component); /* borrowed */
         if (fixed == NULL && PyErr_Occurred()) goto error;
         if (fixed == NULL) limit = fallback;
@@ -301,11 +348,11 @@ static PyObject *apply_ops(PyObject *Py_UNUSED(self), PyObject *const *args, Py_
     return PyLong_FromSsize_t(made);
 }
 
-static PyObject *attr_device, *attr_source, *attr_power_watts, *attr_in_node_total, *attr_kgco2e;
+static PyObject *attr_kgco2e;
 
-/* A reading's attribute as a truth value (1, 0; -1 with an exception set). */
-static int attr_true(PyObject *r, PyObject *name) {
-    PyObject *value = PyObject_GetAttr(r, name);
+/* A reading's field as a truth value (1, 0; -1 with an exception set). */
+static int field_true(PyObject *r, int which) {
+    PyObject *value = field(r, which);
     if (value == NULL) return -1;
     int truth = PyObject_IsTrue(value);
     Py_DECREF(value);
@@ -314,8 +361,7 @@ static int attr_true(PyObject *r, PyObject *name) {
 
 /* (component, device, source) of a reading: a new reference, NULL on error. */
 static PyObject *series_labels(PyObject *r) {
-    PyObject *c = PyObject_GetAttr(r, attr_component), *d = c ? PyObject_GetAttr(r, attr_device) : NULL,
-             *s = d ? PyObject_GetAttr(r, attr_source) : NULL;
+    PyObject *c = field(r, F_COMPONENT), *d = c ? field(r, F_DEVICE) : NULL, *s = d ? field(r, F_SOURCE) : NULL;
     PyObject *out = s ? PyTuple_Pack(3, c, d, s) : NULL;
     Py_XDECREF(c);
     Py_XDECREF(d);
@@ -353,7 +399,7 @@ static PyObject *judge_power(PyObject *Py_UNUSED(self), PyObject *const *args, P
         int rejected_now = PyObject_IsTrue(reasons);
         if (rejected_now < 0) goto error;
         if (rejected_now) {
-            PyObject *key = PyObject_GetAttr(r, attr_key);
+            PyObject *key = field(r, F_KEY);
             if (key == NULL) goto error;
             failed = PyDict_SetItem(rejected, key, reasons);
             Py_DECREF(key);
@@ -361,9 +407,9 @@ static PyObject *judge_power(PyObject *Py_UNUSED(self), PyObject *const *args, P
         }
         double span = PyFloat_AS_DOUBLE(span_obj);
         if (span == 0.0) span = PyFloat_AS_DOUBLE(seconds); /* span or seconds */
-        PyObject *own = PyObject_GetAttr(r, attr_power_watts), *watts = NULL;
+        PyObject *own = field(r, F_POWER), *watts = NULL;
         if (own == NULL) goto error;
-        int hardware = attr_true(r, attr_hardware_counter);
+        int hardware = field_true(r, F_HARDWARE);
         if (hardware < 0) {
             Py_DECREF(own);
             goto error;
@@ -383,7 +429,7 @@ static PyObject *judge_power(PyObject *Py_UNUSED(self), PyObject *const *args, P
         PyObject *labels = series_labels(r);
         failed = labels == NULL || PyDict_SetItem(power, labels, watts);
         Py_XDECREF(labels);
-        int in_total = failed ? -1 : attr_true(r, attr_in_node_total);
+        int in_total = failed ? -1 : field_true(r, F_IN_TOTAL);
         if (in_total > 0) node += PyFloat_AS_DOUBLE(watts);
         Py_DECREF(watts);
         if (in_total < 0) goto error;
@@ -464,10 +510,10 @@ static PyObject *stage_energy(PyObject *Py_UNUSED(self), PyObject *const *args, 
         int failed = stage(staged, m_energy, labels, joules, wall);
         Py_DECREF(labels);
         if (failed) goto error;
-        int in_total = attr_true(r, attr_in_node_total);
+        int in_total = field_true(r, F_IN_TOTAL);
         if (in_total < 0) goto error;
         if (!in_total) continue;
-        PyObject *key = PyObject_GetAttr(r, attr_key);
+        PyObject *key = field(r, F_KEY);
         if (key == NULL) goto error;
         PyObject *figure = PyDict_GetItemWithError(figures, key); /* borrowed */
         double kg = 0.0;
@@ -699,6 +745,8 @@ static PyMethodDef methods[] = {
      "render_lines(prefixes, series, order, go_float) -> the `prefix value` lines of `order`, joined"},
     {"stage_shares", (PyCFunction)(void (*)(void))stage_shares, METH_FASTCALL,
      "stage_shares(ops, shares, scale, g_per_j, now_wall) -> joules handed out, or None for the Python loop"},
+    {"use_reading_type", (PyCFunction)(void (*)(void))use_reading_type, METH_FASTCALL,
+     "use_reading_type(cls, positions) -> None: read those fields of readings of exactly type cls by position"},
     {"stage_energy", (PyCFunction)(void (*)(void))stage_energy, METH_FASTCALL,
      "stage_energy(ops, energy, figures, lifetime, g_per_j, m_per_j, seconds, now_wall, names) -> node joules, "
      "None: nothing staged, the Python loop's"},

@@ -11,6 +11,8 @@ Two jobs, kept together because the checkpoint must persist both atomically:
 
 from __future__ import annotations
 
+import collections
+import inspect
 import logging
 import math
 import threading
@@ -27,6 +29,25 @@ try:  # the optional C twins of `_rule` and of the additions in `Transaction.__e
     from footprint.accounting import _fastledger
 except ImportError:  # not built here: the Python code below does it all
     _fastledger = None  # type: ignore[assignment]
+
+
+_Probe = collections.namedtuple("_Probe", "x")
+_TUPLE_GETTER = type(_Probe.x)  # what a namedtuple's field descriptor is
+
+
+def tuple_positions(cls: type[tuple[object, ...]]) -> dict[str, int]:
+    """Each field of a NamedTuple class that is still the plain descriptor namedtuple made (not shadowed by
+    a property), by its item position: what _fastledger may read by index on exact instances of `cls`."""
+    positions = {}
+    for name in getattr(cls, "_fields", ()):
+        descriptor = inspect.getattr_static(cls, name, None)
+        if type(descriptor) is _TUPLE_GETTER:
+            positions[name] = int(descriptor.__reduce__()[1][0])
+    return positions
+
+
+if _fastledger is not None:
+    _fastledger.use_reading_type(Reading, tuple_positions(Reading))
 
 log = logging.getLogger("footprint.ledger")
 
