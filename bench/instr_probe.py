@@ -3,9 +3,9 @@
 `python bench/instr_probe.py MARKS_SO SAMPLES RENDERS -- <exporter flags>` builds the exporter's parts
 from the flags exactly as `footprint-exporter` does (no HTTP server, no sampler thread; the grid's
 threads run, so a sample reads the fetched slot as in the exporter), samples until its series hold
-still, then counts two sections with the marks library (bench/callgrind_marks.c): `sample` (SAMPLES
-calls of the sampler's own `sample()`, SETTLE apart, the whole per-sample path: meters, ledger,
-accountant, attribution when its interval is 0) and `render` (RENDERS renders of the exposition, each
+still, then counts two sections with the marks library (bench/callgrind_marks.c): `sample-K` (each
+of SAMPLES calls of the sampler's own `sample()`, SETTLE apart, the whole per-sample path: meters,
+ledger, accountant, attribution when its interval is 0) and `render` (RENDERS renders of the exposition, each
 after marking it stale, as every scrape after a sample pays). Prints one JSON line: the series count.
 With pods, the kubelet/API refresh runs once before the sections, as the exporter's background thread would.
 """
@@ -57,11 +57,14 @@ def main() -> int:
         time.sleep(interval)
     # Each sample after the fixtures' counters moved (the RAPL fixture advances at 10 Hz), as at 1 Hz: back
     # to back, a sample would find RAPL unchanged and take the path that checks the file was not replaced.
+    marks.fp_dump.argtypes = [ctypes.c_char_p]
     marks.fp_section_begin()
-    for _ in range(samples):
+    for k in range(samples):  # one dump a sample: the waits between them are not counted
         time.sleep(SETTLE)
+        marks.fp_zero()
         sampler.sample()
-    marks.fp_section_end(b"sample")
+        marks.fp_dump(f"sample-{k}".encode())
+    marks.fp_section_end(b"after-samples")
     exposition.invalidate()
     body = exposition.render()
     marks.fp_section_begin()

@@ -6,7 +6,10 @@ built in-process by bench/instr_probe.py under `valgrind --tool=callgrind --inst
 the marked sections are counted (bench/callgrind_marks.c), the fake NVML library included (it stands
 in for the driver's own work), the fakes of the pods (API server, kubelet, cgroup advancer) running in
 this process, outside valgrind:
-- sample: the sampler's `sample()` with 8 fake GPUs + RAPL (the exporter at 1 Hz does this once a second);
+- sample: the sampler's `sample()` with 8 fake GPUs + RAPL (the exporter at 1 Hz does this once a second),
+  each counted on its own: the median is the steady sample; the mean and the most also hold the sample
+  that reads the GPUs' utilisation (every attribution interval, 5 s by default), which one window of a
+  few seconds holds or not, so the median is what compares from run to run;
 - sample with 200 pods x 3 containers attributed every sample (`--attribution.interval=0`): the
   attribution pass is the difference from the plain sample;
 - render: the exposition rendered after a sample (every scrape pays it) at about 1,000 and 10,000
@@ -21,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,7 +64,12 @@ def probe(fx: common.Fixture, flags: list[str], samples: int, renders: int, valg
         result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
         if valgrind:
             counts = sections(Path(tmp))
-            result["instructions_per_sample"] = round(counts["sample"] / samples)
+            each = sorted(v for k, v in counts.items() if k.startswith("sample-"))
+            if len(each) != samples:
+                raise RuntimeError(f"instr_probe: {len(each)} sample dumps, not {samples}")
+            result["instructions_per_sample"] = round(statistics.median(each))
+            result["instructions_per_sample_mean"] = round(statistics.mean(each))
+            result["instructions_per_sample_max"] = each[-1]
             result["instructions_per_render"] = round(counts["render"] / renders)
     return result
 

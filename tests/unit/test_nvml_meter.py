@@ -355,6 +355,10 @@ def test_a_steady_sample_reads_what_the_full_path_reads(rig: Rig, read_path: str
     rig.meters += [steady, full]
     took_steady = 0
     for t in (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0):
+        if t == 8.0:  # utilisation moves: the next gauge refresh must show it, on either path
+            rig.set(gpus=[FakeGpu(power=[(0.0, 100.0 + 50 * i), (4.0, 300.0)], utilization=(90 - 10 * i, 0),
+                                  errors=fails_once if i == 1 else [], lost=[(6.0, 6.5)] if i == 2 else [])
+                          for i in range(4)], time=t)
         rig.at(t)
         was_steady = steady._steady is not None and t < steady._steady[2]
         got = steady.read()
@@ -363,5 +367,6 @@ def test_a_steady_sample_reads_what_the_full_path_reads(rig: Rig, read_path: str
         assert steady.down_devices() == full.down_devices()
         took_steady += was_steady
     assert took_steady >= (5 if read_path == "c_reader" else 0)
+    assert [r.gauges["utilization_ratio"] for r in got] == [0.9, 0.8, 0.7, 0.6]  # refreshed after the move
     if read_path != "c_reader":
         assert steady._steady is None  # no C reader: always the full path
