@@ -11,8 +11,7 @@ page, exposition, checkpoint), by wrapping those calls (the wrappers' own cost i
 the parts). Trees alternate over the rounds. Prints a table for bench/README.md; writes nothing.
 
 The grid's threads are started, as in the exporter, so a sample reads the fetched slot (unstarted, the
-static table answers through the feed's fallback, which makes two dataclasses a sample: ~37 k
-instructions).
+static table's fallback answers, which is not what a running exporter with a fresh provider does).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Kubernetes refresh, the checkpoint writer, the HTTP reaper), and the cyclic coll
 A `Worker` runs `step()` on a daemon thread; `step()` returns how long to sleep before the next step
 (None: until woken). `wake()` cuts a sleep short, `stop()` ends the loop after the step in progress.
 Sleeping on a lock that `wake()` releases (never time.sleep) is what makes both prompt; a plain lock
-rather than an Event, whose wait runs Condition.wait's Python code on every wake-up: ~30 us of CPU a
-wake in a 1 Hz loop, where the caches are cold (bench/README.md, ninth pass).
+rather than an Event, whose wait runs Condition.wait's Python code on every wake-up: 35-40 us more CPU
+a wake in a 1 Hz loop, where the caches are cold (bench/README.md, ninth pass).
 """
 
 from __future__ import annotations
