@@ -199,14 +199,14 @@ static PyObject *steady_one(PyObject *r, PyObject *at_obj, PyObject *states, PyO
     double joules = 0.0;
     PyObject *kind = judge(prev_raw, now, at - prev_at, limit, wrap != Py_None, wrap_value, 0, &accepted, &joules);
     if (!accepted || (kind != kind_ok && kind != kind_wrap)) goto python; /* a glitch or an unconfirmed reset */
-    PyObject *fields = PyTuple_Pack(4, energy, epoch, Py_True, at_obj);
-    if (fields == NULL) goto error;
-    PyObject *one = PyTuple_Pack(1, fields);
-    Py_DECREF(fields);
-    if (one == NULL) goto error;
-    PyObject *state = PyTuple_Type.tp_new(state_type, one, NULL); /* tuple.__new__(CounterState, fields) */
-    Py_DECREF(one);
+    /* tuple.__new__(CounterState, (energy, epoch, True, at)), allocated once as tuple's constructor fills a
+       subtype's own allocation */
+    PyObject *state = state_type == &PyTuple_Type ? PyTuple_New(4) : state_type->tp_alloc(state_type, 4);
     if (state == NULL) goto error;
+    PyTuple_SET_ITEM(state, 0, Py_NewRef(energy));
+    PyTuple_SET_ITEM(state, 1, Py_NewRef(epoch));
+    PyTuple_SET_ITEM(state, 2, Py_NewRef(Py_True));
+    PyTuple_SET_ITEM(state, 3, Py_NewRef(at_obj));
     int failed = PyDict_SetItem(states, key, state);
     Py_DECREF(state);
     if (failed) goto error;

@@ -307,23 +307,17 @@ static PyObject *with_energy(PyObject *Py_UNUSED(self), PyObject *args) {
         double value = PyFloat_AsDouble(PyTuple_GET_ITEM(values, i)); /* an int as int / float converts it */
         if (value == -1.0 && PyErr_Occurred()) goto error;
         Py_ssize_t size = PyTuple_GET_SIZE(t);
-        PyObject *fields = PyTuple_New(size);
-        if (fields == NULL) goto error;
-        for (Py_ssize_t k = 0; k < size; k++) {
-            PyObject *item = k == ENERGY_FIELD ? PyFloat_FromDouble(value / divisor) : Py_NewRef(PyTuple_GET_ITEM(t, k));
-            if (item == NULL) {
-                Py_DECREF(fields);
-                goto error;
-            }
-            PyTuple_SET_ITEM(fields, k, item);
-        }
-        PyObject *one = PyTuple_Pack(1, fields);
-        Py_DECREF(fields);
-        if (one == NULL) goto error;
-        PyObject *made = PyTuple_Type.tp_new(Py_TYPE(t), one, NULL); /* tuple.__new__(type(t), fields) */
-        Py_DECREF(one);
+        /* What tuple.__new__(type(t), fields) makes, allocated once: a subtype's own allocation filled in
+           place, as tuple's constructor does for one after copying the fields into a tuple of their own */
+        PyTypeObject *type = Py_TYPE(t);
+        PyObject *made = type == &PyTuple_Type ? PyTuple_New(size) : type->tp_alloc(type, size);
         if (made == NULL) goto error;
         PyList_SET_ITEM(out, i, made);
+        for (Py_ssize_t k = 0; k < size; k++) {
+            PyObject *item = k == ENERGY_FIELD ? PyFloat_FromDouble(value / divisor) : Py_NewRef(PyTuple_GET_ITEM(t, k));
+            if (item == NULL) goto error;
+            PyTuple_SET_ITEM(made, k, item);
+        }
     }
     return out;
 error:
