@@ -511,7 +511,7 @@ class NvmlMeter:
     def _refresh_gauges(self, now: float, steady: _SteadyPlan) -> _SteadyPlan:
         """The gauges of each GPU due, read as `_read_gpu` reads them, into the steady plan's templates:
         what the full path (and the plan it makes again) would give, without making every GPU's reading
-        twice in Python (the sample that read utilisation cost ~270 k instructions more than a steady one:
+        twice in Python (the sample that read utilisation cost ~230-270 k instructions more than a steady one:
         bench/README.md, ninth pass)."""
         gpus, addresses, _, templates = steady
         fresh = []
