@@ -88,7 +88,7 @@ def main() -> int:
         print(f"mode must be one of {', '.join(MODES)}", file=sys.stderr)
         return 2
     # Sleeping as footprint's Worker does, on a held lock that SIGTERM's handler releases (an Event's wait
-    # costs ~30 us more a wake: bench/wake.py): what the floor saves there, the exporter saves too.
+    # costs 35-40 us more a wake: bench/wake.py): what the floor saves there, the exporter saves too.
     asleep, stopping = threading.Lock(), []
     asleep.acquire()
 

@@ -267,10 +267,9 @@ class Sampler:
         return not tx.dropped
 
     def _attribution_due(self, now: float) -> bool:
-        """The first sample opens the window (the attributor's baseline); then the first sample at
-        least `attribution_interval` after the last pass, give or take half a sample of jitter."""
-        if self.attributor is None:
-            return False
+        """With an attributor (the caller checks, sparing a call a sample without one): the first sample
+        opens the window (the attributor's baseline); then the first sample at least `attribution_interval`
+        after the last pass, give or take half a sample of jitter."""
         if self._window_opened is None or self.attribution_interval <= 0:
             return True
         return now - self._window_opened >= self.attribution_interval - self.interval / 2

@@ -108,7 +108,7 @@ static PyObject *attr_key, *attr_hardware_counter, *attr_counter_epoch, *attr_en
    by name). A reading of exactly that type is a tuple whose field descriptors are collections' tuple
    getters, so item i is what the attribute gives; anything else (a subclass, a stand-in) goes by name.
    Why: PyObject_GetAttr walks the type's MRO and calls the descriptor, ~8 of them a reading in each of three
-   C loops, a sample's 11 readings: ~15 k instructions a sample (bench/README.md, ninth pass). */
+   C loops, a sample's 11 readings: 26.7 k instructions a sample (bench/README.md, ninth pass). */
 static PyTypeObject *reading_type;
 static struct {
     PyObject **name;

@@ -496,15 +496,15 @@ class NvmlMeter:
         values = self._energy_call.read_many(addresses)
         if values is None:
             return None
-        if min(values) < 0:
-            self._steady = None
-            return {gpu.index: value for gpu, value in zip(gpus, values, strict=True)}
-        if now >= gauges_due:
+        failed = min(values) < 0
+        if not failed and now >= gauges_due:
             try:
                 steady = self._refresh_gauges(now, steady)
-            except NvmlError:  # the full path reads these counters again and marks the GPU down
-                self._steady = None
-                return {gpu.index: value for gpu, value in zip(gpus, values, strict=True)}
+            except NvmlError:  # the full path reads that GPU's gauges again and marks it down
+                failed = True
+        if failed:
+            self._steady = None
+            return {gpu.index: value for gpu, value in zip(gpus, values, strict=True)}
         assert _fastread is not None  # a steady plan is made only with it
         return _fastread.with_energy(steady[3], values, 1000.0)  # counter mJ / 1000, as _read_gpu
 
