@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -377,6 +378,48 @@ def test_every_float_is_written_in_c_as_floattogostring_does(values: list[float]
     prefixes = {labels: "m " for labels in order}
     want = "".join(f"m {floatToGoString(series[labels])}\n" for labels in order)
     assert fast.render_lines(prefixes, series, order, called) == want
+
+
+def _c_written(values: list[float]) -> list[str]:
+    """Each value as render_lines writes it, every float in C (the callback fails if called)."""
+    def called(value: float) -> str:
+        raise AssertionError(f"{value!r} went to the Python formatter")
+
+    series = {(str(i),): v for i, v in enumerate(values)}
+    order = list(series)
+    return fast.render_lines({labels: "" for labels in order}, series, order, called).split("\n")[:-1]
+
+
+def _bits_to_float(bits: int) -> float:
+    return struct.unpack("<d", struct.pack("<Q", bits))[0]
+
+
+@needs_twins
+@settings(max_examples=1000)
+@given(values=st.lists(st.integers(0, 2**64 - 1).map(_bits_to_float)
+                       | st.integers(-115 + 52, 60 + 52).map(lambda p: math.ldexp(1.0, p))
+                       | st.builds(lambda m, j: float(m * 10**j + 5 * 10 ** (j - 1)), st.integers(2**53, 2**60),
+                                   st.integers(1, 12))
+                       | st.builds(lambda n, d: round(n, d), st.floats(0, 1e7), st.integers(0, 12)), max_size=16))
+def test_c_shortest_digits_are_reprs_for_any_bits(values: list[float]) -> None:
+    """put_go_float's own digits (Steele & White in 128 bits) against repr's dtoa: any bit pattern (the
+    ranges it hands to dtoa, subnormals, NaN payloads included), powers of two (their lower gap is half),
+    integers past 2^53 on a decimal midpoint (ties go to an even digit), short decimals."""
+    from prometheus_client.utils import floatToGoString
+
+    assert _c_written(values) == [floatToGoString(v) for v in values]
+
+
+@needs_twins
+def test_c_shortest_digits_at_every_binary_and_decimal_edge() -> None:
+    """Every power of two and of ten with both neighbours, from the least subnormal to the largest float:
+    where the gaps change, the exponent switches and the 128-bit range ends (about 1.1e-19 and 1.3e34)."""
+    from prometheus_client.utils import floatToGoString
+
+    edges = [math.ldexp(1.0, p) for p in range(-1074, 1024)] + [float(f"1e{k}") for k in range(-323, 309)]
+    edges += [5e-324, 1.7976931348623157e308, 1e6 - 1e-10, 1e16 - 2, 1e-4, 9.999999999999999e-05]
+    values = [w for v in edges for w in (v, math.nextafter(v, 0), math.nextafter(v, math.inf), -v)]
+    assert _c_written(values) == [floatToGoString(v) for v in values]
 
 
 @needs_twins
