@@ -59,6 +59,8 @@ def child(samples: int, flags: list[str]) -> None:
     for attribute, part in (("_judge", "judge"), ("_charge", "charge"), ("on_sample", "after-sample hook")):
         timed(sampler, attribute, part)
     timed(sampler.grid, "accounting_intensity", "grid intensity")
+    timed(exporter.checkpoint, "sampled", "hook: checkpoint")  # the hook's parts (in its figure too)
+    timed(exporter.live, "sampled", "hook: live page")
     for _ in range(20):
         sampler.sample()
         time.sleep(0.05)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -158,6 +159,19 @@ def _families(values: list[float]) -> list[object]:
 def test_gauge_rendering_is_byte_identical_to_generate_latest(values: list[float]) -> None:
     renderer = GaugeRenderer()
     for _ in range(2):  # the second render comes from the prefix cache
+        families = _families(values)
+        assert renderer.render(families).encode() == generate_latest(_Static(families))  # type: ignore[arg-type]
+
+
+@given(st.lists(st.lists(st.sampled_from([0.0, -0.0, 1.0, 1, math.nan, math.inf, 2.5e6]), max_size=4),
+                min_size=2, max_size=6))
+def test_a_family_as_it_was_gives_its_last_text_and_one_that_changed_is_written_again(
+        renders: list[list[float]]) -> None:
+    """One renderer over a run of renders, the values changing or not between them: an unchanged family's
+    text is kept, but 0.0 and -0.0 (equal, written apart), NaN (never equal) and 1 and 1.0 (equal, written
+    alike) must each come out as generate_latest writes them."""
+    renderer = GaugeRenderer()
+    for values in renders:
         families = _families(values)
         assert renderer.render(families).encode() == generate_latest(_Static(families))  # type: ignore[arg-type]
 

@@ -739,8 +739,10 @@ static int put_go_float(buffer *b, double v) {
             memcpy(text + used, digits + 1, (size_t)n - 1);
             used += n - 1;
         }
-        int exponent = point - 1;
-        used += snprintf(text + used, sizeof text - (size_t)used, "e%c%02d", exponent < 0 ? '-' : '+', abs(exponent));
+        /* two digits, as repr's %02d: shortest_digits' range ends at 1e34 (snprintf was a tenth of a render) */
+        int exponent = abs(point - 1);
+        text[used++] = 'e', text[used++] = point - 1 < 0 ? '-' : '+';
+        text[used++] = (char)('0' + exponent / 10), text[used++] = (char)('0' + exponent % 10);
     } else if (point <= 0) {
         text[used++] = '0', text[used++] = '.';
         memset(text + used, '0', (size_t)-point);

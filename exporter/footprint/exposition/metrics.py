@@ -7,6 +7,7 @@ rendering; a scrape never touches hardware or the network.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
@@ -19,6 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from footprint import __version__
@@ -294,6 +296,8 @@ class GaugeRenderer:
     def __init__(self) -> None:
         self._prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._help: dict[tuple[str, str, str], str] = {}
+        # family name -> (its header fields and samples, its text) at the last render
+        self._texts: dict[str, tuple[tuple[str, str, str, list[Sample]], str]] = {}
 
     def _header(self, name: str, mtype: str, documentation: str) -> str:
         key = (name, mtype, documentation)
@@ -312,20 +316,39 @@ class GaugeRenderer:
         return found
 
     def render(self, families: Iterable[Metric]) -> str:
+        """Most families are as they were at the last render (device info and up, meter up, PUE, the grid's
+        and the checkpoint's health): one C-level comparison of their samples gives back the same text."""
         out: list[str] = []
         lines = 0
+        texts: dict[str, tuple[tuple[str, str, str, list[Sample]], str]] = {}
         for family in families:
-            if family.type not in ("gauge", "histogram") or any(
-                    s.timestamp is not None or s.name.endswith(_OM_ONLY) for s in family.samples):
-                out.append(generate_latest(_Families(family)).decode())
-                continue
-            out.append(self._header(family.name, family.type, family.documentation))
-            prefix = self._prefix
-            out.extend([f"{prefix(s.name, s.labels)}{go_float(s.value)}\n" for s in family.samples])
             lines += len(family.samples)
+            fields = (family.type, family.documentation, family.unit, family.samples)
+            kept = self._texts.get(family.name)
+            if kept is not None and kept[0] == fields and _same_zeros(kept[0][3], family.samples):
+                text = kept[1]
+            else:
+                text = self._text(family)
+            texts[family.name] = (fields, text)
+            out.append(text)
+        self._texts = texts
         if len(self._prefixes) > 4 * lines + 256:  # label sets gone (devices, providers): drop their lines
             self._prefixes.clear()
         return "".join(out)
+
+    def _text(self, family: Metric) -> str:
+        if family.type not in ("gauge", "histogram") or any(
+                s.timestamp is not None or s.name.endswith(_OM_ONLY) for s in family.samples):
+            return generate_latest(_Families(family)).decode()
+        prefix = self._prefix
+        return self._header(family.name, family.type, family.documentation) + "".join(
+            [f"{prefix(s.name, s.labels)}{go_float(s.value)}\n" for s in family.samples])
+
+
+def _same_zeros(before: list[Sample], now: list[Sample]) -> bool:
+    """Equal samples are written alike except 0.0 and -0.0 (equal, written apart); NaN is never equal."""
+    return all(math.copysign(1.0, a.value) == math.copysign(1.0, b.value)
+               for a, b in zip(before, now, strict=True) if a.value == 0)
 
 
 class Exposition:
