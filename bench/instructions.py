@@ -70,7 +70,10 @@ def probe(fx: common.Fixture, flags: list[str], samples: int, renders: int, valg
             result["instructions_per_sample"] = round(statistics.median(each))
             result["instructions_per_sample_mean"] = round(statistics.mean(each))
             result["instructions_per_sample_max"] = each[-1]
-            result["instructions_per_render"] = round(counts["render"] / renders)
+            each_render = [v for k, v in counts.items() if k.startswith("render-")]
+            if len(each_render) != renders:
+                raise RuntimeError(f"instr_probe: {len(each_render)} render dumps, not {renders}")
+            result["instructions_per_render"] = round(statistics.mean(each_render))
     return result
 
 
