@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
 from tests.fakes.sysfs import RaplTree
@@ -86,7 +87,6 @@ def _reference(ledger: Ledger, openmetrics: bool, created: bool) -> bytes:
     """What prometheus_client's generic path writes for the same counters (without OpenMetrics' EOF), with
     or without their `_created` series."""
     from prometheus_client import CollectorRegistry
-    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
     families = []
     for spec in CATALOG:
@@ -169,11 +169,13 @@ def test_a_family_as_it_was_gives_its_last_text_and_one_that_changed_is_written_
         renders: list[list[float]]) -> None:
     """One renderer over a run of renders, the values changing or not between them: an unchanged family's
     text is kept, but 0.0 and -0.0 (equal, written apart), NaN (never equal) and 1 and 1.0 (equal, written
-    alike) must each come out as generate_latest writes them."""
+    alike) must each come out as generate_latest writes them, in both formats."""
     renderer = GaugeRenderer()
     for values in renders:
         families = _families(values)
         assert renderer.render(families).encode() == generate_latest(_Static(families))  # type: ignore[arg-type]
+        openmetrics = renderer.render(families, openmetrics=True) + "# EOF\n"  # type: ignore[arg-type]
+        assert openmetrics.encode() == generate_openmetrics(_Static(families))
 
 
 @given(st.lists(st.one_of(st.floats(min_value=0.0, max_value=1e20), st.floats(min_value=0.0, max_value=1e-300),

@@ -283,21 +283,24 @@ class _Families:
 
 
 _OM_ONLY = ("_created", "_gsum", "_gcount")  # samples generate_latest moves into gauges of their own
+_EOF = "# EOF\n"  # how generate_openmetrics ends every exposition
 
 
 class GaugeRenderer:
-    """The collector's gauge families in the text format, the same bytes generate_latest writes.
+    """The collector's families (gauges, mostly) in the text format or OpenMetrics, the same bytes
+    generate_latest writes (the `# EOF` that OpenMetrics ends with is the caller's).
 
     generate_latest validates and escapes every label name and value of every sample on every scrape;
-    here each sample's `name{labels} ` is built once per label set and kept, as LedgerRenderer does for
-    counters. Families of other types (counters with `_created`, info, ...) go through generate_latest.
+    here each text-format sample's `name{labels} ` is built once per label set and kept, as LedgerRenderer
+    does for counters. Families of other types (counters with `_created`, info, ...) and every family in
+    OpenMetrics are written by prometheus_client, one family at a time, and only when they changed.
     """
 
     def __init__(self) -> None:
         self._prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._help: dict[tuple[str, str, str], str] = {}
-        # family name -> (its header fields and samples, its text) at the last render
-        self._texts: dict[str, tuple[tuple[str, str, str, list[Sample]], str]] = {}
+        # openmetrics -> family name -> (its header fields and samples, its text) at the last render
+        self._texts: dict[bool, dict[str, tuple[tuple[str, str, str, list[Sample]], str]]] = {False: {}, True: {}}
 
     def _header(self, name: str, mtype: str, documentation: str) -> str:
         key = (name, mtype, documentation)
@@ -315,23 +318,26 @@ class GaugeRenderer:
             found = self._prefixes[key] = f"{name}{{{block}}} " if block else f"{name} "
         return found
 
-    def render(self, families: Iterable[Metric]) -> str:
+    def render(self, families: Iterable[Metric], openmetrics: bool = False) -> str:
         """Most families are as they were at the last render (device info and up, meter up, PUE, the grid's
         and the checkpoint's health): one C-level comparison of their samples gives back the same text."""
         out: list[str] = []
         lines = 0
         texts: dict[str, tuple[tuple[str, str, str, list[Sample]], str]] = {}
+        last = self._texts[openmetrics]
         for family in families:
             lines += len(family.samples)
             fields = (family.type, family.documentation, family.unit, family.samples)
-            kept = self._texts.get(family.name)
+            kept = last.get(family.name)
             if kept is not None and kept[0] == fields and _same_zeros(kept[0][3], family.samples):
                 text = kept[1]
+            elif openmetrics:
+                text = generate_openmetrics(_Families(family)).decode()[:-len(_EOF)]
             else:
                 text = self._text(family)
             texts[family.name] = (fields, text)
             out.append(text)
-        self._texts = texts
+        self._texts[openmetrics] = texts
         if len(self._prefixes) > 4 * lines + 256:  # label sets gone (devices, providers): drop their lines
             self._prefixes.clear()
         return "".join(out)
@@ -378,8 +384,7 @@ class Exposition:
             if cached is not None and cached[0] == version:
                 return cached[1]
             counters = self.counters.render(self.ledger, openmetrics, self.pending).encode()
-            rest = generate_openmetrics(self.registry) if openmetrics else (
-                self.gauges.render(self.registry.collect()).encode())
-            body = counters + rest
+            rest = self.gauges.render(self.registry.collect(), openmetrics) + (_EOF if openmetrics else "")
+            body = counters + rest.encode()
             self._cache[openmetrics] = (version, body)
             return body
