@@ -178,6 +178,18 @@ def test_a_family_as_it_was_gives_its_last_text_and_one_that_changed_is_written_
         assert openmetrics.encode() == generate_openmetrics(_Static(families))
 
 
+def test_a_kept_family_with_timestamps_is_written_again_when_they_read_apart() -> None:
+    """Timestamps 1 and 1.0 compare equal; OpenMetrics writes each as given, so the second is written anew."""
+    renderer = GaugeRenderer()
+    for timestamp in (1, 1.0, 1.0):
+        gauge = GaugeMetricFamily("footprint_pue_ratio", "pue")
+        gauge.add_metric([], 1.2, timestamp=timestamp)
+        for openmetrics in (False, True):
+            text = renderer.render([gauge], openmetrics) + ("# EOF\n" if openmetrics else "")
+            want = (generate_openmetrics if openmetrics else generate_latest)(_Static([gauge]))  # type: ignore[arg-type]
+            assert text.encode() == want
+
+
 @given(st.lists(st.one_of(st.floats(min_value=0.0, max_value=1e20), st.floats(min_value=0.0, max_value=1e-300),
                           st.sampled_from([0.0, 999999.9999999999, 1e6, 1234567.5, 1e16 - 2.0, 1e16])),
                 min_size=1, max_size=8))

@@ -329,7 +329,7 @@ class GaugeRenderer:
             lines += len(family.samples)
             fields = (family.type, family.documentation, family.unit, family.samples)
             kept = last.get(family.name)
-            if kept is not None and kept[0] == fields and _same_zeros(kept[0][3], family.samples):
+            if kept is not None and kept[0] == fields and _written_alike(kept[0][3], family.samples):
                 text = kept[1]
             elif openmetrics:
                 text = generate_openmetrics(_Families(family)).decode()[:-len(_EOF)]
@@ -351,10 +351,11 @@ class GaugeRenderer:
             [f"{prefix(s.name, s.labels)}{go_float(s.value)}\n" for s in family.samples])
 
 
-def _same_zeros(before: list[Sample], now: list[Sample]) -> bool:
-    """Equal samples are written alike except 0.0 and -0.0 (equal, written apart); NaN is never equal."""
-    return all(math.copysign(1.0, a.value) == math.copysign(1.0, b.value)
-               for a, b in zip(before, now, strict=True) if a.value == 0)
+def _written_alike(before: list[Sample], now: list[Sample]) -> bool:
+    """Equal samples are written alike, except 0.0 and -0.0 (equal, written apart) and timestamps such as 1
+    and 1.0 (OpenMetrics writes a timestamp as given). NaN is never equal, so never kept."""
+    return all(math.copysign(1.0, a.value) == math.copysign(1.0, b.value) and repr(a.timestamp) == repr(b.timestamp)
+               for a, b in zip(before, now, strict=True) if a.value == 0 or a.timestamp is not None)
 
 
 class Exposition:
