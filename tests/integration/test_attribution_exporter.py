@@ -134,7 +134,14 @@ def test_sigterm_attributes_the_pending_window_before_the_final_checkpoint(tmp_p
         run = [*args, "--sample.interval=100ms", "--attribution.interval=1h", "--no-meter.nvml", "--no-meter.rapl",
                f"--path.sysfs={tmp_path / 'sys'}", f"--state.file={state}"]
         with start_exporter(run, env=env) as exp:
-            s: Series = exp.wait_until(when(lambda s: total(s, PENDING_J, component="cpu") > 1.0), timeout=20)
+            # The pods must be listed before the signal, or their energy is rightly nobody's (a loaded CI
+            # machine once sent SIGTERM before the first listing): the sources read up only once the
+            # listing is in use. Three samples leave the fake pods' counters time to move.
+            s: Series = exp.wait_until(when(lambda s: total(s, PENDING_J, component="cpu") > 1.0
+                                            and total(s, "footprint_sample_duration_seconds_count") >= 3
+                                            and total(s, "footprint_attribution_source_up", source="apiserver") == 1
+                                            and total(s, "footprint_attribution_source_up", source="podresources")
+                                            == 1), timeout=20)
             assert not pick(s, "footprint_workload_energy_joules_total")  # the first pass was the baseline
             assert exp.stop(signal.SIGTERM) == 0
     finally:

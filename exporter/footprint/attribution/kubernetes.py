@@ -134,24 +134,28 @@ class KubernetesAttributor:
             self._refresh()
 
     def _refresh(self) -> None:
+        """The new snapshot is published before the sources are marked up, so a scrape that reads
+        `source_up` 1 can count on the listed pods being in use."""
+        api_error: Exception | None = None
         try:
             pods, skipped = parse_pods(self.api.list_pods(), self.label_key)
             self._pods = pods
             self._count_skipped("apiserver", skipped)
             self._listed = True
-            self._set_up("apiserver", True)
         except Exception as exc:  # down, refused, 401/403, garbage: keep the last pod list
-            self._set_up("apiserver", False, exc)
+            api_error = exc
         allocations: list[PodResources] = []
+        podres_error: Exception | None = None
         try:
             answer = self.pod_resources.list()
             allocations = answer.pods
             self._count_skipped("podresources", answer.skipped)
-            self._set_up("podresources", True)
         except Exception as exc:  # no socket, kubelet restarting: GPUs fall back to the process split
-            self._set_up("podresources", False, exc)
+            podres_error = exc
         self.cpus = cgroups.online_cpus(self.procfs)
         self.snapshot = build_snapshot(self._pods, allocations)
+        self._set_up("apiserver", api_error is None, api_error)
+        self._set_up("podresources", podres_error is None, podres_error)
 
     def _count_skipped(self, source: str, skipped: Mapping[str, int]) -> None:
         for reason, count in skipped.items():
