@@ -138,6 +138,7 @@ class Sampler:
         self.clock = clock
         self.wall = wall
         self.state = Sample()
+        self.charged_at: float | None = None  # wall time of the last sample charged (set under the ledger lock)
         self.duration = DurationHistogram()
         self._last_sample: float | None = None
         self._known_devices: dict[tuple[str, str], Reading] = {}
@@ -162,7 +163,9 @@ class Sampler:
         with self.ledger.lock:
             mark = self.ledger.counters.mark()
             energy, rejected, power, node_watts = self._judge(readings, read_at, seconds)
-            if not self._charge(energy, rejected, seconds, intensity, now_wall):
+            if self._charge(energy, rejected, seconds, intensity, now_wall):
+                self.charged_at = now_wall
+            else:
                 self.ledger.counters.rollback(mark)
         if self.attributor is not None and self._attribution_due(now):
             self._attribute(now, now_wall)

@@ -26,7 +26,7 @@ from footprint.web import page
 from footprint.web.api import FORECAST_POINTS, MAX_DEVICES, TOP_WORKLOADS, LiveView, forecast_ahead
 from footprint.web.history import Mark, PowerHistory, Totals
 from footprint.web.runs import MAX_RUNS, TAIL_BYTES, RecentRuns
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.grid_servers import ElectricityMapsFake, serving
@@ -251,3 +251,80 @@ def test_payloads_stay_within_their_documented_bounds() -> None:
     assert len(json.loads(summary)["workloads"]["top"]) == TOP_WORKLOADS
     assert len(json.loads(summary)["grid"]["forecast"]["points"]) == FORECAST_POINTS
     assert len(hist) < 200_000 and len(summary) < 32_000, (len(hist), len(summary))
+
+
+# --- the live page records only the samples that may end a step ------------------------------------
+
+
+def twin_views(tmp_path: Path, step: float, start: float) -> tuple[Sampler, LiveView, LiveView, Clock, RaplTree]:
+    """One sampler (the RAPL meter on a sysfs tree, 1 s interval) feeding two live views: `lazy`, as the
+    exporter wires it, and `every`, which records every sample (what the page did before)."""
+    wall = Clock(start)
+    tree = RaplTree(tmp_path / "sys", packages=1, dram=True)
+    settings = config.load([f"--path.sysfs={tree.root}", f"--path.procfs={tmp_path}"], env={})
+    ledger = Ledger()
+    sampler = Sampler([rapl_meter(settings)], ledger, Accountant(settings), FixedGrid(300.0), 1.0, clock=wall,
+                      wall=wall)
+    lazy = LiveView(sampler, ledger, PowerHistory(step, points=8), lambda: {}, 1.0, False, started_at=start, wall=wall)
+    every = LiveView(sampler, ledger, PowerHistory(step, points=8), lambda: {}, 1.0, False, started_at=start,
+                     wall=wall)
+
+    def sampled() -> None:
+        lazy.sampled()
+        every._catch_up()
+
+    sampler.on_sample = sampled
+    return sampler, lazy, every, wall, tree
+
+
+@settings(max_examples=40, deadline=None)
+@given(step=st.sampled_from([1.0, 2.0, 3.0, 7.0]), offset=st.floats(-8.0, -0.5),
+       samples=st.lists(st.tuples(st.floats(0.6, 1.45), st.integers(1_000_000, 30_000_000),
+                                  st.integers(0, 9).map(lambda n: n == 0)),  # asked: one sample in ten
+                        min_size=15, max_size=30))
+def test_a_page_shows_what_recording_every_sample_shows(tmp_path_factory: pytest.TempPathFactory, step: float,
+                                                        offset: float,
+                                                        samples: list[tuple[float, int, bool]]) -> None:
+    """While samples come within 1.45 intervals of each other (jitter, not a stall), the page (summary and
+    history, asked at any sample) is what it was when every sample was recorded. Every run crosses UTC
+    midnight, where "today" starts: 7 s steps do not divide a day, so there the day ends inside a step."""
+    sampler, lazy, every, wall, tree = twin_views(tmp_path_factory.mktemp("twin"), step, 1_750_032_000.0 + offset)
+    sampler.sample()
+    for gap, microjoules, ask in samples:
+        wall.t += gap
+        tree.advance("intel-rapl:0", microjoules)
+        tree.advance("intel-rapl:0:1", microjoules // 4)
+        sampler.sample()
+        if ask:
+            assert lazy.summary() == every.summary()
+    assert lazy.history_payload() == every.history_payload()
+    assert lazy.summary() == every.summary()
+
+
+def test_most_samples_are_not_recorded_and_a_stall_leaves_a_gap_not_a_wrong_point(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                                  ) -> None:
+    sampler, lazy, _, wall, tree = twin_views(tmp_path, 15.0, 1_750_032_000.0)  # midnight, a step start
+    marks: list[float] = []
+    record = lazy.history.record
+
+    def counted(mark: Mark) -> tuple[Totals | None, Totals | None]:
+        marks.append(mark.totals.at - 1_750_032_000.0)
+        return record(mark)
+
+    monkeypatch.setattr(lazy.history, "record", counted)
+    sampler.sample()
+    for _ in range(42):  # 43 samples, one a second: two whole steps of 15 s, and most of a third
+        wall.t += 1.0
+        tree.advance("intel-rapl:0", 10_000_000)  # 10 W
+        sampler.sample()
+    assert marks == [0.0, 14.0, 29.0]  # the first sample, then the last of each step
+    wall.t += 5.0  # a stall: 42 was the last sample of its step, too early to be recorded
+    tree.advance("intel-rapl:0", 30_000_000)
+    sampler.sample()
+    points = lazy.history_payload()["node"]
+    assert marks[-1] == 47.0  # asked: the page catches up with the latest sample
+    # 0 -> 14 and 14 -> 29: 10 W. The step the stall ended is a gap, as a step after a pause is, and the
+    # step in progress starts at its own first sample: the 18 s from 29 to 47 are shown nowhere, never
+    # drawn over the wrong time.
+    assert points == [10.0, 10.0, None, None]

@@ -29,7 +29,7 @@ from footprint.accounting.accountant import (
     AttributionWindow,
 )
 from footprint.accounting.ledger import Ledger
-from footprint.attribution import factory
+from footprint.attribution import factory, kubernetes
 from footprint.attribution.apiserver import ApiServerClient
 from footprint.attribution.base import AnyConsumer, AttributionHealth, EnergyDelta, WorkloadShare
 from footprint.attribution.kubernetes import KubernetesAttributor
@@ -597,6 +597,28 @@ def test_health_metrics(make_node: MakeNode) -> None:
     up = {s.labels["source"]: s.value for s in families["footprint_attribution_source_up"].samples}
     assert up == {"apiserver": 1.0, "podresources": 1.0, "cgroup": 1.0}
     assert "footprint_attribution_consumers" in families
+
+
+def test_a_source_reads_up_only_once_its_listing_is_in_use(make_node: MakeNode,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scrape that sees both sources up can count on the listed pods being attributed (the SIGTERM test
+    of tests/integration relies on it): the snapshot is published before the up flags."""
+    node = make_node()
+    node.start_pod(cpu_pod("web-0", 3), refresh=False)
+    attributor = node.attributor
+    seen: list[tuple[tuple[bool | None, bool | None], bool]] = []
+    real_build = kubernetes.build_snapshot
+
+    def build(*args: Any) -> kubernetes.PodIndex:
+        seen.append(((attributor.up["apiserver"], attributor.up["podresources"]),
+                     bool(attributor.snapshot.by_container_id)))
+        return real_build(*args)
+
+    monkeypatch.setattr(kubernetes, "build_snapshot", build)
+    attributor.refresh()
+    assert seen == [((None, None), False)]  # not up while the snapshot in use is the empty one
+    assert attributor.up["apiserver"] and attributor.up["podresources"]
+    assert container_id(33) in attributor.snapshot.by_container_id
 
 
 # --- faults ----------------------------------------------------------------------------------------

@@ -1,17 +1,20 @@
 """The live page's memory: node and device power over the last POINTS steps, and the day's baselines.
 
-Fed after every sample (app.py's on_sample hook), read by /api/v1/history and /api/v1/summary. Memory is
+Fed by the live page (web/api.py): after the samples that may be the last of their step or of the UTC
+day, and with the latest sample when a page asks; read by /api/v1/history and /api/v1/summary. Memory is
 fixed: each series is one ring of POINTS doubles (240 x 8 B, under 2 KiB a device), whatever the sample
 rate or uptime, and at most MAX_SERIES device series are kept (the rest are refused and counted).
 
 A point is the mean power over its step (wall clock, aligned to the step): the energy the ledger charged
 between the last sample of the step before and the last sample of this one, over the time between them,
-so the steps tile time and what the chart shows is what was counted. Each sample only keeps its
-cumulative figures (one dict copy); the division happens once per step, when the next step's first
-sample closes it, or when a page asks for the step in progress. A step without samples (the exporter was
-paused) is a gap (None), and so is the step after a pause, whose energy spans the pause, a point over less
-than a quarter of a step (the first one after start-up, mostly), and a device that had no power figure
-in the step's last sample (down, or rejected) or was first seen in it.
+so the steps tile time and what the chart shows is what was counted. Each recorded mark only keeps its
+cumulative figures (one dict copy); the division happens once per step, when the next step's first mark
+closes it, or when a page asks for the step in progress. A mark recorded more than once counts once. A
+step without samples (the exporter was paused) is a gap (None), and so is the step after a pause, whose
+energy spans the pause, a stall at the end of a step (its last sample came too early to be taken for
+its last, so no mark of the step ends it: the time is shown nowhere rather than over the wrong span), a
+point over less than a quarter of a step (the first one after start-up, mostly), and a device that had
+no power figure in the step's last sample (down, or rejected) or was first seen in it.
 """
 
 from __future__ import annotations
