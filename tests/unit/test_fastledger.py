@@ -177,6 +177,22 @@ def test_a_sample_added_in_c_matches_the_python_loop(start: dict[str, dict[tuple
     assert results[0] == results[1]
 
 
+@needs_twins
+def test_a_total_is_summed_in_place_only_where_nothing_else_holds_it() -> None:
+    """A series' float is updated in place when the ledger's dict holds the only reference; one that a
+    reader kept (a live-page mark, a checkpoint copy) must keep its value."""
+    book = Ledger()
+    book.add("a", ("0",), 1.5, 0.0)
+    held = book.get("a", ("0",))  # a reader keeps this total
+    with book.transaction():
+        book.add("a", ("0",), 2.0, 1.0)
+    assert held == 1.5 and book.get("a", ("0",)) == 3.5
+    before = id(book.get("a", ("0",)))
+    with book.transaction():
+        book.add("a", ("0",), 1.0, 2.0)
+    assert book.get("a", ("0",)) == 4.5 and id(book.get("a", ("0",))) == before  # summed in place
+
+
 # --- judge_power and stage_energy: a sample's power and its per-device additions ------------------------
 
 NUMBER = st.floats(allow_nan=True, allow_infinity=True) | st.floats(0.0, 5000.0) | st.sampled_from([0.0, -0.0])

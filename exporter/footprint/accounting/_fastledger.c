@@ -307,7 +307,12 @@ static int add_op(PyObject *totals, PyObject *created, PyObject *op, Py_ssize_t 
         (*made)++;
         total = PyFloat_FromDouble(0.0 + PyFloat_AS_DOUBLE(amount));
     } else if (PyFloat_CheckExact(old)) {
-        total = PyFloat_FromDouble(PyFloat_AS_DOUBLE(old) + PyFloat_AS_DOUBLE(amount));
+        double sum = PyFloat_AS_DOUBLE(old) + PyFloat_AS_DOUBLE(amount);
+        if (Py_REFCNT(old) == 1) { /* the series dict holds the only reference: no one can see it change, */
+            ((PyFloatObject *)old)->ob_fval = sum; /* so it takes the sum in place (no float made, no set) */
+            return 0;
+        }
+        total = PyFloat_FromDouble(sum);
     } else {
         total = PyNumber_Add(old, amount);
     }
