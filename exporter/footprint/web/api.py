@@ -100,10 +100,10 @@ class LiveView:
         request brings it up to the latest sample itself (`_catch_up`), so most samples return at once
         (a record copies ledger series on cold caches: ~15 % of a 1 Hz sample). A bug here must not stop
         sampling: it is logged and the page catches up at the next request."""
-        at = self.wall()
-        if at < self._quiet_until:
-            return
         try:
+            at = self.wall()
+            if at < self._quiet_until:
+                return
             self._quiet_until = self._end_of_quiet(at)
             if at >= self._quiet_until or self.history.started is None:
                 self._catch_up()
@@ -113,7 +113,7 @@ class LiveView:
     def _end_of_quiet(self, at: float) -> float:
         """From when a sample may be the last of the step (or the day) `at` is in: the next sample is due
         an interval later, and may be half an interval late. A later sample can still be the last (a
-        stall): the step then ends at the last one recorded, and the steps still tile time."""
+        stall): the step then ends at its last recorded mark, or is a gap where it has none (history.py)."""
         ends = min((math.floor(at / self.history.step) + 1) * self.history.step,
                    (math.floor(at / SECONDS_PER_DAY) + 1) * SECONDS_PER_DAY)
         return ends - LOOKAHEAD_SAMPLES * self.sampler.interval
