@@ -11,7 +11,9 @@ exporter uses their pure-Python twins (same numbers, more CPU per sample: bench/
 
 from setuptools import Extension, setup
 
-FLAGS = ["-O2", "-Wall", "-Wextra"]
+# -ffp-contract=off: the C twins must round as Python does, one operation at a time (a fused multiply-add,
+# which GCC may otherwise make on CPUs that have one, rounds once for two).
+FLAGS = ["-O2", "-Wall", "-Wextra", "-ffp-contract=off"]
 
 setup(ext_modules=[
     Extension("footprint.meters._fastread", ["exporter/footprint/meters/_fastread.c"], optional=True,

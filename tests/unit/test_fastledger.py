@@ -7,7 +7,8 @@ it says so: `rule` the verdict of `_python_rule` (floats anywhere, NaN and infin
 ranges; `apply_ops`, through a transaction, the same totals, created times and dropped flag as the Python
 loop; `judge_power` what `sampler.power_of` gives; `stage_energy` the additions and node joules of
 `accountant.stage_devices`; `stage_shares` the additions and joules handed out of
-`accountant.stage_shares`. Everything else in tests/unit that judges or charges runs both ways (the
+`accountant.stage_shares`; `charge_sample`, through `Accountant.account`, the totals, created times, layout
+and dropped flag of the staged transaction, for every setting that adds a node series. Everything else in tests/unit that judges or charges runs both ways (the
 `ledger_path` fixture).
 """
 
@@ -44,13 +45,18 @@ needs_twins = pytest.mark.skipif(fast is None, reason="the C twins are not built
 
 @contextmanager
 def python_only() -> Iterator[None]:
-    """The module as it is where the C twins are not built."""
+    """The ledger, the accountant and the sampler as they are where the C twins are not built."""
+    from footprint import sampler
+    from footprint.accounting import accountant
+
     saved = ledger._fastledger, ledger._rule
     ledger._fastledger, ledger._rule = None, ledger._python_rule  # type: ignore[assignment]
+    accountant._fastledger = sampler._fastledger = None  # type: ignore[assignment]
     try:
         yield
     finally:
         ledger._fastledger, ledger._rule = saved
+        accountant._fastledger = sampler._fastledger = saved[0]
 
 
 ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True)
@@ -450,3 +456,67 @@ def test_render_lines_raises_as_the_python_lines_do() -> None:
             _python_lines(prefixes, series, [("a",)])
         with pytest.raises(KeyError):
             fast.render_lines(prefixes, series, [("a",)], floatToGoString)
+
+
+# --- charge_sample: a sample alone in its transaction, added at once -------------------------------------
+
+
+@st.composite
+def charged_sample(draw: st.DrawFn) -> list[tuple[Reading, float]]:
+    """A sample's readings (distinct devices, some outside the node total) with their judged joules: now and
+    then a NaN, a negative or an int, which the C path hands back and the transaction drops or adds."""
+    keys = draw(st.lists(st.tuples(st.sampled_from(["gpu", "cpu", "dram"]), st.sampled_from(["0", "1", "2"])),
+                         unique=True, max_size=6))
+    return [(Reading(c, d, "nvml" if c == "gpu" else "rapl", 1.0, in_node_total=draw(st.booleans())),
+             draw(PLAIN_JOULES if draw(st.integers(0, 19)) else NUMBER | st.just(3))) for c, d in keys]
+
+
+PLAIN_JOULES = st.floats(0.0, 5000.0) | st.sampled_from([0.0, -0.0, 1e-300, 700.25])
+# A setting that adds a node series: absent, a plain float, and one time in ten NaN or an int.
+OPTIONAL = st.integers(0, 9).flatmap(
+    lambda n: st.none() | st.floats(0.0, 10.0) if n else st.sampled_from([math.nan, 2]))
+
+
+@needs_twins
+@settings(max_examples=400)
+@given(energy=charged_sample(), pue=st.sampled_from([1.0, 1.1, 1.58, 5.0]), wue=OPTIONAL, grid_water=OPTIONAL,
+       price=OPTIONAL, server=st.none() | st.floats(1.0, 5000.0), gpu_kg=st.none() | st.floats(1.0, 5000.0),
+       signal=st.sampled_from(["average", "marginal"]), marginal=st.none() | st.floats(0.0, 2000.0),
+       intensity=st.integers(0, 19).flatmap(lambda n: st.floats(0.0, 3000.0) if n else st.just(math.inf)),
+       seconds=st.sampled_from([0.0, 0.5, 1.0, 30.0]),
+       seen=st.booleans(), start=st.booleans())
+def test_a_sample_charged_in_c_matches_the_transaction(
+        energy: list[tuple[Reading, float]], pue: float, wue: float | None, grid_water: float | None,
+        price: float | None, server: float | None, gpu_kg: float | None, signal: str, marginal: float | None,
+        intensity: float, seconds: float, seen: bool, start: bool) -> None:
+    """Accountant.account of a sample alone in its transaction, through charge_sample and through the staged
+    transaction (the Python loops): the same totals, created times, layout and dropped flag, for every
+    setting that adds a node series (marginal on or off, water, price, server embodied), devices whose
+    figure is known or not yet looked up (`seen`), series that exist or not (`start`), and amounts the
+    transaction must drop (NaN, negative, infinite intensity). Numbers that are not plain floats (an int
+    wue or price, or joules) go the Python way in both."""
+    from dataclasses import replace
+
+    from footprint.accounting.accountant import Accountant
+    from footprint.config import Settings
+    from footprint.grid.base import IntensityReading
+
+    settings = replace(Settings(), pue=pue, water_wue=wue, water_grid_intensity=grid_water, cost_price_per_kwh=price,
+                       embodied_server_kgco2e=server, embodied_gpu_kgco2e=gpu_kg, grid_accounting_signal=signal)
+    reading = IntensityReading(intensity, "average", "test", "DE")
+    fresh = None if marginal is None else IntensityReading(marginal, "marginal", "test", "DE")
+    results = []
+    for path in ("c", "python"):
+        book = Ledger()
+        if start:
+            book.add("footprint_energy_joules_total", ("gpu", "0", "nvml"), 10.0, 1.0)
+            book.add("footprint_node_energy_joules_total", (), 10.0, 1.0)
+        accountant = Accountant(settings, marginal=lambda: fresh)
+        if seen:
+            for r, _ in energy:
+                accountant.embodied_figure(r.component, r.device, "")
+        with python_only() if path == "python" else contextlib.nullcontext(), book.transaction() as tx:
+            accountant.account(book, list(energy), seconds, reading, 2.0)
+        results.append((book.totals, book.created, book.layout, tx.dropped,
+                        {m: {k: type(v) for k, v in s.items()} for m, s in book.totals.items()}))
+    assert repr(results[0]) == repr(results[1])

@@ -291,11 +291,10 @@ static PyObject *inner_dict(PyObject *outer, PyObject *key) {
     return inner;
 }
 
-/* One (metric, labels, amount, wall) added (0 on success, -1 with an exception set); *made counts the
-   series it created. */
-static int add_op(PyObject *totals, PyObject *created, PyObject *op, Py_ssize_t *made) {
-    PyObject *metric = PyTuple_GET_ITEM(op, 0), *labels = PyTuple_GET_ITEM(op, 1);
-    PyObject *amount = PyTuple_GET_ITEM(op, 2), *wall = PyTuple_GET_ITEM(op, 3);
+/* `amount` added to the series (metric, labels), made at 0.0 with its created time `wall` where it is
+   new (0 on success, -1 with an exception set); *made counts the series it created. */
+static int add_amount(PyObject *totals, PyObject *created, PyObject *metric, PyObject *labels, double amount,
+                      PyObject *wall, Py_ssize_t *made) {
     PyObject *series = inner_dict(totals, metric);
     if (series == NULL) return -1;
     PyObject *old = PyDict_GetItemWithError(series, labels); /* borrowed */
@@ -305,21 +304,29 @@ static int add_op(PyObject *totals, PyObject *created, PyObject *op, Py_ssize_t 
         PyObject *when = inner_dict(created, metric);
         if (when == NULL || PyDict_SetItem(when, labels, wall)) return -1;
         (*made)++;
-        total = PyFloat_FromDouble(0.0 + PyFloat_AS_DOUBLE(amount));
+        total = PyFloat_FromDouble(0.0 + amount);
     } else if (PyFloat_CheckExact(old)) {
-        double sum = PyFloat_AS_DOUBLE(old) + PyFloat_AS_DOUBLE(amount);
+        double sum = PyFloat_AS_DOUBLE(old) + amount;
         if (Py_REFCNT(old) == 1) { /* the series dict holds the only reference: no one can see it change, */
             ((PyFloatObject *)old)->ob_fval = sum; /* so it takes the sum in place (no float made, no set) */
             return 0;
         }
         total = PyFloat_FromDouble(sum);
     } else {
-        total = PyNumber_Add(old, amount);
+        PyObject *added = PyFloat_FromDouble(amount);
+        total = added == NULL ? NULL : PyNumber_Add(old, added);
+        Py_XDECREF(added);
     }
     if (total == NULL) return -1;
     int failed = PyDict_SetItem(series, labels, total);
     Py_DECREF(total);
     return failed;
+}
+
+/* One (metric, labels, amount, wall) op added, its amount a plain float (checked by the caller). */
+static int add_op(PyObject *totals, PyObject *created, PyObject *op, Py_ssize_t *made) {
+    return add_amount(totals, created, PyTuple_GET_ITEM(op, 0), PyTuple_GET_ITEM(op, 1),
+                      PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(op, 2)), PyTuple_GET_ITEM(op, 3), made);
 }
 
 /* apply_ops(totals, created, ops) -> int | None: every (metric, labels, amount, wall) of `ops` added, as
@@ -480,12 +487,102 @@ static PyObject *staged_then(PyObject *ops, PyObject *staged, double result) {
     return PyFloat_FromDouble(result);
 }
 
+/* A sample's additions before they are staged or added: each series' metric and labels (new references)
+   and its amount, in order. */
+typedef struct {
+    PyObject *metric, *labels;
+    double amount;
+} addition;
+
+typedef struct {
+    addition *items;
+    Py_ssize_t n, cap;
+} additions;
+
+static int push(additions *a, PyObject *metric, PyObject *labels, double amount) {
+    if (a->n == a->cap) {
+        Py_ssize_t cap = a->cap ? 2 * a->cap : 64;
+        addition *grown = PyMem_Realloc(a->items, (size_t)cap * sizeof(addition));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        a->items = grown, a->cap = cap;
+    }
+    a->items[a->n++] = (addition){Py_NewRef(metric), Py_NewRef(labels), amount};
+    return 0;
+}
+
+static void release(additions *a) {
+    for (Py_ssize_t i = 0; i < a->n; i++) {
+        Py_DECREF(a->items[i].metric);
+        Py_DECREF(a->items[i].labels);
+    }
+    PyMem_Free(a->items);
+}
+
+/* The device loop of Accountant.account (accountant.stage_devices, line for line) into `out`: for each
+   (reading, joules) of `energy` its energy, and for a reading in the node total its emissions, its marginal
+   emissions (`marginal`) and its embodied grams (figure known and seconds > 0); `names` = (ENERGY,
+   EMISSIONS, MARGINAL_EMISSIONS, EMBODIED); *node: the joules of the node total. 0 done; 1: a device whose
+   embodied figure is not looked up yet, or a number that is not a plain float (the Python loop's); -1: an
+   exception is set. */
+static int device_additions(additions *out, PyObject *energy, PyObject *figures, double lifetime, double g_per_j,
+                            int marginal, double m_per_j, double seconds, PyObject *names, double *node) {
+    PyObject *m_energy = PyTuple_GET_ITEM(names, 0), *m_emissions = PyTuple_GET_ITEM(names, 1),
+             *m_marginal = PyTuple_GET_ITEM(names, 2), *m_embodied = PyTuple_GET_ITEM(names, 3);
+    *node = 0.0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(energy); i++) {
+        PyObject *pair = PyList_GET_ITEM(energy, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyFloat_CheckExact(PyTuple_GET_ITEM(pair, 1)))
+            return 1;
+        PyObject *r = PyTuple_GET_ITEM(pair, 0);
+        double joules = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(pair, 1));
+        PyObject *labels = series_labels(r);
+        if (labels == NULL) return -1;
+        int failed = push(out, m_energy, labels, joules);
+        Py_DECREF(labels);
+        if (failed) return -1;
+        int in_total = field_true(r, F_IN_TOTAL);
+        if (in_total < 0) return -1;
+        if (!in_total) continue;
+        PyObject *key = field(r, F_KEY);
+        if (key == NULL) return -1;
+        PyObject *figure = PyDict_GetItemWithError(figures, key); /* borrowed */
+        double kg = 0.0;
+        int embodied = 0;
+        if (figure == NULL) {
+            Py_DECREF(key);
+            return PyErr_Occurred() ? -1 : 1; /* first sight of this device: its figure is looked up in Python */
+        }
+        if (figure != Py_None) {
+            PyObject *kg_obj = PyObject_GetAttr(figure, attr_kgco2e);
+            if (kg_obj == NULL) {
+                Py_DECREF(key);
+                return -1;
+            }
+            int plain = PyFloat_CheckExact(kg_obj);
+            kg = plain ? PyFloat_AS_DOUBLE(kg_obj) : 0.0;
+            Py_DECREF(kg_obj);
+            if (!plain) {
+                Py_DECREF(key);
+                return 1;
+            }
+            embodied = seconds > 0;
+        }
+        *node += joules;
+        failed = push(out, m_emissions, key, joules * g_per_j) ||
+                 (marginal && push(out, m_marginal, key, joules * m_per_j)) ||
+                 (embodied && push(out, m_embodied, key, kg * 1000.0 * seconds / lifetime));
+        Py_DECREF(key);
+        if (failed) return -1;
+    }
+    return 0;
+}
+
 /* stage_energy(ops, energy, figures, lifetime, g_per_j, m_per_j, seconds, now_wall, names) -> node joules | None:
-   the device loop of Accountant.account (accountant.stage_devices, line for line) staged onto `ops`:
-   for each (reading, joules) its energy, and for a reading in the node total its emissions, its marginal
-   emissions (m_per_j not None) and its embodied grams (figure known and seconds > 0); `names` =
-   (ENERGY, EMISSIONS, MARGINAL_EMISSIONS, EMBODIED). None, with nothing staged: a device whose embodied
-   figure is not looked up yet, or a number that is not a plain float; the Python loop takes the sample. */
+   device_additions staged onto `ops` as (metric, labels, amount, now_wall). None, with nothing staged:
+   what device_additions hands back; the Python loop takes the sample. */
 static PyObject *stage_energy(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 9 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyDict_Check(args[2]) ||
         !PyTuple_CheckExact(args[8]) || PyTuple_GET_SIZE(args[8]) != 4) {
@@ -493,72 +590,110 @@ static PyObject *stage_energy(PyObject *Py_UNUSED(self), PyObject *const *args, 
                                          "m_per_j, seconds, now_wall, names: 4-tuple)");
         return NULL;
     }
-    PyObject *ops = args[0], *energy = args[1], *figures = args[2], *wall = args[7];
+    PyObject *ops = args[0], *wall = args[7];
     for (int i = 3; i < 7; i++)
         if (!PyFloat_CheckExact(args[i]) && !(i == 5 && args[i] == Py_None)) Py_RETURN_NONE;
-    double lifetime = PyFloat_AS_DOUBLE(args[3]), g_per_j = PyFloat_AS_DOUBLE(args[4]);
     int marginal = args[5] != Py_None;
-    double m_per_j = marginal ? PyFloat_AS_DOUBLE(args[5]) : 0.0, seconds = PyFloat_AS_DOUBLE(args[6]);
-    PyObject *m_energy = PyTuple_GET_ITEM(args[8], 0), *m_emissions = PyTuple_GET_ITEM(args[8], 1),
-             *m_marginal = PyTuple_GET_ITEM(args[8], 2), *m_embodied = PyTuple_GET_ITEM(args[8], 3);
-    PyObject *staged = PyList_New(0), *out = NULL;
-    if (staged == NULL) return NULL;
-    double node = 0.0;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(energy); i++) {
-        PyObject *pair = PyList_GET_ITEM(energy, i);
-        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyFloat_CheckExact(PyTuple_GET_ITEM(pair, 1)))
-            goto python;
-        PyObject *r = PyTuple_GET_ITEM(pair, 0);
-        double joules = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(pair, 1));
-        PyObject *labels = series_labels(r);
-        if (labels == NULL) goto error;
-        int failed = stage(staged, m_energy, labels, joules, wall);
-        Py_DECREF(labels);
-        if (failed) goto error;
-        int in_total = field_true(r, F_IN_TOTAL);
-        if (in_total < 0) goto error;
-        if (!in_total) continue;
-        PyObject *key = field(r, F_KEY);
-        if (key == NULL) goto error;
-        PyObject *figure = PyDict_GetItemWithError(figures, key); /* borrowed */
-        double kg = 0.0;
-        int embodied = 0;
-        if (figure == NULL) {
-            Py_DECREF(key);
-            if (PyErr_Occurred()) goto error;
-            goto python; /* first sight of this device: its figure is looked up in Python */
-        }
-        if (figure != Py_None) {
-            PyObject *kg_obj = PyObject_GetAttr(figure, attr_kgco2e);
-            if (kg_obj == NULL) {
-                Py_DECREF(key);
-                goto error;
-            }
-            int plain = PyFloat_CheckExact(kg_obj);
-            kg = plain ? PyFloat_AS_DOUBLE(kg_obj) : 0.0;
-            Py_DECREF(kg_obj);
-            if (!plain) {
-                Py_DECREF(key);
-                goto python;
-            }
-            embodied = seconds > 0;
-        }
-        node += joules;
-        failed = stage(staged, m_emissions, key, joules * g_per_j, wall) ||
-                 (marginal && stage(staged, m_marginal, key, joules * m_per_j, wall)) ||
-                 (embodied && stage(staged, m_embodied, key, kg * 1000.0 * seconds / lifetime, wall));
-        Py_DECREF(key);
-        if (failed) goto error;
+    additions found = {NULL, 0, 0};
+    double node;
+    int got = device_additions(&found, args[1], args[2], PyFloat_AS_DOUBLE(args[3]), PyFloat_AS_DOUBLE(args[4]),
+                               marginal, marginal ? PyFloat_AS_DOUBLE(args[5]) : 0.0, PyFloat_AS_DOUBLE(args[6]),
+                               args[8], &node);
+    PyObject *out = NULL, *staged = got == 0 ? PyList_New(0) : NULL;
+    if (got == 1) out = Py_NewRef(Py_None);
+    for (Py_ssize_t i = 0; staged != NULL && i < found.n; i++) {
+        if (stage(staged, found.items[i].metric, found.items[i].labels, found.items[i].amount, wall)) Py_CLEAR(staged);
     }
-    out = staged_then(ops, staged, node);
-    goto done;
-python:
-    out = Py_NewRef(Py_None);
-    goto done;
-error:
-    out = NULL;
-done:
-    Py_DECREF(staged);
+    if (staged != NULL) {
+        out = staged_then(ops, staged, node);
+        Py_DECREF(staged);
+    }
+    release(&found);
+    return out;
+}
+
+#define JOULES_PER_KWH 3.6e6 /* accountant.JOULES_PER_KWH */
+
+/* A node-level addition of charge_sample, the series (metric, labels) from its `node` plan. */
+enum { N_SERVER_EMBODIED, N_NODE_ENERGY, N_NODE_EMISSIONS, N_UNCHARGED, N_FACILITY, N_WATER_SITE, N_WATER_GRID, N_COST,
+       N_COUNT };
+
+static int push_node(additions *a, PyObject *plan, int which, double amount) {
+    PyObject *series = PyTuple_GET_ITEM(plan, which);
+    return push(a, PyTuple_GET_ITEM(series, 0), PyTuple_GET_ITEM(series, 1), amount);
+}
+
+/* An optional number of charge_sample: 0 absent (None), 1 a plain float (in *out), -1 anything else. */
+static int optional(PyObject *value, double *out) {
+    if (value == Py_None) return 0;
+    if (!PyFloat_CheckExact(value)) return -1;
+    *out = PyFloat_AS_DOUBLE(value);
+    return 1;
+}
+
+/* charge_sample(totals, created, energy, figures, lifetime, g_per_j, m_per_j, seconds, now_wall, names, node,
+                 server_grams, uncharged, pue, wue, grid_water, price) -> series created | None:
+   Accountant.account for a sample charged alone (no attribution window, nothing else in its transaction),
+   added into the ledger's dicts at once: device_additions, then the node's additions in account's order and
+   arithmetic (server embodied `server_grams` where not None, node energy, emissions at g_per_j, uncharged
+   energy where `uncharged`, the facility overhead at `pue`, site water at `wue`, grid water at `grid_water`,
+   cost at `price`, each where not None), `node` = the 8 (metric, labels) of those series. All or nothing, as
+   the transaction: None, with nothing touched, where device_additions hands back or an amount is not a
+   finite, non-negative number; the Python path then stages the sample (and drops it, logged). */
+static PyObject *charge_sample(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 17 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_CheckExact(args[2]) ||
+        !PyDict_Check(args[3]) || !PyTuple_CheckExact(args[9]) || PyTuple_GET_SIZE(args[9]) != 4 ||
+        !PyTuple_CheckExact(args[10]) || PyTuple_GET_SIZE(args[10]) != N_COUNT) {
+        PyErr_SetString(PyExc_TypeError, "charge_sample(totals: dict, created: dict, energy: list, figures: dict, "
+                                         "lifetime, g_per_j, m_per_j, seconds, now_wall, names: 4-tuple, "
+                                         "node: 8-tuple, server_grams, uncharged, pue, wue, grid_water, price)");
+        return NULL;
+    }
+    for (int i = 0; i < N_COUNT; i++) {
+        PyObject *series = PyTuple_GET_ITEM(args[10], i);
+        if (!PyTuple_CheckExact(series) || PyTuple_GET_SIZE(series) != 2) {
+            PyErr_SetString(PyExc_TypeError, "charge_sample: node is 8 (metric, labels) pairs");
+            return NULL;
+        }
+    }
+    double lifetime, g_per_j, m_per_j = 0.0, seconds, server = 0.0, pue, wue = 0.0, grid_water = 0.0, price = 0.0;
+    int marginal = optional(args[6], &m_per_j), has_server = optional(args[11], &server),
+        has_wue = optional(args[14], &wue), has_grid = optional(args[15], &grid_water),
+        has_price = optional(args[16], &price);
+    if (optional(args[4], &lifetime) != 1 || optional(args[5], &g_per_j) != 1 || optional(args[7], &seconds) != 1 ||
+        optional(args[13], &pue) != 1 || marginal < 0 || has_server < 0 || has_wue < 0 || has_grid < 0 ||
+        has_price < 0)
+        Py_RETURN_NONE;
+    int uncharged = PyObject_IsTrue(args[12]);
+    if (uncharged < 0) return NULL;
+    PyObject *plan = args[10], *wall = args[8];
+    additions found = {NULL, 0, 0};
+    double node;
+    int got = device_additions(&found, args[2], args[3], lifetime, g_per_j, marginal, m_per_j, seconds, args[9],
+                               &node);
+    PyObject *out = NULL;
+    if (got == 0) {
+        double facility = node * pue;
+        if ((has_server && push_node(&found, plan, N_SERVER_EMBODIED, server)) ||
+            push_node(&found, plan, N_NODE_ENERGY, node) || push_node(&found, plan, N_NODE_EMISSIONS, node * g_per_j) ||
+            (uncharged && push_node(&found, plan, N_UNCHARGED, node)) ||
+            push_node(&found, plan, N_FACILITY, facility - node) ||
+            (has_wue && push_node(&found, plan, N_WATER_SITE, node / JOULES_PER_KWH * wue)) ||
+            (has_grid && push_node(&found, plan, N_WATER_GRID, facility / JOULES_PER_KWH * grid_water)) ||
+            (has_price && push_node(&found, plan, N_COST, facility / JOULES_PER_KWH * price)))
+            got = -1;
+    }
+    for (Py_ssize_t i = 0; got == 0 && i < found.n; i++)
+        if (!(isfinite(found.items[i].amount) && found.items[i].amount >= 0)) got = 1;
+    if (got == 1) out = Py_NewRef(Py_None);
+    if (got == 0) {
+        Py_ssize_t made = 0, i = 0;
+        while (i < found.n && !add_amount(args[0], args[1], found.items[i].metric, found.items[i].labels,
+                                          found.items[i].amount, wall, &made))
+            i++;
+        out = i == found.n ? PyLong_FromSsize_t(made) : NULL;
+    }
+    release(&found);
     return out;
 }
 
@@ -837,6 +972,9 @@ static PyMethodDef methods[] = {
      "stage_shares(ops, shares, scale, g_per_j, now_wall) -> joules handed out, or None for the Python loop"},
     {"use_reading_type", (PyCFunction)(void (*)(void))use_reading_type, METH_FASTCALL,
      "use_reading_type(cls, positions) -> None: read those fields of readings of exactly type cls by position"},
+    {"charge_sample", (PyCFunction)(void (*)(void))charge_sample, METH_FASTCALL,
+     "charge_sample(totals, created, energy, figures, lifetime, g_per_j, m_per_j, seconds, now_wall, names, node, "
+     "server_grams, uncharged, pue, wue, grid_water, price) -> series created, None: nothing touched"},
     {"stage_energy", (PyCFunction)(void (*)(void))stage_energy, METH_FASTCALL,
      "stage_energy(ops, energy, figures, lifetime, g_per_j, m_per_j, seconds, now_wall, names) -> node joules, "
      "None: nothing staged, the Python loop's"},

@@ -184,6 +184,10 @@ class Accountant:
         self.embodied = embodied or EmbodiedModel(settings)
         self._figures: dict[tuple[str, str], EmbodiedFigure | None] = {}
         self.server_figure = self.embodied.figure("server", "")  # settled at start: no lookup per sample
+        # The node's series, in account()'s order, for _fastledger.charge_sample.
+        self._node_series = ((EMBODIED, ("server", "node")), (NODE_ENERGY, ()), (NODE_EMISSIONS, ()),
+                             (UNCHARGED_ENERGY, ("marginal",)), (FACILITY_OVERHEAD, ()), (WATER, ("site",)),
+                             (WATER, ("grid",)), (COST, (self.currency,)))
 
     def price_at(self, wall: float) -> float | None:
         if self.schedule:
@@ -242,11 +246,23 @@ class Accountant:
         if marginal is not None and marginal.signal != "marginal":
             marginal = None  # never an average in the marginal counter
         m_per_j = None if marginal is None else self.pue * marginal.value / JOULES_PER_KWH
+        ops = ledger.staging()
+        lifetime = float(self.embodied.lifetime)
+        if shares is None and window is None and ops is not None and not ops and _fastledger is not None:
+            # The sample alone in its transaction, and the last of it (no rejection or gap staged before, no
+            # attribution): added into the ledger at once, all or nothing as the transaction would, in C.
+            server = None if self.server_figure is None or seconds <= 0 else self.embodied.grams(
+                self.server_figure, seconds)
+            made = _fastledger.charge_sample(
+                ledger.totals, ledger.created, energy, self._figures, lifetime, g_per_j, m_per_j, seconds, now_wall,
+                _DEVICE_METRICS, self._node_series, server, self.marginal is not None and m_per_j is None, self.pue,
+                self.wue, self.grid_water, self.price_at(now_wall))
+            if made is not None:
+                ledger.layout += made
+                return
         if shares is not None:
             window = AttributionWindow()
-        ops = ledger.staging()
         stage = ops.append if ops is not None else (lambda op: ledger.add(*op))
-        lifetime = float(self.embodied.lifetime)
         node_joules = None if ops is None or _fastledger is None else _fastledger.stage_energy(
             ops, energy, self._figures, lifetime, g_per_j, m_per_j, seconds, now_wall, _DEVICE_METRICS)
         if node_joules is None:  # not built, outside a transaction, or a case it hands back (a first sight)
