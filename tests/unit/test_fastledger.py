@@ -8,8 +8,8 @@ ranges; `apply_ops`, through a transaction, the same totals, created times and d
 loop; `judge_power` what `sampler.power_of` gives; `stage_energy` the additions and node joules of
 `accountant.stage_devices`; `stage_shares` the additions and joules handed out of
 `accountant.stage_shares`; `charge_sample`, through `Accountant.account`, the totals, created times, layout
-and dropped flag of the staged transaction, for every setting that adds a node series. Everything else in tests/unit that judges or charges runs both ways (the
-`ledger_path` fixture).
+and dropped flag of the staged transaction, for every setting that adds a node series. Everything else in
+tests/unit that judges or charges runs both ways (the `ledger_path` fixture).
 """
 
 from __future__ import annotations

@@ -238,6 +238,10 @@ class Accountant:
         `shares` attributes this interval now; `window` (attribution on its own cadence) instead
         collects the devices' joules and grams for the next `attribute()`. With neither, attribution
         is off and no unattributed series are written.
+
+        Inside a transaction, this is its last addition (the sampler's and charge_gap's): where nothing is
+        staged before it and nothing is attributed, the sample is added at once, in C, all or nothing as
+        the transaction would add it, so a caller stages nothing after it.
         """
         if intensity.signal != "average":
             raise ValueError(f"{EMISSIONS} takes the average signal only, not {intensity.signal}")
