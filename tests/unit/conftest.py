@@ -9,6 +9,7 @@ import pytest
 
 from tests.fakes.grid_servers import ElectricityMapsFake, serving
 from tests.support.grid_helpers import TOKEN, Clock
+from tests.support.ledger_twins import python_ledger
 
 
 @pytest.fixture
@@ -38,19 +39,17 @@ def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.fixture(params=["c_ledger", "python_ledger"])
-def ledger_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def ledger_path(request: pytest.FixtureRequest) -> Iterator[str]:
     """Each ledger, tracker, accounting, sampler and exposition test twice: through the optional C twins of
     the counter rule, a sample's judging, power and additions, and the counters' lines
-    (accounting/_fastledger.c), and through the Python code they stand in for.
+    (accounting/_fastledger.c), and through the Python code they stand in for (`python_ledger`).
     tests/unit/test_fastledger.py fails where a compiler exists and they were not built."""
-    from footprint import sampler
-    from footprint.accounting import accountant, ledger
-    from footprint.exposition import metrics
+    from footprint.accounting import ledger
 
     if request.param == "python_ledger":
-        for module in (ledger, accountant, sampler, metrics):  # each holds the module as it imported it
-            monkeypatch.setattr(module, "_fastledger", None)
-        monkeypatch.setattr(ledger, "_rule", ledger._python_rule)
-    elif ledger._fastledger is None:
+        with python_ledger():
+            yield str(request.param)
+        return
+    if ledger._fastledger is None:
         pytest.skip("the C twins are not built here")
-    return str(request.param)
+    yield str(request.param)

@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from footprint.accounting import ledger
@@ -27,6 +25,7 @@ from footprint.meters.base import Reading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.ledger_twins import python_ledger
 from tests.support.native import can_build
 
 fast = ledger._fastledger
@@ -41,22 +40,6 @@ def test_the_c_twins_are_built_where_a_compiler_and_headers_exist() -> None:
 
 
 needs_twins = pytest.mark.skipif(fast is None, reason="the C twins are not built here")
-
-
-@contextmanager
-def python_only() -> Iterator[None]:
-    """The ledger, the accountant and the sampler as they are where the C twins are not built."""
-    from footprint import sampler
-    from footprint.accounting import accountant
-
-    saved = ledger._fastledger, ledger._rule
-    ledger._fastledger, ledger._rule = None, ledger._python_rule  # type: ignore[assignment]
-    accountant._fastledger = sampler._fastledger = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        ledger._fastledger, ledger._rule = saved
-        accountant._fastledger = sampler._fastledger = saved[0]
 
 
 ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True)
@@ -126,7 +109,7 @@ def test_steady_readings_judged_in_c_match_delta_reading_by_reading(
     c_side, python_side = CounterTracker(), CounterTracker()
     for readings, read_at in stream:
         got = c_side.deltas(readings, read_at)
-        with python_only():
+        with python_ledger():
             expected = [python_side.delta(r, at) for r, at in zip(readings, read_at, strict=True)]
         assert got == expected
         assert c_side.states == python_side.states
@@ -172,7 +155,7 @@ def test_a_sample_added_in_c_matches_the_python_loop(start: dict[str, dict[tuple
             for labels, value in series.items():
                 book.totals.setdefault(metric, {})[labels] = value
                 book.created.setdefault(metric, {})[labels] = 1.0
-        with python_only() if path == "python" else contextlib.nullcontext(), book.transaction() as tx:
+        with python_ledger() if path == "python" else contextlib.nullcontext(), book.transaction() as tx:
             for metric, labels, amount, wall in ops:
                 if amount is None:
                     book.remove(metric, labels)
@@ -515,7 +498,7 @@ def test_a_sample_charged_in_c_matches_the_transaction(
         if seen:
             for r, _ in energy:
                 accountant.embodied_figure(r.component, r.device, "")
-        with python_only() if path == "python" else contextlib.nullcontext(), book.transaction() as tx:
+        with python_ledger() if path == "python" else contextlib.nullcontext(), book.transaction() as tx:
             accountant.account(book, list(energy), seconds, reading, 2.0)
         results.append((book.totals, book.created, book.layout, tx.dropped,
                         {m: {k: type(v) for k, v in s.items()} for m, s in book.totals.items()}))
