@@ -250,17 +250,18 @@ class Accountant:
         if marginal is not None and marginal.signal != "marginal":
             marginal = None  # never an average in the marginal counter
         m_per_j = None if marginal is None else self.pue * marginal.value / JOULES_PER_KWH
+        server = None if self.server_figure is None or seconds <= 0 else self.embodied.grams(
+            self.server_figure, seconds)
+        uncharged = self.marginal is not None and m_per_j is None
+        price = self.price_at(now_wall)
         ops = ledger.staging()
         lifetime = float(self.embodied.lifetime)
         if shares is None and window is None and ops is not None and not ops and _fastledger is not None:
             # The sample alone in its transaction, and the last of it (no rejection or gap staged before, no
             # attribution): added into the ledger at once, all or nothing as the transaction would, in C.
-            server = None if self.server_figure is None or seconds <= 0 else self.embodied.grams(
-                self.server_figure, seconds)
             made = _fastledger.charge_sample(
                 ledger.totals, ledger.created, energy, self._figures, lifetime, g_per_j, m_per_j, seconds, now_wall,
-                _DEVICE_METRICS, self._node_series, server, self.marginal is not None and m_per_j is None, self.pue,
-                self.wue, self.grid_water, self.price_at(now_wall))
+                _DEVICE_METRICS, self._node_series, server, uncharged, self.pue, self.wue, self.grid_water, price)
             if made is not None:
                 ledger.layout += made
                 return
@@ -278,11 +279,11 @@ class Accountant:
             for r, joules in energy:
                 if r.in_node_total:
                     window.add(r, joules, joules * g_per_j)
-        if self.server_figure is not None and seconds > 0:
-            stage((EMBODIED, ("server", "node"), self.embodied.grams(self.server_figure, seconds), now_wall))
+        if server is not None:
+            stage((EMBODIED, ("server", "node"), server, now_wall))
         stage((NODE_ENERGY, (), node_joules, now_wall))
         stage((NODE_EMISSIONS, (), node_joules * g_per_j, now_wall))
-        if self.marginal is not None and m_per_j is None:
+        if uncharged:
             stage((UNCHARGED_ENERGY, ("marginal",), node_joules, now_wall))
         facility_joules = node_joules * self.pue
         stage((FACILITY_OVERHEAD, (), facility_joules - node_joules, now_wall))
@@ -290,7 +291,6 @@ class Accountant:
             stage((WATER, ("site",), node_joules / JOULES_PER_KWH * self.wue, now_wall))
         if self.grid_water is not None:
             stage((WATER, ("grid",), facility_joules / JOULES_PER_KWH * self.grid_water, now_wall))
-        price = self.price_at(now_wall)
         if price is not None:
             stage((COST, (self.currency,), facility_joules / JOULES_PER_KWH * price, now_wall))
         if shares is not None and window is not None:
