@@ -487,8 +487,9 @@ static PyObject *staged_then(PyObject *ops, PyObject *staged, double result) {
     return PyFloat_FromDouble(result);
 }
 
-/* A sample's additions before they are staged or added: each series' metric and labels (new references)
-   and its amount, in order. */
+/* A sample's additions before they are added: each series' metric and labels (new references) and its
+   amount, in order. Where `staged` is set they go straight onto it as (metric, labels, amount, wall) ops
+   instead (stage_energy), and `items` stays empty. */
 typedef struct {
     PyObject *metric, *labels;
     double amount;
@@ -497,9 +498,11 @@ typedef struct {
 typedef struct {
     addition *items;
     Py_ssize_t n, cap;
+    PyObject *staged, *wall; /* borrowed */
 } additions;
 
 static int push(additions *a, PyObject *metric, PyObject *labels, double amount) {
+    if (a->staged != NULL) return stage(a->staged, metric, labels, amount, a->wall);
     if (a->n == a->cap) {
         Py_ssize_t cap = a->cap ? 2 * a->cap : 64;
         addition *grown = PyMem_Realloc(a->items, (size_t)cap * sizeof(addition));
@@ -594,21 +597,16 @@ static PyObject *stage_energy(PyObject *Py_UNUSED(self), PyObject *const *args, 
     for (int i = 3; i < 7; i++)
         if (!PyFloat_CheckExact(args[i]) && !(i == 5 && args[i] == Py_None)) Py_RETURN_NONE;
     int marginal = args[5] != Py_None;
-    additions found = {NULL, 0, 0};
+    PyObject *staged = PyList_New(0), *out = NULL;
+    if (staged == NULL) return NULL;
+    additions onto = {NULL, 0, 0, staged, wall};
     double node;
-    int got = device_additions(&found, args[1], args[2], PyFloat_AS_DOUBLE(args[3]), PyFloat_AS_DOUBLE(args[4]),
+    int got = device_additions(&onto, args[1], args[2], PyFloat_AS_DOUBLE(args[3]), PyFloat_AS_DOUBLE(args[4]),
                                marginal, marginal ? PyFloat_AS_DOUBLE(args[5]) : 0.0, PyFloat_AS_DOUBLE(args[6]),
                                args[8], &node);
-    PyObject *out = NULL, *staged = got == 0 ? PyList_New(0) : NULL;
+    if (got == 0) out = staged_then(ops, staged, node);
     if (got == 1) out = Py_NewRef(Py_None);
-    for (Py_ssize_t i = 0; staged != NULL && i < found.n; i++) {
-        if (stage(staged, found.items[i].metric, found.items[i].labels, found.items[i].amount, wall)) Py_CLEAR(staged);
-    }
-    if (staged != NULL) {
-        out = staged_then(ops, staged, node);
-        Py_DECREF(staged);
-    }
-    release(&found);
+    Py_DECREF(staged);
     return out;
 }
 
@@ -667,7 +665,7 @@ static PyObject *charge_sample(PyObject *Py_UNUSED(self), PyObject *const *args,
     int uncharged = PyObject_IsTrue(args[12]);
     if (uncharged < 0) return NULL;
     PyObject *plan = args[10], *wall = args[8];
-    additions found = {NULL, 0, 0};
+    additions found = {NULL, 0, 0, NULL, NULL};
     double node;
     int got = device_additions(&found, args[2], args[3], lifetime, g_per_j, marginal, m_per_j, seconds, args[9],
                                &node);
