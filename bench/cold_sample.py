@@ -6,7 +6,8 @@ Each tree (default: this checkout's package) runs in its own process on the benc
 GPUs + RAPL, as bench/overhead.py), built in-process like bench/instr_probe.py (nothing started). After
 a warm-up it times `sampler.sample()` with the thread's CPU clock 200 times back to back (hot) and then
 SAMPLES times one second apart (cold, as the running exporter samples), and each part of the cold
-samples: every meter's read, judging, charging, the grid's intensity, and the after-sample hook (live
+samples: every meter's read, the steady read that stands in for them (all of the meters' reads in one C
+call, where the tree has it), judging, charging, the grid's intensity, and the after-sample hook (live
 page, exposition, checkpoint), by wrapping those calls (the wrappers' own cost is in the totals, not in
 the parts). Trees alternate over the rounds. Prints a table for bench/README.md; writes nothing.
 
@@ -56,8 +57,10 @@ def child(samples: int, flags: list[str]) -> None:
 
     for meter in exporter.meters:
         timed(meter, "read", f"{meter.name} read")
-    for attribute, part in (("_judge", "judge"), ("_charge", "charge"), ("on_sample", "after-sample hook")):
-        timed(sampler, attribute, part)
+    for attribute, part in (("_follow", "steady read"), ("_judge", "judge"), ("_charge", "charge"),
+                            ("on_sample", "after-sample hook")):
+        if hasattr(sampler, attribute):  # an older tree may lack a part
+            timed(sampler, attribute, part)
     timed(sampler.grid, "accounting_intensity", "grid intensity")
     timed(exporter.checkpoint, "sampled", "hook: checkpoint")  # the hook's parts (in its figure too)
     timed(exporter.live, "sampled", "hook: live page")

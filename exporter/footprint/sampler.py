@@ -27,8 +27,13 @@ from footprint.accounting.ledger import Labels, Ledger, _fastledger
 from footprint.attribution.base import Attributor
 from footprint.exposition.catalog import REJECTED_METRIC
 from footprint.grid.base import IntensityReading
-from footprint.meters.base import Meter, MeterError, Reading
+from footprint.meters.base import Meter, MeterError, Reading, SteadyPlan
 from footprint.worker import Worker, collector_paused
+
+try:  # the optional C reader (meters/_fastread.c): a steady sample's reads in one call
+    from footprint.meters import _fastread
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    _fastread = None  # type: ignore[assignment]
 
 log = logging.getLogger("footprint.sampler")
 
@@ -37,6 +42,7 @@ DEFAULT_COMPONENT = {"nvml": "gpu", "rapl": "cpu", "estimate": "cpu"}
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})  # shared by every sample that has nothing there
 _KEY = attrgetter("key")
+_STEADY = attrgetter("steady")
 
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -146,6 +152,11 @@ class Sampler:
         # The devices the last sample read, in order, where every meter was up in it (else None): a sample
         # that reads the same with every meter up again is like it (see _read_meters).
         self._steady_keys: tuple[tuple[str, str], ...] | None = None
+        # Every meter's SteadyPlan as the last sample left them, where that sample was steady (every meter up
+        # with a plan, the same devices, none down), else None: the next sample follows them in C while
+        # each meter still holds the same plan (see sample()).
+        self._plans: tuple[SteadyPlan, ...] | None = None
+        self._planning = _fastread is not None  # off for good if the C reader ever refuses a plan (a bug)
         self._worker = Worker("sampler", self._tick)
         self._next_at = 0.0
 
@@ -156,7 +167,15 @@ class Sampler:
         seconds = 0.0 if self._last_sample is None else now - self._last_sample
         self._last_sample = now
 
-        readings, read_at, meter_up, device_down, lost = self._read_meters()
+        plans = self._plans
+        got = None
+        if plans is not None and tuple(map(_STEADY, self.meters)) == plans:
+            got = self._follow(plans)
+        if got is None:
+            readings, read_at, meter_up, device_down, lost = self._read_meters()
+        else:  # what read() would give, and the last sample's maps (as _read_meters keeps them in a steady one)
+            readings, read_at = got
+            meter_up, device_down, lost = self.state.meter_up, self.state.device_down, self.state.lost_devices
         intensity = self.grid.accounting_intensity()
         # Judged and charged in one hold of the ledger lock: whoever holds it between samples (a scrape,
         # the checkpoint writer) sees counter baselines and totals of the same sample boundary.
@@ -215,7 +234,25 @@ class Sampler:
                 for device, reason in down.items():
                     component = self._components.get((meter.name, device), DEFAULT_COMPONENT.get(meter.name, "cpu"))
                     device_down[(component, device)] = reason
+        self._plans = None
+        if self._planning and keys == self._steady_keys and device_down is _EMPTY:
+            plans = [getattr(meter, "steady", None) for meter in self.meters]
+            made = [plan for plan in plans if plan is not None]
+            if len(made) == len(plans) and tuple(r.key for plan in made for r in plan.templates) == keys:
+                self._plans = tuple(made)
         return readings, read_at, meter_up, device_down, lost
+
+    def _follow(self, plans: tuple[SteadyPlan, ...]) -> tuple[list[Reading], list[float]] | None:
+        """The meters' plans followed in one C call: the readings and read times read() would give, or None
+        (a plan due, a source that did not read cleanly: read() reads). A plan the C reader refuses as
+        malformed (a bug) is logged once, and from then on every meter is read through read()."""
+        try:
+            got: tuple[list[Reading], list[float]] | None = _fastread.read_steady(plans, self.clock)
+            return got
+        except Exception:
+            log.exception("the steady read failed; reading the meters through read() from now on")
+            self._plans, self._planning = None, False
+            return None
 
     def _note_devices(self, readings: list[Reading], keys: tuple[tuple[str, str], ...], counts: list[int],
                       failed: list[str]) -> tuple[dict[str, bool], Mapping[tuple[str, str], Reading]]:
@@ -256,6 +293,9 @@ class Sampler:
         """One sample into the ledger, all or nothing (under the ledger lock): rejected readings are
         counted, the accepted deltas charged. False: the ledger dropped it; the window is restored (and
         the caller rolls the counter baselines back, so the next sample charges this one's energy)."""
+        if self.window is None and not rejected and self.accountant.charge(self.ledger, energy, seconds, intensity,
+                                                                          now_wall):
+            return True
         saved = None if self.window is None else {k: (p.joules, p.grams) for k, p in self.window.devices.items()}
         with self.ledger.transaction() as tx:
             for (component, device), reasons in rejected.items():

@@ -28,11 +28,13 @@ def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Each NVML and RAPL meter test twice: through the optional C reader (meters/_fastread.c, built at
     install where a compiler exists) and through the pure-Python reads that replace it where it is not.
     tests/unit/test_fastread.py fails where a compiler exists and the reader was not built."""
+    from footprint import sampler
     from footprint.meters import nvml, rapl
 
     if request.param == "python_reads":
         monkeypatch.setattr(nvml, "_fastread", None)
         monkeypatch.setattr(rapl, "_fastread", None)
+        monkeypatch.setattr(sampler, "_fastread", None)
     elif nvml._fastread is None:
         pytest.skip("the C reader is not built here")
     return str(request.param)

@@ -333,14 +333,14 @@ def test_a_steady_sample_reads_what_the_full_path_reads(tmp_path: Path, read_pat
                 in_place(zone, tree.counter(zone) + 1000 * (k + 1))
         events.get(k, lambda: None)()
         t[0] += 1.0
-        before = steady._steady
+        before = None if steady.steady is None else list(steady.steady.last or ())
         got = steady.read()
-        full._steady = None
+        full.steady = None
         assert got == full.read(), k
         assert steady.down_devices() == full.down_devices(), k
-        took_steady += before is not None and steady._steady is not None and steady._steady[1] != before[1]
+        took_steady += before is not None and steady.steady is not None and steady.steady.last != before
     steady.close()
     full.close()
     assert took_steady >= (20 if read_path == "c_reader" else 0)
     if read_path != "c_reader":
-        assert steady._steady is None
+        assert steady.steady is None

@@ -223,6 +223,42 @@ class Accountant:
                 ledger.add(GAP_JOULES, key, joules, now_wall)
             self.account(ledger, energy, seconds, intensity, now_wall, [] if attribution else None)
 
+    def rates(self, intensity: IntensityReading, seconds: float,
+              now_wall: float) -> tuple[float, float | None, float | None, bool, float | None]:
+        """What charging an interval takes besides its energy: grams a joule (average, and marginal or None),
+        the server's embodied grams over `seconds` (None without a figure), whether the marginal counter
+        goes uncharged (marginal accounting on, no fresh marginal value) and the price now (None: none)."""
+        if intensity.signal != "average":
+            raise ValueError(f"{EMISSIONS} takes the average signal only, not {intensity.signal}")
+        g_per_j = self.pue * intensity.value / JOULES_PER_KWH
+        marginal = self.marginal() if self.marginal is not None else None
+        if marginal is not None and marginal.signal != "marginal":
+            marginal = None  # never an average in the marginal counter
+        m_per_j = None if marginal is None else self.pue * marginal.value / JOULES_PER_KWH
+        server = None if self.server_figure is None or seconds <= 0 else self.embodied.grams(
+            self.server_figure, seconds)
+        return g_per_j, m_per_j, server, self.marginal is not None and m_per_j is None, self.price_at(now_wall)
+
+    def charge(self, ledger: Ledger, energy: list[tuple[Reading, float]], seconds: float,
+               intensity: IntensityReading, now_wall: float) -> bool:
+        """account() for a sample with nothing else to charge (no rejection, no attribution), outside any
+        transaction: added into the ledger at once, all or nothing as a transaction would add it, in C
+        (_fastledger.charge_sample, in account()'s order and arithmetic). False: nothing was added (the C
+        twins not built, or a case they hand back: a device's first sight, a bad amount); the caller then
+        charges it with account() in a transaction. Why: the transaction and the staged additions were a
+        dozen cold Python frames in a 1 Hz sample (bench/README.md)."""
+        if _fastledger is None:
+            return False
+        g_per_j, m_per_j, server, uncharged, price = self.rates(intensity, seconds, now_wall)
+        made = _fastledger.charge_sample(
+            ledger.totals, ledger.created, energy, self._figures, float(self.embodied.lifetime), g_per_j, m_per_j,
+            seconds, now_wall, _DEVICE_METRICS, self._node_series, server, uncharged, self.pue, self.wue,
+            self.grid_water, price)
+        if made is None:
+            return False
+        ledger.layout += made
+        return True
+
     def account(
         self,
         ledger: Ledger,
@@ -237,34 +273,12 @@ class Accountant:
 
         `shares` attributes this interval now; `window` (attribution on its own cadence) instead
         collects the devices' joules and grams for the next `attribute()`. With neither, attribution
-        is off and no unattributed series are written.
-
-        Inside a transaction, this is its last addition (the sampler's and charge_gap's): where nothing is
-        staged before it and nothing is attributed, the sample is added at once, in C, all or nothing as
-        the transaction would add it, so a caller stages nothing after it.
+        is off and no unattributed series are written. (A sample with nothing else to charge goes
+        through charge() first.)
         """
-        if intensity.signal != "average":
-            raise ValueError(f"{EMISSIONS} takes the average signal only, not {intensity.signal}")
-        g_per_j = self.pue * intensity.value / JOULES_PER_KWH
-        marginal = self.marginal() if self.marginal is not None else None
-        if marginal is not None and marginal.signal != "marginal":
-            marginal = None  # never an average in the marginal counter
-        m_per_j = None if marginal is None else self.pue * marginal.value / JOULES_PER_KWH
-        server = None if self.server_figure is None or seconds <= 0 else self.embodied.grams(
-            self.server_figure, seconds)
-        uncharged = self.marginal is not None and m_per_j is None
-        price = self.price_at(now_wall)
+        g_per_j, m_per_j, server, uncharged, price = self.rates(intensity, seconds, now_wall)
         ops = ledger.staging()
         lifetime = float(self.embodied.lifetime)
-        if shares is None and window is None and ops is not None and not ops and _fastledger is not None:
-            # The sample alone in its transaction, and the last of it (no rejection or gap staged before, no
-            # attribution): added into the ledger at once, all or nothing as the transaction would, in C.
-            made = _fastledger.charge_sample(
-                ledger.totals, ledger.created, energy, self._figures, lifetime, g_per_j, m_per_j, seconds, now_wall,
-                _DEVICE_METRICS, self._node_series, server, uncharged, self.pue, self.wue, self.grid_water, price)
-            if made is not None:
-                ledger.layout += made
-                return
         if shares is not None:
             window = AttributionWindow()
         stage = ops.append if ops is not None else (lambda op: ledger.add(*op))

@@ -15,6 +15,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,6 +288,29 @@ static PyObject *subdirs(PyObject *Py_UNUSED(self), PyObject *arg) {
    paths would make it in Python: new_reading((*t[:3], value / divisor, *t[4:])). The readings of a
    steady sample in one call (a tuple of 13 fields a device was a tenth of a sample's bytecode). */
 #define ENERGY_FIELD 3
+
+/* A copy of template reading t with energy `joules` (a new reference; NULL with an exception): what
+   tuple.__new__(type(t), fields) makes, allocated once, a subtype's own allocation filled in place. */
+static PyObject *reading_with_energy(PyObject *t, double joules) {
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) <= ENERGY_FIELD) {
+        PyErr_SetString(PyExc_TypeError, "a template is not a reading");
+        return NULL;
+    }
+    Py_ssize_t size = PyTuple_GET_SIZE(t);
+    PyTypeObject *type = Py_TYPE(t);
+    PyObject *made = type == &PyTuple_Type ? PyTuple_New(size) : type->tp_alloc(type, size);
+    if (made == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < size; k++) {
+        PyObject *item = k == ENERGY_FIELD ? PyFloat_FromDouble(joules) : Py_NewRef(PyTuple_GET_ITEM(t, k));
+        if (item == NULL) {
+            Py_DECREF(made);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(made, k, item);
+    }
+    return made;
+}
+
 static PyObject *with_energy(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *templates, *values;
     double divisor;
@@ -299,30 +323,200 @@ static PyObject *with_energy(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *out = PyList_New(n);
     if (out == NULL) return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *t = PyTuple_GET_ITEM(templates, i);
-        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) <= ENERGY_FIELD) {
-            PyErr_SetString(PyExc_TypeError, "with_energy: a template is not a reading");
-            goto error;
-        }
         double value = PyFloat_AsDouble(PyTuple_GET_ITEM(values, i)); /* an int as int / float converts it */
         if (value == -1.0 && PyErr_Occurred()) goto error;
-        Py_ssize_t size = PyTuple_GET_SIZE(t);
-        /* What tuple.__new__(type(t), fields) makes, allocated once: a subtype's own allocation filled in
-           place, as tuple's constructor does for one after copying the fields into a tuple of their own */
-        PyTypeObject *type = Py_TYPE(t);
-        PyObject *made = type == &PyTuple_Type ? PyTuple_New(size) : type->tp_alloc(type, size);
+        PyObject *made = reading_with_energy(PyTuple_GET_ITEM(templates, i), value / divisor);
         if (made == NULL) goto error;
         PyList_SET_ITEM(out, i, made);
-        for (Py_ssize_t k = 0; k < size; k++) {
-            PyObject *item = k == ENERGY_FIELD ? PyFloat_FromDouble(value / divisor) : Py_NewRef(PyTuple_GET_ITEM(t, k));
-            if (item == NULL) goto error;
-            PyTuple_SET_ITEM(made, k, item);
-        }
     }
     return out;
 error:
     Py_DECREF(out);
     return NULL;
+}
+
+/* read_steady(plans, clock) -> (readings, read_at) or None: every meter's SteadyPlan (meters/base.py)
+   followed as its read() would go, in order: the meter's clock, checked against `until`; its sources
+   read; `clock()` after them, the read time of its readings (as the sampler times each meter's read).
+   None, with nothing changed, where any plan is due, any source fails (an NVML error, a failed read,
+   not a plain decimal), a file's value did not move from `last`, or a clock raises: read() then reads that
+   sample (the counters read here are read again: only later values are charged). Otherwise each file's
+   value goes into `last`, and the readings are the templates with energy value / divisor. Why: in a 1 Hz
+   sample each meter's read() was a handful of cold Python frames around its C call (bench/README.md). */
+enum { PLAN_KIND, PLAN_CLOCK, PLAN_UNTIL, PLAN_ADDRESS, PLAN_SOURCES, PLAN_TEMPLATES, PLAN_DIVISOR, PLAN_LAST,
+       PLAN_FIELDS };
+enum { KIND_NVML_COUNTERS, KIND_DECIMAL_FILES, KIND_NOTHING };
+#define MAX_STEADY 1024 /* devices in one steady sample */
+
+/* A clock's time (-1 with the error cleared where it raised or gave no float: read() decides). */
+static double clock_now(PyObject *clock) {
+    PyObject *got = PyObject_CallNoArgs(clock);
+    double now = got == NULL ? -1.0 : PyFloat_AsDouble(got);
+    Py_XDECREF(got);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1.0;
+    }
+    return now;
+}
+
+/* The plan's n sources read into value[] (mJ or the file's number); 0, 1 where the plan is not followed,
+   -1 with an exception for a plan that is not one. */
+static int follow(PyObject *plan, long kind, Py_ssize_t n, long long *value) {
+    PyObject *sources = PyTuple_GET_ITEM(plan, PLAN_SOURCES);
+    int refused = 0;
+    if (kind == KIND_NVML_COUNTERS) {
+        void *device[64];
+        unsigned long long address = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(plan, PLAN_ADDRESS));
+        if (PyErr_Occurred()) return -1;
+        if (address == 0 || n > 64) {
+            PyErr_SetString(PyExc_ValueError, "read_steady: no function address, or more than 64 GPUs");
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            device[i] = PyLong_AsVoidPtr(PyTuple_GET_ITEM(sources, i));
+            if (device[i] == NULL) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "read_steady: a NULL device handle");
+                return -1;
+            }
+        }
+        energy_fn fn = (energy_fn)(uintptr_t)address;
+        Py_BEGIN_ALLOW_THREADS /* as nvml_energy: a driver call can take milliseconds */
+        for (Py_ssize_t i = 0; i < n && !refused; i++) {
+            unsigned long long mj = 0;
+            refused = fn(device[i], &mj) != 0 || mj > (unsigned long long)LLONG_MAX;
+            value[i] = (long long)mj;
+        }
+        Py_END_ALLOW_THREADS
+        return refused;
+    }
+    int fd[64];
+    if (n > 64) {
+        PyErr_SetString(PyExc_ValueError, "read_steady: more than 64 files");
+        return -1;
+    }
+    if (descriptors(sources, fd, "read_steady")) return -1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n && !refused; i++) {
+        char buf[READ_BYTES];
+        ssize_t got = pread(fd[i], buf, sizeof buf, 0);
+        value[i] = got <= 0 ? -1 : plain_decimal(buf, got);
+        refused = value[i] < 0;
+    }
+    Py_END_ALLOW_THREADS
+    return refused;
+}
+
+static PyObject *read_steady(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyTuple_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "read_steady(plans: tuple, clock)");
+        return NULL;
+    }
+    PyObject *plans = args[0], *clock = args[1];
+    Py_ssize_t count = PyTuple_GET_SIZE(plans), total = 0;
+    if (count > 16) {
+        PyErr_SetString(PyExc_ValueError, "read_steady: more than 16 plans");
+        return NULL;
+    }
+    for (Py_ssize_t p = 0; p < count; p++) {
+        PyObject *plan = PyTuple_GET_ITEM(plans, p);
+        if (!PyTuple_Check(plan) || PyTuple_GET_SIZE(plan) != PLAN_FIELDS
+                || !PyTuple_Check(PyTuple_GET_ITEM(plan, PLAN_SOURCES))
+                || !PyTuple_Check(PyTuple_GET_ITEM(plan, PLAN_TEMPLATES))
+                || PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, PLAN_SOURCES))
+                   != PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, PLAN_TEMPLATES))) {
+            PyErr_SetString(PyExc_TypeError, "read_steady: a plan is not a SteadyPlan with one source per template");
+            return NULL;
+        }
+        total += PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, PLAN_SOURCES));
+    }
+    long long value[MAX_STEADY];
+    double at[16];
+    if (total > MAX_STEADY) {
+        PyErr_SetString(PyExc_ValueError, "read_steady: more than 1024 devices");
+        return NULL;
+    }
+    Py_ssize_t offset = 0;
+    for (Py_ssize_t p = 0; p < count; p++) {
+        PyObject *plan = PyTuple_GET_ITEM(plans, p);
+        long kind = PyLong_AsLong(PyTuple_GET_ITEM(plan, PLAN_KIND));
+        double until = PyFloat_AsDouble(PyTuple_GET_ITEM(plan, PLAN_UNTIL));
+        if (PyErr_Occurred()) return NULL;
+        if (kind != KIND_NVML_COUNTERS && kind != KIND_DECIMAL_FILES && kind != KIND_NOTHING) {
+            PyErr_SetString(PyExc_ValueError, "read_steady: an unknown plan kind");
+            return NULL;
+        }
+        Py_ssize_t n = PyTuple_GET_SIZE(PyTuple_GET_ITEM(plan, PLAN_SOURCES));
+        PyObject *last = PyTuple_GET_ITEM(plan, PLAN_LAST);
+        if ((kind == KIND_NOTHING && n != 0)
+                || (kind == KIND_DECIMAL_FILES && (!PyList_Check(last) || PyList_GET_SIZE(last) != n))) {
+            PyErr_SetString(PyExc_ValueError, "read_steady: a plan's sources do not fit its kind");
+            return NULL;
+        }
+        double now = clock_now(PyTuple_GET_ITEM(plan, PLAN_CLOCK));
+        if (now < 0 || now >= until) Py_RETURN_NONE;
+        int refused = kind == KIND_NOTHING ? 0 : follow(plan, kind, n, value + offset);
+        if (refused < 0) return NULL;
+        if (refused) Py_RETURN_NONE;
+        if (kind == KIND_DECIMAL_FILES) {
+            for (Py_ssize_t i = 0; i < n; i++) {
+                PyObject *was = PyList_GET_ITEM(last, i);
+                long long before = PyLong_Check(was) ? PyLong_AsLongLong(was) : -1;
+                if (before == -1 && PyErr_Occurred()) PyErr_Clear(); /* beyond 64 bits: not this value */
+                if (before == value[offset + i]) Py_RETURN_NONE; /* unchanged: read() confirms it */
+            }
+        }
+        at[p] = clock_now(clock);
+        if (at[p] < 0) Py_RETURN_NONE;
+        offset += n;
+    }
+    PyObject *readings = PyList_New(total), *read_at = PyList_New(total), *out = NULL;
+    PyObject *numbers[MAX_STEADY]; /* the files' values for `last`, made before any is replaced */
+    Py_ssize_t made_numbers = 0;
+    if (readings == NULL || read_at == NULL) goto done;
+    offset = 0;
+    for (Py_ssize_t p = 0; p < count; p++) {
+        PyObject *plan = PyTuple_GET_ITEM(plans, p);
+        PyObject *templates = PyTuple_GET_ITEM(plan, PLAN_TEMPLATES);
+        int files = PyLong_AsLong(PyTuple_GET_ITEM(plan, PLAN_KIND)) == KIND_DECIMAL_FILES;
+        double divisor = PyFloat_AsDouble(PyTuple_GET_ITEM(plan, PLAN_DIVISOR));
+        if (divisor == -1.0 && PyErr_Occurred()) goto done;
+        PyObject *when = PyFloat_FromDouble(at[p]);
+        if (when == NULL) goto done;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(templates); i++, offset++) {
+            PyObject *made = reading_with_energy(PyTuple_GET_ITEM(templates, i), (double)value[offset] / divisor);
+            PyObject *number = files ? PyLong_FromLongLong(value[offset]) : NULL;
+            if (made == NULL || (files && number == NULL)) {
+                Py_XDECREF(made);
+                Py_DECREF(when);
+                goto done;
+            }
+            if (files) numbers[made_numbers++] = number;
+            PyList_SET_ITEM(readings, offset, made);
+            PyList_SET_ITEM(read_at, offset, Py_NewRef(when));
+        }
+        Py_DECREF(when);
+    }
+    out = PyTuple_Pack(2, readings, read_at);
+    if (out == NULL) goto done;
+    /* Only now, with everything made: the files' values become the ones the next must move from. */
+    made_numbers = 0;
+    for (Py_ssize_t p = 0; p < count; p++) {
+        PyObject *plan = PyTuple_GET_ITEM(plans, p);
+        if (PyLong_AsLong(PyTuple_GET_ITEM(plan, PLAN_KIND)) != KIND_DECIMAL_FILES) continue;
+        PyObject *last = PyTuple_GET_ITEM(plan, PLAN_LAST);
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(last); i++) {
+            PyObject *old = PyList_GET_ITEM(last, i);
+            PyList_SET_ITEM(last, i, numbers[made_numbers++]); /* the list takes the number */
+            Py_DECREF(old);
+        }
+    }
+    made_numbers = 0;
+done:
+    for (Py_ssize_t i = 0; i < made_numbers; i++) Py_DECREF(numbers[i]); /* made but not placed */
+    Py_XDECREF(readings);
+    Py_XDECREF(read_at);
+    return out;
 }
 
 static PyMethodDef methods[] = {
@@ -334,6 +528,8 @@ static PyMethodDef methods[] = {
      "read_field(fds, key) -> each descriptor's number after key at offset 0, or None where the Python path must look"},
     {"with_energy", with_energy, METH_VARARGS,
      "with_energy(templates, values, divisor) -> a copy of each template reading with energy value / divisor"},
+    {"read_steady", (PyCFunction)(void (*)(void))read_steady, METH_FASTCALL,
+     "read_steady(plans, clock) -> (readings, read_at) as the meters' reads would give them, or None"},
     {"subdirs", subdirs, METH_O,
      "subdirs(path) -> names of its subdirectories, or None where an entry's type is unknown"},
     {NULL, NULL, 0, NULL},

@@ -9,7 +9,7 @@ The ledger turns successive cumulative values into deltas and absorbs wraps and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from types import MappingProxyType
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -73,8 +73,35 @@ NO_GAUGES: Mapping[str, float] = MappingProxyType({})  # the gauges of a reading
 NONE_DOWN: Mapping[str, str] = MappingProxyType({})  # down_devices() of a meter with every device up, shared
 
 
+# SteadyPlan.kind: how the C reader reads the plan's sources.
+NVML_COUNTERS = 0  # sources: device handles; address: nvmlDeviceGetTotalEnergyConsumption; values in mJ
+DECIMAL_FILES = 1  # sources: kept-open descriptors of files holding a decimal counter (RAPL energy_uj)
+NOTHING = 2  # no devices to read (a meter whose devices another one measures now)
+
+
+class SteadyPlan(NamedTuple):
+    """How a meter reads in a sample like its last one (every device up, nothing due): what the sampler
+    hands the C reader (`_fastread.read_steady`) for it instead of calling read(), which would give the
+    same readings. The C reader follows a plan only if every source reads cleanly, and for DECIMAL_FILES
+    only if every value moved from `last`. Otherwise the whole sample goes through read(). A meter drops
+    its plan (`steady = None`) or replaces it whenever its read would do anything else."""
+
+    kind: int
+    clock: Callable[[], float]  # the meter's clock, called once at the start of the read, as read() calls it
+    until: float  # from this time on the clock (gauges due, a discovery) read() must run
+    address: int  # NVML_COUNTERS: the function's address; else 0
+    sources: tuple[int, ...]  # handles or descriptors, one per template
+    templates: tuple[Reading, ...]  # each device's reading with all but its energy (field 3)
+    divisor: float  # energy_joules = value / divisor
+    last: list[int | None] | None  # DECIMAL_FILES: each file's last value (a read following the plan replaces it)
+
+
 class Meter(Protocol):
-    """One kind of hardware. `name` is what `--meter.<name>` and `footprint_meter_up{meter}` use."""
+    """One kind of hardware. `name` is what `--meter.<name>` and `footprint_meter_up{meter}` use.
+
+    A meter may also have a `steady` attribute, a SteadyPlan or None: how its next read goes while
+    nothing changes. The sampler follows it in C instead of calling read(). A meter without the attribute
+    is always read through read()."""
 
     name: str
 

@@ -14,6 +14,7 @@ its series keep their `device` label and only `source` changes; the estimate ski
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from footprint.meters.base import NONE_DOWN, MeterError, MeterUnavailable, Reading, cpu_model
+from footprint.meters.base import NONE_DOWN, NOTHING, MeterError, MeterUnavailable, Reading, SteadyPlan, cpu_model
 
 GIB = 1024**3
 _CPU_DIR = re.compile(r"^cpu\d+$")
@@ -77,7 +78,10 @@ class EstimateMeter:
         self.clock = clock
         self.joules = dict.fromkeys(self.devices, 0.0)
         self.model = cpu_model(procfs)
-        self._last = clock()
+        self._last: float | None = clock()  # None while a real meter covers every device (see read)
+        # While a real meter covers every device: read() would read nothing (the sampler skips it).
+        self.steady: SteadyPlan | None = None
+        self._covered_plan = SteadyPlan(NOTHING, clock, math.inf, 0, (), (), 1.0, None)
         try:
             self._utilisation()  # starts psutil's utilisation window
         except MeterError as exc:
@@ -94,11 +98,17 @@ class EstimateMeter:
             raise MeterError(f"cannot read CPU utilisation from {self.procfs}/stat: {exc}") from None
 
     def read(self) -> list[Reading]:
+        """Estimated readings of the devices no real meter covers now. While one covers them all (a node
+        with RAPL, every sample) nothing is read and the time is not kept: the estimate's first reading of a
+        device that RAPL stops covering is only a baseline for the ledger (the device's counter so far is
+        RAPL's), so the interval before it is never charged either way, and the sampler can skip read()."""
         now = self.clock()
-        dt, self._last = max(now - self._last, 0.0), now
         covered = self.covered()
-        if covered.issuperset(self.devices):  # RAPL reads them all (a node with RAPL, every sample)
+        if covered.issuperset(self.devices):
+            self._last, self.steady = None, self._covered_plan
             return []
+        dt = 0.0 if self._last is None else max(now - self._last, 0.0)
+        self._last, self.steady = now, None
         todo = [key for key in self.devices if key not in covered]
         utilisation = self._utilisation() if any(c == "cpu" for c, _ in todo) else 0.0
         share = 1.0 / len(self.packages)

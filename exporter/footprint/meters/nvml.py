@@ -35,10 +35,12 @@ from typing import Any, TypeVar
 
 from footprint.meters.base import (
     NONE_DOWN,
+    NVML_COUNTERS,
     MeterError,
     MeterUnavailable,
     PowerIntegrator,
     Reading,
+    SteadyPlan,
     new_reading,
     reading,
 )
@@ -146,7 +148,7 @@ class _EnergyCall:
 
     def __init__(self) -> None:
         self._fn: Any = None
-        self._address = 0  # the function's address, for the C reader (0: not bound, or no pointer)
+        self.address = 0  # the function's address, for the C reader (0: not bound, or no pointer)
         self._value = ctypes.c_ulonglong()
         self._ref = ctypes.byref(self._value)
 
@@ -161,7 +163,7 @@ class _EnergyCall:
         # pointer as a C int, and the saving did not show in CPU time (bench/README.md, third pass).
         fn.argtypes = [pynvml.c_nvmlDevice_t, ctypes.POINTER(ctypes.c_ulonglong)]
         fn.restype = ctypes.c_int
-        self._address = ctypes.cast(fn, ctypes.c_void_p).value or 0
+        self.address = ctypes.cast(fn, ctypes.c_void_p).value or 0
         return fn
 
     def read(self, handle: Any) -> int:
@@ -182,9 +184,9 @@ class _EnergyCall:
             return None
         if self._fn is None:
             self._fn = self._bind()
-        if not self._address:
+        if not self.address:
             return None
-        return _fastread.nvml_energy(self._address, handles)
+        return _fastread.nvml_energy(self.address, handles)
 
     @staticmethod
     def fail(code: int) -> NvmlError:
@@ -297,8 +299,9 @@ class NvmlMeter:
         self._energy = self._energy_call.read  # a bound method: cheaper to call than an object's __call__
         # Every GPU up on its counter, read in one C call: (GPUs, their addresses, the first gauges_due, each
         # one's reading with all but the energy). Made by a read that found them so, dropped by anything that
-        # changes a GPU (see _steady_read).
+        # changes a GPU (see _steady_read). `steady` is the same plan as the sampler follows it (_keep).
         self._steady: _SteadyPlan | None = None
+        self.steady: SteadyPlan | None = None
         try:
             self._init(clock())
         except NvmlInitError as exc:
@@ -309,7 +312,7 @@ class NvmlMeter:
     # --- library -------------------------------------------------------------------------------
 
     def _init(self, now: float) -> None:
-        self._steady = None
+        self._keep(None)
         try:
             _call("nvmlInit")
         except NvmlError as exc:
@@ -334,7 +337,7 @@ class NvmlMeter:
         """NVML as a whole failed: shut it down and mark every GPU down; initialise again at `retry_at`
         (default: the next read). Returns the error that reads raise until then."""
         error = NvmlInitError(exc.call, exc.code, exc.reason)
-        self._steady = None
+        self._keep(None)
         self._session.failed(error, now if retry_at is None else retry_at)
         for gpu in self._gpus:
             gpu.down = str(exc)
@@ -389,7 +392,7 @@ class NvmlMeter:
         gpu.handle = h  # only now: a GPU whose set-up failed has no handle and is set up again later
 
     def _mark_down(self, gpu: _Gpu, now: float, exc: NvmlError) -> None:
-        self._steady = None
+        self._keep(None)
         if not gpu.down:
             log.warning("GPU %d down: %s", gpu.index, exc)
         gpu.down = str(exc)
@@ -479,8 +482,8 @@ class NvmlMeter:
             gpus = self._gpus
             if gpus and all(gpu.address and not gpu.down and gpu.handle is not None for gpu in gpus) and \
                     len(readings) == len(gpus) and _fastread is not None:
-                self._steady = (tuple(gpus), tuple(gpu.address for gpu in gpus), min(g.gauges_due for g in gpus),
-                                tuple(self._read_gpu(gpu, now, 0) for gpu in gpus))
+                self._keep((tuple(gpus), tuple(gpu.address for gpu in gpus), min(g.gauges_due for g in gpus),
+                            tuple(self._read_gpu(gpu, now, 0) for gpu in gpus)))
             return readings
 
     def _steady_read(self, now: float) -> list[Reading] | dict[int, int] | None:
@@ -503,7 +506,7 @@ class NvmlMeter:
             except NvmlError:  # the full path reads that GPU's gauges again and marks it down
                 failed = True
         if failed:
-            self._steady = None
+            self._keep(None)
             return {gpu.index: value for gpu, value in zip(gpus, values, strict=True)}
         assert _fastread is not None  # a steady plan is made only with it
         return _fastread.with_energy(steady[3], values, 1000.0)  # counter mJ / 1000, as _read_gpu
@@ -521,8 +524,17 @@ class NvmlMeter:
                 gpu.gauges_due = now + self._gauge_interval
                 template = new_reading((*template[:_GAUGES], gpu.gauges, *template[_GAUGES + 1:]))
             fresh.append(template)
-        self._steady = (gpus, addresses, min(gpu.gauges_due for gpu in gpus), tuple(fresh))
-        return self._steady
+        refreshed = (gpus, addresses, min(gpu.gauges_due for gpu in gpus), tuple(fresh))
+        self._keep(refreshed)
+        return refreshed
+
+    def _keep(self, steady: _SteadyPlan | None) -> None:
+        """The steady plan, and the SteadyPlan made of it that the sampler follows instead of read() until
+        the first gauges are due (None where there is none, or no function pointer to hand the C reader)."""
+        self._steady = steady
+        address = self._energy_call.address
+        self.steady = None if steady is None or not address else SteadyPlan(
+            NVML_COUNTERS, self._clock, steady[2], address, steady[1], steady[3], 1000.0, None)
 
     def _read_counters(self, due: list[_Gpu]) -> dict[int, int]:
         """Index -> the energy counter (or minus its error code) of each due GPU with a handle, in one

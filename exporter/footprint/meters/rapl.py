@@ -33,10 +33,12 @@ from pathlib import Path
 from footprint.accounting.ledger import DEFAULT_MAX_WATTS, budget_joules
 from footprint.config import ConfigError
 from footprint.meters.base import (
+    DECIMAL_FILES,
     NO_GAUGES,
     MeterError,
     MeterUnavailable,
     Reading,
+    SteadyPlan,
     boot_id,
     cpu_model,
     reading,
@@ -244,9 +246,10 @@ class RaplMeter:
         # (counter, component, device, wrap, ceiling, in node total, info, key): what each sample's reading needs
         self._plan: list[tuple[_Counter, str, str, float | None, float, bool, Mapping[str, str], tuple[str, str]]] = []
         self._down: dict[str, str] = {}
-        # Every zone read through its kept descriptor by the C reader last time: (descriptors, values, each
-        # zone's reading with all but the energy). While so, a sample is two C calls (see _read_zones).
-        self._steady: tuple[tuple[int, ...], tuple[int | None, ...], tuple[Reading, ...]] | None = None
+        # Every zone read through its kept descriptor by the C reader last time, as a SteadyPlan: the
+        # descriptors, each zone's reading with all but the energy, and the values read (its `last`, kept
+        # up to date by both the C reader and _read_zones). While so, a sample is one C call, or two.
+        self.steady: SteadyPlan | None = None
         self._covered: set[tuple[str, str]] = set()
         self._zone_list: list[str] | None = None  # class/powercap's entries at the last discovery
         self._denied: dict[str, str] = {}  # device -> energy_uj of a zone that could not be read
@@ -344,6 +347,8 @@ class RaplMeter:
         if now >= self._next_discovery and self._look_again(now, bool(down)):
             readings, down = self._read_zones()  # the zones as found again, in this same sample
         self._down = down
+        if self.steady is not None and self.steady.until != self._next_discovery:  # looked again, same zones
+            self.steady = self.steady._replace(until=self._next_discovery)
         if down and not readings:
             raise MeterError(f"no RAPL zone could be read: {', '.join(sorted(down))}")
         return readings
@@ -352,14 +357,14 @@ class RaplMeter:
         """One reading per zone in the plan, and why each zone that failed did. Steady (every zone read
         through its kept descriptor last time, the C reader built): one C call, and where every value is
         a plain number that moved, one more for the readings, what the loop below would make of them."""
-        epoch, plan, steady = self.epoch, self._plan, self._steady
+        epoch, plan, steady = self.epoch, self._plan, self.steady
         fast: tuple[int | None, ...]
         if steady is not None and _fastread is not None:
-            fast = _fastread.read_decimals(steady[0])
-            if None not in fast and not any(map(operator.eq, fast, steady[1])):
-                self._steady = (steady[0], fast, steady[2])
+            fast, last = _fastread.read_decimals(steady.sources), steady.last
+            if last is not None and None not in fast and not any(map(operator.eq, fast, last)):
+                last[:] = fast
                 # uj / 1e6, as below (no None in fast; typing.cast would be a call and a generic alias a sample)
-                return _fastread.with_energy(steady[2], fast, 1e6), {}  # type: ignore[arg-type]
+                return _fastread.with_energy(steady.templates, fast, 1e6), {}  # type: ignore[arg-type]
             self._leave_steady()  # an unchanged or odd value: the loop below, from these values
         else:
             fast = (None,) * len(plan) if _fastread is None else _fastread.read_decimals(tuple([p[0].fd for p in plan]))
@@ -377,15 +382,16 @@ class RaplMeter:
                                     info, NO_GAUGES, key))
         if _fastread is not None and not down and plan and all(p[0].fd >= 0 for p in plan):
             templates = tuple(r._replace(energy_joules=0.0) for r in readings)  # one a zone, in plan order
-            self._steady = (tuple(p[0].fd for p in plan), tuple(p[0].last for p in plan), templates)
+            self.steady = SteadyPlan(DECIMAL_FILES, self.clock, self._next_discovery, 0, tuple(p[0].fd for p in plan),
+                                     templates, 1e6, [p[0].last for p in plan])
         return readings, down
 
     def _leave_steady(self) -> None:
         """Back to reading zone by zone: each counter's last value as the steady reads left it."""
-        if self._steady is not None:
-            for (counter, *_), last in zip(self._plan, self._steady[1], strict=True):
+        if self.steady is not None:
+            for (counter, *_), last in zip(self._plan, self.steady.last or (), strict=True):
                 counter.last = last
-            self._steady = None
+            self.steady = None
 
     def down_devices(self) -> Mapping[str, str]:
         return self._down
@@ -407,6 +413,6 @@ class RaplMeter:
         return lines
 
     def close(self) -> None:
-        self._steady = None
+        self.steady = None
         for counter, *_ in self._plan:
             counter.close()
