@@ -1,6 +1,6 @@
 """One sample's own CPU, hot and cold, split by part: what a 1 Hz sample pays for touching memory.
 
-    .venv/bin/python bench/cold_sample.py [--tree /tmp/before/exporter ...] [--rounds 2] [--samples 10]
+    .venv/bin/python bench/cold_sample.py [--tree /tmp/before/exporter ...] [--rounds 2] [--samples 10] [--whole]
 
 Each tree (default: this checkout's package) runs in its own process on the bench's fixtures (8 fake
 GPUs + RAPL, as bench/overhead.py), built in-process like bench/instr_probe.py (nothing started). After
@@ -32,7 +32,7 @@ import common
 CHILD = "--child"
 
 
-def child(samples: int, flags: list[str]) -> None:
+def child(samples: int, whole: bool, flags: list[str]) -> None:
     from footprint import config
     from footprint.app import Exporter
 
@@ -55,15 +55,16 @@ def child(samples: int, flags: list[str]) -> None:
 
         setattr(owner, attribute, wrapper)
 
-    for meter in exporter.meters:
+    for meter in [] if whole else exporter.meters:
         timed(meter, "read", f"{meter.name} read")
     for attribute, part in (("_follow", "steady read"), ("_judge", "judge"), ("_charge", "charge"),
                             ("on_sample", "after-sample hook")):
-        if hasattr(sampler, attribute):  # an older tree may lack a part
+        if hasattr(sampler, attribute) and not whole:  # an older tree may lack a part
             timed(sampler, attribute, part)
-    timed(sampler.grid, "accounting_intensity", "grid intensity")
-    timed(exporter.checkpoint, "sampled", "hook: checkpoint")  # the hook's parts (in its figure too)
-    timed(exporter.live, "sampled", "hook: live page")
+    if not whole:
+        timed(sampler.grid, "accounting_intensity", "grid intensity")
+        timed(exporter.checkpoint, "sampled", "hook: checkpoint")  # the hook's parts (in its figure too)
+        timed(exporter.live, "sampled", "hook: live page")
     for _ in range(20):
         sampler.sample()
         time.sleep(0.05)
@@ -89,12 +90,14 @@ def child(samples: int, flags: list[str]) -> None:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == CHILD:
-        child(int(sys.argv[2]), sys.argv[3:])
+        child(int(sys.argv[2]), sys.argv[3] == "whole", sys.argv[4:])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tree", action="append", help="a package folder (holding footprint/); repeatable")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--whole", action="store_true", help="time whole samples only: no part is wrapped (the "
+                        "wrappers' clock reads are system calls that cost a cold sample more than they measure)")
     args = parser.parse_args()
     trees = args.tree or [str(common.EXPORTER_DIR)]
     results: dict[str, list[dict[str, Any]]] = {tree: [] for tree in trees}
@@ -103,7 +106,8 @@ def main() -> int:
         for k in range(args.rounds):
             for tree in trees if k % 2 == 0 else trees[::-1]:
                 env = common.exporter_env(fx, {"PYTHONPATH": tree})
-                out = subprocess.run([sys.executable, __file__, CHILD, str(args.samples), *flags], env=env,
+                out = subprocess.run([sys.executable, __file__, CHILD, str(args.samples),
+                                      "whole" if args.whole else "parts", *flags], env=env,
                                      capture_output=True, text=True, timeout=120 + 2 * args.samples, check=False)
                 if out.returncode != 0:
                     raise RuntimeError(f"{tree}: {out.stderr[-3000:]}")

@@ -156,7 +156,10 @@ class Sampler:
         # with a plan, the same devices, none down), else None: the next sample follows them in C while
         # each meter still holds the same plan (see sample()).
         self._plans: tuple[SteadyPlan, ...] | None = None
-        self._planning = _fastread is not None  # off for good if the C reader ever refuses a plan (a bug)
+        # Off for good if the C reader ever refuses a plan (a bug); a followed sample is charged by the C twins.
+        self._planning = _fastread is not None and _fastledger is not None
+        self._judging = ledger.counters.judging  # what a steady sample is judged and charged with, in C
+        self._charging = accountant.charging(ledger)
         self._worker = Worker("sampler", self._tick)
         self._next_at = 0.0
 
@@ -179,13 +182,20 @@ class Sampler:
         intensity = self.grid.accounting_intensity()
         # Judged and charged in one hold of the ledger lock: whoever holds it between samples (a scrape,
         # the checkpoint writer) sees counter baselines and totals of the same sample boundary.
-        with self.ledger.lock:
-            mark = self.ledger.counters.mark()
-            energy, rejected, power, node_watts = self._judge(readings, read_at, seconds)
-            if self._charge(energy, rejected, seconds, intensity, now_wall):
-                self.charged_at = now_wall
-            else:
-                self.ledger.counters.rollback(mark)
+        if got is not None and self.window is None:  # a steady sample, nothing to attribute: in one C call
+            g_per_j, m_per_j, server, uncharged, price = self.accountant.rates(intensity, seconds, now_wall)
+            with self.ledger.lock:
+                charged = _fastledger.charge_steady(readings, read_at, seconds, self._judging, self._charging,
+                                                    g_per_j, m_per_j, server, uncharged, price, now_wall)
+                if charged is not None:
+                    power, node_watts, made = charged
+                    self.ledger.layout += made
+                    self.charged_at = now_wall
+                else:
+                    power, node_watts = self._judge_and_charge(readings, read_at, seconds, intensity, now_wall)
+        else:
+            with self.ledger.lock:
+                power, node_watts = self._judge_and_charge(readings, read_at, seconds, intensity, now_wall)
         if self.attributor is not None and self._attribution_due(now):
             self._attribute(now, now_wall)
         duration, took = self.duration, time.perf_counter() - started
@@ -194,6 +204,20 @@ class Sampler:
         self.state = _sample((tuple(readings), meter_up, device_down, intensity, self.state.samples + 1,
                               power, node_watts, lost, tuple(self.duration.counts), self.duration.total))
         self.on_sample()
+
+    def _judge_and_charge(self, readings: list[Reading], read_at: list[float], seconds: float,
+                          intensity: IntensityReading, now_wall: float
+                          ) -> tuple[Mapping[tuple[str, str, str], float], float | None]:
+        """The sample judged and charged step by step (under the ledger lock): the power of its devices and
+        the node's. A sample the ledger drops has its counter baselines rolled back, so the next charges its
+        energy too."""
+        mark = self.ledger.counters.mark()
+        energy, rejected, power, node_watts = self._judge(readings, read_at, seconds)
+        if self._charge(energy, rejected, seconds, intensity, now_wall):
+            self.charged_at = now_wall
+        else:
+            self.ledger.counters.rollback(mark)
+        return power, node_watts
 
     def _read_meters(self) -> tuple[list[Reading], list[float], Mapping[str, bool], Mapping[tuple[str, str], str],
                                     Mapping[tuple[str, str], Reading]]:

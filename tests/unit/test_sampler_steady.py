@@ -11,15 +11,18 @@ between:
 - an NVML error on one GPU's energy counter for half a second, and a GPU lost for 1.5 s (GPU_IS_LOST, as
   the fake library answers it: tests/fakes/nvml);
 - the GPUs' utilisation gauges falling due (every attribution interval) and moving;
-- stalls and short samples (the clock moved 0.5-3 s).
+- stalls and short samples (the clock moved 0.5-3 s);
+- an intensity that is not a number (a bug upstream): the ledger drops that sample, and the next charges it.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from footprint import config, sampler
@@ -39,7 +42,28 @@ pytestmark = pytest.mark.skipif(sampler._fastread is None, reason="the C reader 
 
 ZONES = ("intel-rapl:0", "intel-rapl:0:1", "intel-rapl:1", "intel-rapl:1:1")  # packages and dram
 EVENTS = ("steady", "steady", "steady", "still", "replaced", "unreadable", "readable", "gpu_error", "gpu_lost",
-          "utilisation")
+          "utilisation", "bad_intensity")
+
+
+class TickingClock:
+    """The test's time, moved on by `tick` at every call within a sample (as a real clock moves while a sample
+    reads), so that each reading is read at its own time and a device's span differs from the sample's. Each
+    sampler has its own. A refused plan costs the C reader's clock calls before read() reads again, which
+    moves that sample's read times on as a real clock would: ticking runs hold no refusal."""
+
+    def __init__(self, tick: float) -> None:
+        self.tick = tick
+        self.t = 0.0
+        self.calls = 0
+        self.pace = 1
+
+    def at(self, t: float, pace: int) -> None:
+        """The time of a new sample; its calls `pace` + 1 ticks apart (a sample's reads vary in length)."""
+        self.t, self.calls, self.pace = t, 0, 1 + pace
+
+    def __call__(self) -> float:
+        self.calls += 1
+        return self.t + self.tick * self.pace * self.calls
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,7 +74,7 @@ def _fake_library() -> None:
 class Twins:
     """Two samplers on one tree and one fake NVML scenario: `follows` as wired, `reads` never planning."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tick: float = 0.0, attribution: str = "3s") -> None:
         self.t = 0.0
         self.tree = RaplTree(root / "sys", packages=2, dram=True)
         proc = root / "proc"
@@ -62,10 +86,13 @@ class Twins:
                      for i in range(4)]
         self.write_scenario()
         self.settings = config.load([f"--path.sysfs={self.tree.root}", f"--path.procfs={proc}",
-                                     "--sample.interval=1s", "--attribution.interval=3s"], env={})
-        self.follows, self.reads = self.sampler(), self.sampler()
+                                     "--sample.interval=1s", f"--attribution.interval={attribution}"], env={})
+        self.clocks = [TickingClock(tick), TickingClock(tick)]
+        self.grids = [FixedGrid(250.0), FixedGrid(250.0)]
+        self.follows, self.reads = (self.sampler(c, g) for c, g in zip(self.clocks, self.grids, strict=True))
         self.reads._planning = False
         self.followed = 0
+        self.samples = 0
         follow = self.follows._follow
 
         def counted(plans: tuple[SteadyPlan, ...]) -> tuple[list[Reading], list[float]] | None:
@@ -75,14 +102,11 @@ class Twins:
 
         self.follows._follow = counted  # type: ignore[method-assign]
 
-    def clock(self) -> float:
-        return self.t
-
-    def sampler(self) -> Sampler:
-        rapl = rapl_meter(self.settings, clock=self.clock)
-        meters: list[Meter] = [rapl, nvml_meter(self.settings, clock=self.clock, retry_interval=2.0),
-                  estimate_meter(self.settings, {"cpu", "dram"}, clock=self.clock, covered=rapl.covered)]
-        return Sampler(meters, Ledger(), Accountant(self.settings), FixedGrid(250.0), 1.0, clock=self.clock,
+    def sampler(self, clock: TickingClock, grid: FixedGrid) -> Sampler:
+        rapl = rapl_meter(self.settings, clock=clock)
+        meters: list[Meter] = [rapl, nvml_meter(self.settings, clock=clock, retry_interval=2.0),
+                               estimate_meter(self.settings, {"cpu", "dram"}, clock=clock, covered=rapl.covered)]
+        return Sampler(meters, Ledger(), Accountant(self.settings), grid, 1.0, clock=clock,
                        wall=lambda: 1.7e9 + self.t)
 
     def write_scenario(self) -> None:
@@ -113,9 +137,16 @@ class Twins:
             self.gpus[2].lost = [(self.t, self.t + 1.5)]
         elif event == "utilisation":
             self.gpus[k % 4].utilization = (10 + 13 * k % 90, 0)
+        for grid in self.grids:
+            grid.value = math.nan if event == "bad_intensity" else 250.0
         self.write_scenario()
-        self.follows.sample()
-        self.reads.sample()
+        self.sample()
+
+    def sample(self) -> None:
+        self.samples += 1
+        for clock, s in zip(self.clocks, (self.follows, self.reads), strict=True):
+            clock.at(self.t, self.samples % 3)
+            s.sample()
 
     def assert_alike(self, k: int) -> None:
         a, b = (s.state._replace(duration_counts=(), duration_total=0.0) for s in (self.follows, self.reads))
@@ -132,10 +163,10 @@ class Twins:
 
 
 @contextmanager
-def twins(root: Path) -> Iterator[Twins]:
+def twins(root: Path, **options: Any) -> Iterator[Twins]:
     previous = os.environ.get(SCENARIO_ENV)
     os.environ[SCENARIO_ENV] = str(root / "scenario")
-    rig = Twins(root)
+    rig = Twins(root, **options)
     try:
         yield rig
     finally:
@@ -146,10 +177,9 @@ def twins(root: Path) -> Iterator[Twins]:
             os.environ[SCENARIO_ENV] = previous
 
 
-def run(root: Path, steps: list[tuple[float, str]]) -> Twins:
-    with twins(root) as rig:
-        rig.follows.sample()
-        rig.reads.sample()
+def run(root: Path, steps: list[tuple[float, str]], **options: Any) -> Twins:
+    with twins(root, **options) as rig:
+        rig.sample()
         rig.assert_alike(-1)
         for k, (seconds, event) in enumerate(steps):
             rig.step(seconds, event, k)
@@ -166,6 +196,17 @@ def test_a_sampler_following_plans_charges_what_reading_every_meter_charges(tmp_
     rig = run(tmp_path, steps)
     assert rig.followed >= len(steps) // 3, rig.followed  # the rest: gauges due every 3 s, discoveries, events
     assert rig.reads.ledger.totals  # something was charged
+
+
+def test_each_reading_is_judged_over_its_own_span(tmp_path: Path) -> None:
+    """With a clock that moves within a sample, each device's power is its delta over the time between its
+    own reads (the span), not over the sample's interval: alike on both paths. Less than a discovery's 10 s
+    and no gauges due, so no plan is refused and both samplers call their clocks alike."""
+    rig = run(tmp_path, [(1.0, "steady")] * 8, tick=1e-4, attribution="60s")
+    assert rig.followed == 8  # every sample after the first
+    power = rig.follows.state.power
+    assert power[("cpu", "package-0", "rapl")] != pytest.approx(20.0, rel=1e-9)  # not over the sample's 1 s
+    assert power[("cpu", "package-0", "rapl")] == pytest.approx(20.0, rel=1e-3)
 
 
 def step_lists() -> st.SearchStrategy[list[tuple[float, str]]]:
@@ -185,8 +226,7 @@ def test_a_plan_the_reader_refuses_is_logged_once_and_read_through_read(
     """A plan the C reader cannot follow (here an unknown kind; a bug, for plans our meters make) costs no
     sample: the meters are read through read(), the log says so once, and no plan is followed again."""
     with twins(tmp_path) as rig:
-        rig.follows.sample()
-        rig.reads.sample()
+        rig.sample()
         for k in range(4):
             if k == 1:
                 rapl = rig.follows.meters[0]

@@ -152,12 +152,16 @@ static PyObject *use_reading_type(PyObject *Py_UNUSED(self), PyObject *const *ar
     Py_RETURN_NONE;
 }
 
-/* One reading's steady delta as CounterTracker.delta's (joules, (), seconds), the baseline moved on;
-   Py_None (a new reference) where the Python path must judge it; NULL on a real error. */
-static PyObject *steady_one(PyObject *r, PyObject *at_obj, PyObject *states, PyObject *suspects,
-                            PyTypeObject *state_type, PyObject *defaults, double fallback) {
+/* One reading's steady delta, judged as CounterTracker.delta judges it, nothing changed: 1 with the joules
+   and the seconds since the baseline, where it is steady (a hardware counter with a baseline of this
+   process, the same epoch, no suspect, a verdict "ok" or "wrap"); 0 where the Python path must judge it;
+   -1 on a real error. */
+static int steady_judge(PyObject *r, PyObject *at_obj, PyObject *states, PyObject *suspects,
+                        PyTypeObject *state_type, PyObject *defaults, double fallback, double *joules_out,
+                        double *span_out) {
     PyObject *key = NULL, *hardware = NULL, *epoch = NULL, *energy = NULL, *wrap = NULL, *bound = NULL,
-             *component = NULL, *out = NULL;
+             *component = NULL;
+    int out = 0;
     double at, prev_at, now, limit, wrap_value = 0.0;
     if (as_double(at_obj, &at)) goto python;
     if ((hardware = field(r, F_HARDWARE)) == NULL) goto error;
@@ -199,27 +203,15 @@ static PyObject *steady_one(PyObject *r, PyObject *at_obj, PyObject *states, PyO
     double joules = 0.0;
     PyObject *kind = judge(prev_raw, now, at - prev_at, limit, wrap != Py_None, wrap_value, 0, &accepted, &joules);
     if (!accepted || (kind != kind_ok && kind != kind_wrap)) goto python; /* a glitch or an unconfirmed reset */
-    /* tuple.__new__(CounterState, (energy, epoch, True, at)), allocated once as tuple's constructor fills a
-       subtype's own allocation */
-    PyObject *state = state_type == &PyTuple_Type ? PyTuple_New(4) : state_type->tp_alloc(state_type, 4);
-    if (state == NULL) goto error;
-    PyTuple_SET_ITEM(state, 0, Py_NewRef(energy));
-    PyTuple_SET_ITEM(state, 1, Py_NewRef(epoch));
-    PyTuple_SET_ITEM(state, 2, Py_NewRef(Py_True));
-    PyTuple_SET_ITEM(state, 3, Py_NewRef(at_obj));
-    int failed = PyDict_SetItem(states, key, state);
-    Py_DECREF(state);
-    if (failed) goto error;
-    PyObject *delta = PyFloat_FromDouble(joules), *span = PyFloat_FromDouble(at - prev_at);
-    if (delta != NULL && span != NULL) out = PyTuple_Pack(3, delta, empty_tuple, span);
-    Py_XDECREF(delta);
-    Py_XDECREF(span);
+    *joules_out = joules;
+    *span_out = at - prev_at;
+    out = 1;
     goto done;
 python:
-    out = Py_NewRef(Py_None);
+    out = 0;
     goto done;
 error:
-    out = NULL;
+    out = -1;
 done:
     Py_XDECREF(key);
     Py_XDECREF(hardware);
@@ -228,6 +220,43 @@ done:
     Py_XDECREF(wrap);
     Py_XDECREF(bound);
     Py_XDECREF(component);
+    return out;
+}
+
+/* The baseline of a steadily judged reading moved to it: states[r.key] = CounterState(r.energy_joules,
+   r.counter_epoch, True, at), made as tuple.__new__(CounterState, ...) fills a subtype's own allocation
+   (0; -1 with an exception set). */
+static int move_baseline(PyObject *r, PyObject *at_obj, PyObject *states, PyTypeObject *state_type) {
+    PyObject *key = field(r, F_KEY), *energy = key ? field(r, F_ENERGY) : NULL, *epoch = energy ? field(r, F_EPOCH) : NULL;
+    PyObject *state = epoch == NULL ? NULL
+                      : state_type == &PyTuple_Type ? PyTuple_New(4) : state_type->tp_alloc(state_type, 4);
+    int failed = state == NULL;
+    if (!failed) {
+        PyTuple_SET_ITEM(state, 0, Py_NewRef(energy));
+        PyTuple_SET_ITEM(state, 1, Py_NewRef(epoch));
+        PyTuple_SET_ITEM(state, 2, Py_NewRef(Py_True));
+        PyTuple_SET_ITEM(state, 3, Py_NewRef(at_obj));
+        failed = PyDict_SetItem(states, key, state);
+        Py_DECREF(state);
+    }
+    Py_XDECREF(key);
+    Py_XDECREF(energy);
+    Py_XDECREF(epoch);
+    return failed ? -1 : 0;
+}
+
+/* One reading's steady delta as CounterTracker.delta's (joules, (), seconds), the baseline moved on;
+   Py_None (a new reference) where the Python path must judge it; NULL on a real error. */
+static PyObject *steady_one(PyObject *r, PyObject *at_obj, PyObject *states, PyObject *suspects,
+                            PyTypeObject *state_type, PyObject *defaults, double fallback) {
+    double joules = 0.0, span = 0.0;
+    int got = steady_judge(r, at_obj, states, suspects, state_type, defaults, fallback, &joules, &span);
+    if (got <= 0) return got < 0 ? NULL : Py_NewRef(Py_None);
+    if (move_baseline(r, at_obj, states, state_type)) return NULL;
+    PyObject *delta = PyFloat_FromDouble(joules), *seconds = PyFloat_FromDouble(span), *out = NULL;
+    if (delta != NULL && seconds != NULL) out = PyTuple_Pack(3, delta, empty_tuple, seconds);
+    Py_XDECREF(delta);
+    Py_XDECREF(seconds);
     return out;
 }
 
@@ -524,61 +553,64 @@ static void release(additions *a) {
     PyMem_Free(a->items);
 }
 
-/* The device loop of Accountant.account (accountant.stage_devices, line for line) into `out`: for each
-   (reading, joules) of `energy` its energy, and for a reading in the node total its emissions, its marginal
-   emissions (`marginal`) and its embodied grams (figure known and seconds > 0); `names` = (ENERGY,
-   EMISSIONS, MARGINAL_EMISSIONS, EMBODIED); *node: the joules of the node total. 0 done; 1: a device whose
-   embodied figure is not looked up yet, or a number that is not a plain float (the Python loop's); -1: an
-   exception is set. */
+/* One device of the device loop of Accountant.account (accountant.stage_devices, line for line) into `out`:
+   reading r's `joules` as its energy, and for a reading in the node total its emissions, its marginal
+   emissions (`marginal`) and its embodied grams (figure known and seconds > 0), its joules added to *node;
+   `names` = (ENERGY, EMISSIONS, MARGINAL_EMISSIONS, EMBODIED). 0 done; 1: a device whose embodied figure is
+   not looked up yet, or a number that is not a plain float (the Python loop's); -1: an exception is set. */
+static int device_addition(additions *out, PyObject *r, double joules, PyObject *figures, double lifetime,
+                           double g_per_j, int marginal, double m_per_j, double seconds, PyObject *names,
+                           double *node) {
+    PyObject *labels = series_labels(r);
+    if (labels == NULL) return -1;
+    int failed = push(out, PyTuple_GET_ITEM(names, 0), labels, joules);
+    Py_DECREF(labels);
+    if (failed) return -1;
+    int in_total = field_true(r, F_IN_TOTAL);
+    if (in_total <= 0) return in_total;
+    PyObject *key = field(r, F_KEY);
+    if (key == NULL) return -1;
+    PyObject *figure = PyDict_GetItemWithError(figures, key); /* borrowed */
+    double kg = 0.0;
+    int embodied = 0;
+    if (figure == NULL) {
+        Py_DECREF(key);
+        return PyErr_Occurred() ? -1 : 1; /* first sight of this device: its figure is looked up in Python */
+    }
+    if (figure != Py_None) {
+        PyObject *kg_obj = PyObject_GetAttr(figure, attr_kgco2e);
+        if (kg_obj == NULL) {
+            Py_DECREF(key);
+            return -1;
+        }
+        int plain = PyFloat_CheckExact(kg_obj);
+        kg = plain ? PyFloat_AS_DOUBLE(kg_obj) : 0.0;
+        Py_DECREF(kg_obj);
+        if (!plain) {
+            Py_DECREF(key);
+            return 1;
+        }
+        embodied = seconds > 0;
+    }
+    *node += joules;
+    failed = push(out, PyTuple_GET_ITEM(names, 1), key, joules * g_per_j) ||
+             (marginal && push(out, PyTuple_GET_ITEM(names, 2), key, joules * m_per_j)) ||
+             (embodied && push(out, PyTuple_GET_ITEM(names, 3), key, kg * 1000.0 * seconds / lifetime));
+    Py_DECREF(key);
+    return failed ? -1 : 0;
+}
+
+/* device_addition for each (reading, joules) of `energy`, *node the joules of the node total (its codes). */
 static int device_additions(additions *out, PyObject *energy, PyObject *figures, double lifetime, double g_per_j,
                             int marginal, double m_per_j, double seconds, PyObject *names, double *node) {
-    PyObject *m_energy = PyTuple_GET_ITEM(names, 0), *m_emissions = PyTuple_GET_ITEM(names, 1),
-             *m_marginal = PyTuple_GET_ITEM(names, 2), *m_embodied = PyTuple_GET_ITEM(names, 3);
     *node = 0.0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(energy); i++) {
         PyObject *pair = PyList_GET_ITEM(energy, i);
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyFloat_CheckExact(PyTuple_GET_ITEM(pair, 1)))
             return 1;
-        PyObject *r = PyTuple_GET_ITEM(pair, 0);
-        double joules = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(pair, 1));
-        PyObject *labels = series_labels(r);
-        if (labels == NULL) return -1;
-        int failed = push(out, m_energy, labels, joules);
-        Py_DECREF(labels);
-        if (failed) return -1;
-        int in_total = field_true(r, F_IN_TOTAL);
-        if (in_total < 0) return -1;
-        if (!in_total) continue;
-        PyObject *key = field(r, F_KEY);
-        if (key == NULL) return -1;
-        PyObject *figure = PyDict_GetItemWithError(figures, key); /* borrowed */
-        double kg = 0.0;
-        int embodied = 0;
-        if (figure == NULL) {
-            Py_DECREF(key);
-            return PyErr_Occurred() ? -1 : 1; /* first sight of this device: its figure is looked up in Python */
-        }
-        if (figure != Py_None) {
-            PyObject *kg_obj = PyObject_GetAttr(figure, attr_kgco2e);
-            if (kg_obj == NULL) {
-                Py_DECREF(key);
-                return -1;
-            }
-            int plain = PyFloat_CheckExact(kg_obj);
-            kg = plain ? PyFloat_AS_DOUBLE(kg_obj) : 0.0;
-            Py_DECREF(kg_obj);
-            if (!plain) {
-                Py_DECREF(key);
-                return 1;
-            }
-            embodied = seconds > 0;
-        }
-        *node += joules;
-        failed = push(out, m_emissions, key, joules * g_per_j) ||
-                 (marginal && push(out, m_marginal, key, joules * m_per_j)) ||
-                 (embodied && push(out, m_embodied, key, kg * 1000.0 * seconds / lifetime));
-        Py_DECREF(key);
-        if (failed) return -1;
+        int got = device_addition(out, PyTuple_GET_ITEM(pair, 0), PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(pair, 1)),
+                                  figures, lifetime, g_per_j, marginal, m_per_j, seconds, names, node);
+        if (got) return got;
     }
     return 0;
 }
@@ -629,69 +661,214 @@ static int optional(PyObject *value, double *out) {
     return 1;
 }
 
+/* The numbers of a sample's charge after its devices': lifetime, g_per_j, m_per_j (None: no marginal),
+   seconds, server_grams, uncharged, pue, wue, grid_water, price, as charge_sample takes them. */
+typedef struct {
+    double lifetime, g_per_j, m_per_j, seconds, server, pue, wue, grid_water, price;
+    int marginal, has_server, uncharged, has_wue, has_grid, has_price;
+} rates;
+
+/* The rates from their objects: 1 all plain (an optional one None or a plain float), 0 not (the Python
+   path's), -1 with an exception set. */
+static int read_rates(rates *r, PyObject *lifetime, PyObject *g_per_j, PyObject *m_per_j, PyObject *seconds,
+                      PyObject *server, PyObject *uncharged, PyObject *pue, PyObject *wue, PyObject *grid_water,
+                      PyObject *price) {
+    *r = (rates){0};
+    r->marginal = optional(m_per_j, &r->m_per_j), r->has_server = optional(server, &r->server);
+    r->has_wue = optional(wue, &r->wue), r->has_grid = optional(grid_water, &r->grid_water);
+    r->has_price = optional(price, &r->price);
+    if (optional(lifetime, &r->lifetime) != 1 || optional(g_per_j, &r->g_per_j) != 1 ||
+        optional(seconds, &r->seconds) != 1 || optional(pue, &r->pue) != 1 || r->marginal < 0 ||
+        r->has_server < 0 || r->has_wue < 0 || r->has_grid < 0 || r->has_price < 0)
+        return 0;
+    r->uncharged = PyObject_IsTrue(uncharged);
+    return r->uncharged < 0 ? -1 : 1;
+}
+
+/* The node's additions of Accountant.account after its devices', in its order and arithmetic (0; -1 with an
+   exception set): server embodied where given, node energy, emissions, uncharged energy, the facility
+   overhead, site and grid water, cost; `plan` = the 8 (metric, labels) of those series. */
+static int node_additions(additions *found, PyObject *plan, const rates *r, double node) {
+    double facility = node * r->pue;
+    if ((r->has_server && push_node(found, plan, N_SERVER_EMBODIED, r->server)) ||
+        push_node(found, plan, N_NODE_ENERGY, node) || push_node(found, plan, N_NODE_EMISSIONS, node * r->g_per_j) ||
+        (r->uncharged && push_node(found, plan, N_UNCHARGED, node)) ||
+        push_node(found, plan, N_FACILITY, facility - node) ||
+        (r->has_wue && push_node(found, plan, N_WATER_SITE, node / JOULES_PER_KWH * r->wue)) ||
+        (r->has_grid && push_node(found, plan, N_WATER_GRID, facility / JOULES_PER_KWH * r->grid_water)) ||
+        (r->has_price && push_node(found, plan, N_COST, facility / JOULES_PER_KWH * r->price)))
+        return -1;
+    return 0;
+}
+
+/* 1 where every amount is finite and non-negative (what the transaction adds), else 0. */
+static int all_addable(const additions *found) {
+    for (Py_ssize_t i = 0; i < found->n; i++)
+        if (!(isfinite(found->items[i].amount) && found->items[i].amount >= 0)) return 0;
+    return 1;
+}
+
+/* Every addition added into the ledger's dicts (the series created, or -1 with an exception set). */
+static Py_ssize_t add_all(PyObject *totals, PyObject *created, const additions *found, PyObject *wall) {
+    Py_ssize_t made = 0;
+    for (Py_ssize_t i = 0; i < found->n; i++)
+        if (add_amount(totals, created, found->items[i].metric, found->items[i].labels, found->items[i].amount, wall,
+                       &made))
+            return -1;
+    return made;
+}
+
+static int node_plan_ok(PyObject *plan) {
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != N_COUNT) return 0;
+    for (int i = 0; i < N_COUNT; i++) {
+        PyObject *series = PyTuple_GET_ITEM(plan, i);
+        if (!PyTuple_CheckExact(series) || PyTuple_GET_SIZE(series) != 2) return 0;
+    }
+    return 1;
+}
+
 /* charge_sample(totals, created, energy, figures, lifetime, g_per_j, m_per_j, seconds, now_wall, names, node,
                  server_grams, uncharged, pue, wue, grid_water, price) -> series created | None:
    Accountant.account for a sample charged alone (no attribution window, nothing else in its transaction),
-   added into the ledger's dicts at once: device_additions, then the node's additions in account's order and
-   arithmetic (server embodied `server_grams` where not None, node energy, emissions at g_per_j, uncharged
-   energy where `uncharged`, the facility overhead at `pue`, site water at `wue`, grid water at `grid_water`,
-   cost at `price`, each where not None), `node` = the 8 (metric, labels) of those series. All or nothing, as
-   the transaction: None, with nothing touched, where device_additions hands back or an amount is not a
-   finite, non-negative number; the Python path then stages the sample (and drops it, logged). */
+   added into the ledger's dicts at once: device_additions, then node_additions (`node` = the 8 (metric,
+   labels) of the node's series). All or nothing, as the transaction: None, with nothing touched, where
+   device_additions hands back or an amount is not a finite, non-negative number; the Python path then
+   stages the sample (and drops it, logged). */
 static PyObject *charge_sample(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 17 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_CheckExact(args[2]) ||
         !PyDict_Check(args[3]) || !PyTuple_CheckExact(args[9]) || PyTuple_GET_SIZE(args[9]) != 4 ||
-        !PyTuple_CheckExact(args[10]) || PyTuple_GET_SIZE(args[10]) != N_COUNT) {
+        !node_plan_ok(args[10])) {
         PyErr_SetString(PyExc_TypeError, "charge_sample(totals: dict, created: dict, energy: list, figures: dict, "
                                          "lifetime, g_per_j, m_per_j, seconds, now_wall, names: 4-tuple, "
-                                         "node: 8-tuple, server_grams, uncharged, pue, wue, grid_water, price)");
+                                         "node: 8 (metric, labels) pairs, server_grams, uncharged, pue, wue, "
+                                         "grid_water, price)");
         return NULL;
     }
-    for (int i = 0; i < N_COUNT; i++) {
-        PyObject *series = PyTuple_GET_ITEM(args[10], i);
-        if (!PyTuple_CheckExact(series) || PyTuple_GET_SIZE(series) != 2) {
-            PyErr_SetString(PyExc_TypeError, "charge_sample: node is 8 (metric, labels) pairs");
-            return NULL;
-        }
-    }
-    double lifetime, g_per_j, m_per_j = 0.0, seconds, server = 0.0, pue, wue = 0.0, grid_water = 0.0, price = 0.0;
-    int marginal = optional(args[6], &m_per_j), has_server = optional(args[11], &server),
-        has_wue = optional(args[14], &wue), has_grid = optional(args[15], &grid_water),
-        has_price = optional(args[16], &price);
-    if (optional(args[4], &lifetime) != 1 || optional(args[5], &g_per_j) != 1 || optional(args[7], &seconds) != 1 ||
-        optional(args[13], &pue) != 1 || marginal < 0 || has_server < 0 || has_wue < 0 || has_grid < 0 ||
-        has_price < 0)
-        Py_RETURN_NONE;
-    int uncharged = PyObject_IsTrue(args[12]);
-    if (uncharged < 0) return NULL;
-    PyObject *plan = args[10], *wall = args[8];
+    rates r;
+    int plain = read_rates(&r, args[4], args[5], args[6], args[7], args[11], args[12], args[13], args[14], args[15],
+                           args[16]);
+    if (plain <= 0) return plain < 0 ? NULL : Py_NewRef(Py_None);
     additions found = {NULL, 0, 0, NULL, NULL};
     double node;
-    int got = device_additions(&found, args[2], args[3], lifetime, g_per_j, marginal, m_per_j, seconds, args[9],
-                               &node);
+    int got = device_additions(&found, args[2], args[3], r.lifetime, r.g_per_j, r.marginal, r.m_per_j, r.seconds,
+                               args[9], &node);
+    if (got == 0 && node_additions(&found, args[10], &r, node)) got = -1;
+    if (got == 0 && !all_addable(&found)) got = 1;
     PyObject *out = NULL;
-    if (got == 0) {
-        double facility = node * pue;
-        if ((has_server && push_node(&found, plan, N_SERVER_EMBODIED, server)) ||
-            push_node(&found, plan, N_NODE_ENERGY, node) || push_node(&found, plan, N_NODE_EMISSIONS, node * g_per_j) ||
-            (uncharged && push_node(&found, plan, N_UNCHARGED, node)) ||
-            push_node(&found, plan, N_FACILITY, facility - node) ||
-            (has_wue && push_node(&found, plan, N_WATER_SITE, node / JOULES_PER_KWH * wue)) ||
-            (has_grid && push_node(&found, plan, N_WATER_GRID, facility / JOULES_PER_KWH * grid_water)) ||
-            (has_price && push_node(&found, plan, N_COST, facility / JOULES_PER_KWH * price)))
-            got = -1;
-    }
-    for (Py_ssize_t i = 0; got == 0 && i < found.n; i++)
-        if (!(isfinite(found.items[i].amount) && found.items[i].amount >= 0)) got = 1;
     if (got == 1) out = Py_NewRef(Py_None);
     if (got == 0) {
-        Py_ssize_t made = 0, i = 0;
-        while (i < found.n && !add_amount(args[0], args[1], found.items[i].metric, found.items[i].labels,
-                                          found.items[i].amount, wall, &made))
-            i++;
-        out = i == found.n ? PyLong_FromSsize_t(made) : NULL;
+        Py_ssize_t made = add_all(args[0], args[1], &found, args[8]);
+        out = made < 0 ? NULL : PyLong_FromSsize_t(made);
     }
     release(&found);
+    return out;
+}
+
+/* charge_steady(readings, read_at, seconds, judging, charging, g_per_j, m_per_j, server_grams, uncharged,
+                 price, now_wall) -> (power, node_watts, series created) | None:
+   a steady sample judged, its power found and charged in one call, as the sampler's path would: every
+   reading steady (steady_judge), so nothing is rejected; its power by (component,
+   device, source) and the node's, as judge_power makes them; then charge_sample's additions and the
+   baselines moved. judging = (states, suspects, state_type, defaults, fallback), as steady_deltas takes
+   them; charging = (totals, created, figures, lifetime, names, node, pue, wue, grid_water), as
+   charge_sample. None, with nothing changed, where any reading is not steady, a number is not plain, a
+   device is seen first or an amount cannot be added: the sampler then judges and charges it step by step.
+   Why: the judged deltas, the (reading, joules) pairs and the Python frames between the steps were a
+   sixth of a cold 1 Hz sample (bench/README.md). */
+static PyObject *charge_steady(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 11 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyTuple_CheckExact(args[3]) || PyTuple_GET_SIZE(args[3]) != 5 || !PyTuple_CheckExact(args[4]) ||
+        PyTuple_GET_SIZE(args[4]) != 9) {
+        PyErr_SetString(PyExc_TypeError, "charge_steady(readings: list, read_at: list, seconds, judging: "
+                                         "5-tuple, charging: 9-tuple, g_per_j, m_per_j, server_grams, uncharged, "
+                                         "price, now_wall)");
+        return NULL;
+    }
+    PyObject *readings = args[0], *read_at = args[1], *judging = args[3], *charging = args[4], *wall = args[10];
+    PyObject *states = PyTuple_GET_ITEM(judging, 0), *suspects = PyTuple_GET_ITEM(judging, 1),
+             *state_type = PyTuple_GET_ITEM(judging, 2), *defaults = PyTuple_GET_ITEM(judging, 3);
+    PyObject *totals = PyTuple_GET_ITEM(charging, 0), *created = PyTuple_GET_ITEM(charging, 1),
+             *figures = PyTuple_GET_ITEM(charging, 2), *names = PyTuple_GET_ITEM(charging, 4),
+             *plan = PyTuple_GET_ITEM(charging, 5);
+    if (!PyDict_Check(states) || !PyDict_Check(suspects) || !PyType_Check(state_type) ||
+        !PyType_IsSubtype((PyTypeObject *)state_type, &PyTuple_Type) || !PyDict_Check(defaults) ||
+        !PyDict_Check(totals) || !PyDict_Check(created) || !PyDict_Check(figures) || !PyTuple_CheckExact(names) ||
+        PyTuple_GET_SIZE(names) != 4 || !node_plan_ok(plan)) {
+        PyErr_SetString(PyExc_TypeError, "charge_steady: judging or charging is not what it takes");
+        return NULL;
+    }
+    double fallback = PyFloat_AsDouble(PyTuple_GET_ITEM(judging, 4));
+    if (fallback == -1.0 && PyErr_Occurred()) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(readings);
+    if (PyList_GET_SIZE(read_at) != n || n > 4096) {
+        PyErr_SetString(PyExc_ValueError, "charge_steady: one time per reading, at most 4096");
+        return NULL;
+    }
+    rates r;
+    int plain = read_rates(&r, PyTuple_GET_ITEM(charging, 3), args[5], args[6], args[2], args[7], args[8],
+                           PyTuple_GET_ITEM(charging, 6), PyTuple_GET_ITEM(charging, 7), PyTuple_GET_ITEM(charging, 8),
+                           args[9]);
+    if (plain <= 0) return plain < 0 ? NULL : Py_NewRef(Py_None);
+    double *joules = PyMem_Malloc((size_t)(n ? 2 * n : 1) * sizeof(double));
+    if (joules == NULL) return PyErr_NoMemory();
+    double *span = joules + n;
+    PyObject *power = NULL, *out = NULL;
+    additions found = {NULL, 0, 0, NULL, NULL};
+    int got = 1; /* as device_additions' codes: 1 hands the sample back */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int steady = steady_judge(PyList_GET_ITEM(readings, i), PyList_GET_ITEM(read_at, i), states, suspects,
+                                  (PyTypeObject *)state_type, defaults, fallback, &joules[i], &span[i]);
+        if (steady <= 0) {
+            got = steady < 0 ? -1 : 1;
+            goto done;
+        }
+    }
+    /* sampler.power_of for readings none of which is rejected, each a hardware counter: joules over its span
+       (the sample's seconds where the span is 0), where that is positive */
+    if ((power = PyDict_New()) == NULL) goto error;
+    double node_watts = 0.0, node = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *reading = PyList_GET_ITEM(readings, i);
+        double seconds = span[i] == 0.0 ? r.seconds : span[i];
+        if (seconds > 0) {
+            PyObject *watts = PyFloat_FromDouble(joules[i] / seconds), *labels = watts ? series_labels(reading) : NULL;
+            int failed = labels == NULL || PyDict_SetItem(power, labels, watts);
+            Py_XDECREF(labels);
+            int in_total = failed ? -1 : field_true(reading, F_IN_TOTAL);
+            if (in_total > 0) node_watts += PyFloat_AS_DOUBLE(watts);
+            Py_XDECREF(watts);
+            if (in_total < 0) goto error;
+        }
+        got = device_addition(&found, reading, joules[i], figures, r.lifetime, r.g_per_j, r.marginal, r.m_per_j,
+                              r.seconds, names, &node);
+        if (got) goto done;
+    }
+    if (node_additions(&found, plan, &r, node)) goto error;
+    if (!all_addable(&found)) {
+        got = 1;
+        goto done;
+    }
+    /* Everything judged and made: the baselines move and the amounts are added (as the sampler's path moves
+       them while judging and adds at the charge, in one hold of the ledger lock). */
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (move_baseline(PyList_GET_ITEM(readings, i), PyList_GET_ITEM(read_at, i), states, (PyTypeObject *)state_type))
+            goto error;
+    Py_ssize_t made = add_all(totals, created, &found, wall);
+    if (made < 0) goto error;
+    PyObject *watts_obj = PyDict_GET_SIZE(power) ? PyFloat_FromDouble(node_watts) : Py_NewRef(Py_None);
+    PyObject *made_obj = watts_obj ? PyLong_FromSsize_t(made) : NULL;
+    if (made_obj != NULL) out = PyTuple_Pack(3, power, watts_obj, made_obj);
+    Py_XDECREF(watts_obj);
+    Py_XDECREF(made_obj);
+    got = 0;
+    goto done;
+error:
+    got = -1;
+done:
+    if (got == 1) out = Py_NewRef(Py_None);
+    if (got == -1) Py_CLEAR(out);
+    Py_XDECREF(power);
+    release(&found);
+    PyMem_Free(joules);
     return out;
 }
 
@@ -973,6 +1150,9 @@ static PyMethodDef methods[] = {
     {"charge_sample", (PyCFunction)(void (*)(void))charge_sample, METH_FASTCALL,
      "charge_sample(totals, created, energy, figures, lifetime, g_per_j, m_per_j, seconds, now_wall, names, node, "
      "server_grams, uncharged, pue, wue, grid_water, price) -> series created, None: nothing touched"},
+    {"charge_steady", (PyCFunction)(void (*)(void))charge_steady, METH_FASTCALL,
+     "charge_steady(readings, read_at, seconds, judging, charging, g_per_j, m_per_j, server_grams, uncharged, "
+     "price, now_wall) -> (power, node_watts, series created) | None"},
     {"stage_energy", (PyCFunction)(void (*)(void))stage_energy, METH_FASTCALL,
      "stage_energy(ops, energy, figures, lifetime, g_per_j, m_per_j, seconds, now_wall, names) -> node joules, "
      "None: nothing staged, the Python loop's"},

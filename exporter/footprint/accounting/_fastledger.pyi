@@ -1,4 +1,5 @@
 # The optional C twins of the ledger's hot code (_fastledger.c); absent where it could not be built.
+from collections.abc import Mapping
 from typing import Any
 
 SLACK_RATIO: float
@@ -21,6 +22,10 @@ def judge_power(readings: list[Any], judged: list[tuple[float, tuple[str, ...], 
 def stage_energy(ops: list[Any], energy: list[tuple[Any, float]], figures: dict[Any, Any], lifetime: float,
                  g_per_j: float, m_per_j: float | None, seconds: float, now_wall: float,
                  names: tuple[str, str, str, str], /) -> float | None: ...
+def charge_steady(readings: list[Any], read_at: list[float], seconds: float,
+                  judging: tuple[Any, ...], charging: tuple[Any, ...], g_per_j: float, m_per_j: float | None,
+                  server_grams: float | None, uncharged: bool, price: float | None, now_wall: float, /
+                  ) -> tuple[Mapping[tuple[str, str, str], float], float | None, int] | None: ...
 def charge_sample(totals: dict[str, Any], created: dict[str, Any], energy: list[tuple[Any, float]],
                   figures: dict[Any, Any], lifetime: float, g_per_j: float, m_per_j: float | None, seconds: float,
                   now_wall: float, names: tuple[str, str, str, str],

@@ -239,6 +239,12 @@ class Accountant:
             self.server_figure, seconds)
         return g_per_j, m_per_j, server, self.marginal is not None and m_per_j is None, self.price_at(now_wall)
 
+    def charging(self, ledger: Ledger) -> tuple[object, ...]:
+        """What _fastledger.charge_steady charges `ledger` with besides a sample's own numbers (the rest of
+        charge_sample's arguments, fixed at start; the ledger's dicts are never replaced)."""
+        return (ledger.totals, ledger.created, self._figures, float(self.embodied.lifetime), _DEVICE_METRICS,
+                self._node_series, self.pue, self.wue, self.grid_water)
+
     def charge(self, ledger: Ledger, energy: list[tuple[Reading, float]], seconds: float,
                intensity: IntensityReading, now_wall: float) -> bool:
         """account() for a sample with nothing else to charge (no rejection, no attribution), outside any

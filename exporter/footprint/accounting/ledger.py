@@ -213,6 +213,9 @@ class CounterTracker:
         self.states: dict[tuple[str, str], CounterState] = {}
         self._suspects: dict[tuple[str, str], _Suspect] = {}
         self._logged: set[tuple[str, str, str]] = set()
+        # What _fastledger.charge_steady judges with, as steady_deltas: the dicts themselves, so they are
+        # only ever changed in place (rollback too).
+        self.judging = (self.states, self._suspects, CounterState, DEFAULT_MAX_WATTS, FALLBACK_MAX_WATTS)
 
     def observe(self, r: Reading, now: float) -> Judged:
         """Judge reading `r`, read at monotonic time `now`, against the device's baseline (as the sampler
@@ -325,8 +328,12 @@ class CounterTracker:
         return dict(self.states), dict(self._suspects)
 
     def rollback(self, mark: tuple[dict[tuple[str, str], CounterState], dict[tuple[str, str], _Suspect]]) -> None:
-        """Back to `mark`: the next sample charges the dropped one's energy too (judged over both)."""
-        self.states, self._suspects = dict(mark[0]), dict(mark[1])
+        """Back to `mark`: the next sample charges the dropped one's energy too (judged over both). In place:
+        `judging` holds these dicts."""
+        self.states.clear()
+        self.states.update(mark[0])
+        self._suspects.clear()
+        self._suspects.update(mark[1])
 
 
 class Transaction:
