@@ -114,15 +114,14 @@ def main() -> int:
                 results[tree].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 common.log(f"round {k + 1}: {tree} cold {results[tree][-1]['cold_us']:.0f} us")
     parts = sorted({p for runs in results.values() for run in runs for p in run["parts_us"]})
-    print("| tree | C reader | hot us (median) | cold us (median of rounds) | " + " | ".join(parts) + " |")
-    print("|---|---|---|---|" + "---|" * len(parts))
+    print("| " + " | ".join(["tree", "C reader", "hot us (median)", "cold us (median of rounds)", *parts]) + " |")
+    print("|" + "---|" * (4 + len(parts)))
     for tree, runs in results.items():
         cells = [f"{statistics.median(run['parts_us'].get(p, 0.0) for run in runs):.0f}" for p in parts]
         rounds = ", ".join(f"{r['cold_us']:.0f}" for r in runs)
-        print(f"| {os.path.relpath(tree, common.BENCH.parent)} | {'yes' if runs[0]['c_reader'] else 'no'} | "
-              f"{statistics.median(r['hot_us'] for r in runs):.0f} | "
-              f"{statistics.median(r['cold_us'] for r in runs):.0f} ({rounds}) | "
-              + " | ".join(cells) + " |")
+        print("| " + " | ".join([os.path.relpath(tree, common.BENCH.parent), "yes" if runs[0]["c_reader"] else "no",
+                                 f"{statistics.median(r['hot_us'] for r in runs):.0f}",
+                                 f"{statistics.median(r['cold_us'] for r in runs):.0f} ({rounds})", *cells]) + " |")
     return 0
 
 

@@ -24,7 +24,7 @@ def _reader() -> str:
     except ImportError:
         return ("pure Python (the optional C reader was not built at install: no C compiler or Python headers); "
                 "the same readings, at more CPU per sample")
-    return "the C reader (every GPU's and every RAPL zone's counter, and their readings, in one call per meter)"
+    return "the C reader (every GPU's and every RAPL zone's counter, and their readings, in one call a sample)"
 
 
 def _ledger() -> str:

@@ -3,6 +3,13 @@
 Runs in one thread on the monotonic clock. A failing meter marks itself down and the rest goes on;
 nothing in a sample can stop the loop. After each sample the exposition is told to re-render (lazily).
 
+Nearly every sample is like the last: every meter up, the same devices, nothing due. Each meter then holds
+a SteadyPlan (meters/base.py) of how its next read goes, and the sampler follows them all in one C call
+(`_fastread.read_steady`) instead of calling read(); without attribution it judges and charges the sample
+in one more (`_fastledger.charge_steady`). Either hands anything unusual back, having changed nothing,
+and the sample goes step by step. Why: at 1 Hz each sample runs on cold caches, and the dozens of Python
+frames between the reads and the ledger were most of its cost (bench/README.md, twelfth pass).
+
 Device energy and emissions are charged every sample. Splitting them among workloads costs far more
 (cgroup scans, hundreds of cpu.stat reads), so it runs every `attribution_interval` (at the first
 sample boundary that reaches it) over everything drawn since the last pass, which waits in an
@@ -145,6 +152,7 @@ class Sampler:
         self.wall = wall
         self.state = Sample()
         self.charged_at: float | None = None  # wall time of the last sample charged (set under the ledger lock)
+        self.followed = False  # the last sample followed the meters' plans: it read what the one before read
         self.duration = DurationHistogram()
         self._last_sample: float | None = None
         self._known_devices: dict[tuple[str, str], Reading] = {}
@@ -203,6 +211,7 @@ class Sampler:
         duration.total += took
         self.state = _sample((tuple(readings), meter_up, device_down, intensity, self.state.samples + 1,
                               power, node_watts, lost, tuple(self.duration.counts), self.duration.total))
+        self.followed = got is not None
         self.on_sample()
 
     def _judge_and_charge(self, readings: list[Reading], read_at: list[float], seconds: float,

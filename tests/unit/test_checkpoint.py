@@ -481,7 +481,8 @@ def test_a_checkpoint_taken_while_sampling_has_totals_and_baselines_of_one_sampl
     meter = rapl_meter(s)
 
     # Widen the window between the baselines moving and their deltas being charged: the GIL may pass to
-    # the writer between judging and charging (and a rejected reading logs); here it always does.
+    # the writer between judging and charging (and a rejected reading logs); here it always does. (A sample
+    # that follows the meter's plan is judged and charged in one C call, with no such window.)
     judge = ledger.counters.deltas
 
     def judge_slowly(readings: list[Reading], read_at: list[float]) -> list[tuple[float, tuple[str, ...], float]]:
@@ -501,6 +502,7 @@ def test_a_checkpoint_taken_while_sampling_has_totals_and_baselines_of_one_sampl
             sampler.sample()  # the first one reads `first`: the baselines
             for zone in zones.values():  # in place, as sysfs changes the attribute
                 (tree.path(zone) / "energy_uj").write_text(f"{tree.counter(zone) + 1234}\n")
+            time.sleep(0.001)  # samples far enough apart for the writer to see many of them
 
     worker = threading.Thread(target=sample_forever)
     worker.start()

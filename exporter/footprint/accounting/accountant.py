@@ -237,7 +237,8 @@ class Accountant:
         m_per_j = None if marginal is None else self.pue * marginal.value / JOULES_PER_KWH
         server = None if self.server_figure is None or seconds <= 0 else self.embodied.grams(
             self.server_figure, seconds)
-        return g_per_j, m_per_j, server, self.marginal is not None and m_per_j is None, self.price_at(now_wall)
+        price = self.price_at(now_wall) if self.schedule else self.price  # price_at's answer without a schedule
+        return g_per_j, m_per_j, server, self.marginal is not None and m_per_j is None, price
 
     def charging(self, ledger: Ledger) -> tuple[object, ...]:
         """What _fastledger.charge_steady charges `ledger` with besides a sample's own numbers (the rest of

@@ -52,7 +52,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -331,9 +331,11 @@ class Checkpointer:
 
     # --- running ---
 
-    def sampled(self, readings: Iterable[Reading] = ()) -> None:
+    def sampled(self, readings: Sequence[Reading] = (), steady: bool = False) -> None:
         """In the sampler thread after each sample (before it becomes visible): settle what a restart
-        still owes, and note that there is something new to write.
+        still owes, and note that there is something new to write. `steady`: the sample read the devices
+        the last one read, with the same facts (the sampler followed the meters' plans), so no GPU's UUID
+        can be new.
 
         The copy that is written is taken by the writer (`_take`, under the ledger lock) when it writes:
         every interval, when a scrape asks and at stop, not after every sample. The sampler judges and
@@ -343,11 +345,11 @@ class Checkpointer:
         """
         if self.path is None:
             return
-        readings = list(readings)
-        for r in readings:
-            uuid = r.info.get("uuid", "")
-            if uuid:
-                self._gpus[r.key] = uuid
+        if not steady:
+            for r in readings:
+                uuid = r.info.get("uuid", "")
+                if uuid:
+                    self._gpus[r.key] = uuid
         if self._restart is not None:
             with self.ledger.lock:
                 self._settle(readings)
