@@ -7,7 +7,8 @@ GPUs + RAPL, as bench/overhead.py), built in-process like bench/instr_probe.py (
 a warm-up it times `sampler.sample()` with the thread's CPU clock 200 times back to back (hot) and then
 SAMPLES times one second apart (cold, as the running exporter samples), and each part of the cold
 samples: every meter's read, the steady read that stands in for them (all of the meters' reads in one C
-call, where the tree has it), judging, charging, the grid's intensity, and the after-sample hook (live
+call) and the steady charge (judging and charging in one more) where the tree has them, judging and
+charging step by step, the grid's intensity, and the after-sample hook (live
 page, exposition, checkpoint), by wrapping those calls (the wrappers' own cost is in the totals, not in
 the parts). Trees alternate over the rounds. Prints a table for bench/README.md; writes nothing.
 
@@ -57,10 +58,16 @@ def child(samples: int, whole: bool, flags: list[str]) -> None:
 
     for meter in [] if whole else exporter.meters:
         timed(meter, "read", f"{meter.name} read")
-    for attribute, part in (("_follow", "steady read"), ("_judge", "judge"), ("_charge", "charge"),
-                            ("on_sample", "after-sample hook")):
-        if hasattr(sampler, attribute) and not whole:  # an older tree may lack a part
+    for attribute, part in (("_judge", "judge"), ("_charge", "charge"), ("on_sample", "after-sample hook")):
+        if not whole:
             timed(sampler, attribute, part)
+    from footprint import sampler as sampling
+
+    for module, attribute, part in (("_fastread", "read_steady", "steady read"),
+                                    ("_fastledger", "charge_steady", "steady charge")):
+        c_module = getattr(sampling, module, None)
+        if c_module is not None and hasattr(c_module, attribute) and not whole:  # an older tree may lack one
+            timed(c_module, attribute, part)
     if not whole:
         timed(sampler.grid, "accounting_intensity", "grid intensity")
         timed(exporter.checkpoint, "sampled", "hook: checkpoint")  # the hook's parts (in its figure too)

@@ -81,7 +81,8 @@ class Exporter:
 
     def _sampled(self) -> None:
         # Before the sample becomes visible to scrapes; also settles a restart's gap, device by device.
-        self.checkpoint.sampled(self.sampler.state.readings, self.sampler.followed)
+        if self.checkpoint.path is not None:
+            self.checkpoint.sampled(self.sampler.state.readings, self.sampler.followed)
         self.live.sampled()  # the live page's history, at the samples that may end a step
         if self.exposition is not None:
             self.exposition.invalidate()

@@ -179,9 +179,13 @@ class Sampler:
         self._last_sample = now
 
         plans = self._plans
-        got = None
+        got: tuple[list[Reading], list[float]] | None = None
         if plans is not None and tuple(map(_STEADY, self.meters)) == plans:
-            got = self._follow(plans)
+            try:  # the plans followed in one C call: what read() would give, or None (read() reads)
+                got = _fastread.read_steady(plans, self.clock)
+            except Exception:  # a plan it cannot follow: a bug, logged once; read() from then on
+                log.exception("the steady read failed; reading the meters through read() from now on")
+                self._plans, self._planning = None, False
         if got is None:
             readings, read_at, meter_up, device_down, lost = self._read_meters()
         else:  # what read() would give, and the last sample's maps (as _read_meters keeps them in a steady one)
@@ -274,18 +278,6 @@ class Sampler:
             if len(made) == len(plans) and tuple(r.key for plan in made for r in plan.templates) == keys:
                 self._plans = tuple(made)
         return readings, read_at, meter_up, device_down, lost
-
-    def _follow(self, plans: tuple[SteadyPlan, ...]) -> tuple[list[Reading], list[float]] | None:
-        """The meters' plans followed in one C call: the readings and read times read() would give, or None
-        (a plan due, a source that did not read cleanly: read() reads). A plan the C reader refuses as
-        malformed (a bug) is logged once, and from then on every meter is read through read()."""
-        try:
-            got: tuple[list[Reading], list[float]] | None = _fastread.read_steady(plans, self.clock)
-            return got
-        except Exception:
-            log.exception("the steady read failed; reading the meters through read() from now on")
-            self._plans, self._planning = None, False
-            return None
 
     def _note_devices(self, readings: list[Reading], keys: tuple[tuple[str, str], ...], counts: list[int],
                       failed: list[str]) -> tuple[dict[str, bool], Mapping[tuple[str, str], Reading]]:

@@ -47,6 +47,7 @@ class Worker:
         self.name = name
         self._step = step
         self._stop = threading.Event()
+        self._stopping = False  # set with _stop: what the loop checks at each wake (Event.is_set is a Python call)
         self._asleep = threading.Lock()  # held while no wake is pending; wake() releases it
         self._asleep.acquire()
         self._thread: threading.Thread | None = None
@@ -74,6 +75,7 @@ class Worker:
         return self._stop.wait(max(seconds, 0.0))
 
     def request_stop(self) -> None:
+        self._stopping = True
         self._stop.set()
         self.wake()
 
@@ -91,6 +93,6 @@ class Worker:
     def _run(self, delay: float | None) -> None:
         while True:
             self._asleep.acquire(True, -1 if delay is None else max(delay, 0.0))  # a wake leaves it held again
-            if self._stop.is_set():
+            if self._stopping:
                 return
             delay = self._step()

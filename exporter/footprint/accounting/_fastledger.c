@@ -554,18 +554,15 @@ static void release(additions *a) {
 }
 
 /* One device of the device loop of Accountant.account (accountant.stage_devices, line for line) into `out`:
-   reading r's `joules` as its energy, and for a reading in the node total its emissions, its marginal
-   emissions (`marginal`) and its embodied grams (figure known and seconds > 0), its joules added to *node;
+   reading r's `joules` as the energy of its series `labels` (series_labels(r), made by the caller), and for a
+   reading in the node total its emissions, its marginal emissions (`marginal`) and its embodied grams (figure
+   known and seconds > 0), its joules added to *node;
    `names` = (ENERGY, EMISSIONS, MARGINAL_EMISSIONS, EMBODIED). 0 done; 1: a device whose embodied figure is
    not looked up yet, or a number that is not a plain float (the Python loop's); -1: an exception is set. */
-static int device_addition(additions *out, PyObject *r, double joules, PyObject *figures, double lifetime,
-                           double g_per_j, int marginal, double m_per_j, double seconds, PyObject *names,
-                           double *node) {
-    PyObject *labels = series_labels(r);
-    if (labels == NULL) return -1;
-    int failed = push(out, PyTuple_GET_ITEM(names, 0), labels, joules);
-    Py_DECREF(labels);
-    if (failed) return -1;
+static int device_addition(additions *out, PyObject *r, PyObject *labels, double joules, PyObject *figures,
+                           double lifetime, double g_per_j, int marginal, double m_per_j, double seconds,
+                           PyObject *names, double *node) {
+    if (push(out, PyTuple_GET_ITEM(names, 0), labels, joules)) return -1;
     int in_total = field_true(r, F_IN_TOTAL);
     if (in_total <= 0) return in_total;
     PyObject *key = field(r, F_KEY);
@@ -593,7 +590,7 @@ static int device_addition(additions *out, PyObject *r, double joules, PyObject 
         embodied = seconds > 0;
     }
     *node += joules;
-    failed = push(out, PyTuple_GET_ITEM(names, 1), key, joules * g_per_j) ||
+    int failed = push(out, PyTuple_GET_ITEM(names, 1), key, joules * g_per_j) ||
              (marginal && push(out, PyTuple_GET_ITEM(names, 2), key, joules * m_per_j)) ||
              (embodied && push(out, PyTuple_GET_ITEM(names, 3), key, kg * 1000.0 * seconds / lifetime));
     Py_DECREF(key);
@@ -608,8 +605,11 @@ static int device_additions(additions *out, PyObject *energy, PyObject *figures,
         PyObject *pair = PyList_GET_ITEM(energy, i);
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyFloat_CheckExact(PyTuple_GET_ITEM(pair, 1)))
             return 1;
-        int got = device_addition(out, PyTuple_GET_ITEM(pair, 0), PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(pair, 1)),
+        PyObject *labels = series_labels(PyTuple_GET_ITEM(pair, 0));
+        if (labels == NULL) return -1;
+        int got = device_addition(out, PyTuple_GET_ITEM(pair, 0), labels, PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(pair, 1)),
                                   figures, lifetime, g_per_j, marginal, m_per_j, seconds, names, node);
+        Py_DECREF(labels);
         if (got) return got;
     }
     return 0;
@@ -828,18 +828,23 @@ static PyObject *charge_steady(PyObject *Py_UNUSED(self), PyObject *const *args,
     double node_watts = 0.0, node = 0.0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *reading = PyList_GET_ITEM(readings, i);
+        PyObject *labels = series_labels(reading); /* the power's key and the energy series', made once */
+        if (labels == NULL) goto error;
         double seconds = span[i] == 0.0 ? r.seconds : span[i];
         if (seconds > 0) {
-            PyObject *watts = PyFloat_FromDouble(joules[i] / seconds), *labels = watts ? series_labels(reading) : NULL;
-            int failed = labels == NULL || PyDict_SetItem(power, labels, watts);
-            Py_XDECREF(labels);
+            PyObject *watts = PyFloat_FromDouble(joules[i] / seconds);
+            int failed = watts == NULL || PyDict_SetItem(power, labels, watts);
             int in_total = failed ? -1 : field_true(reading, F_IN_TOTAL);
             if (in_total > 0) node_watts += PyFloat_AS_DOUBLE(watts);
             Py_XDECREF(watts);
-            if (in_total < 0) goto error;
+            if (in_total < 0) {
+                Py_DECREF(labels);
+                goto error;
+            }
         }
-        got = device_addition(&found, reading, joules[i], figures, r.lifetime, r.g_per_j, r.marginal, r.m_per_j,
-                              r.seconds, names, &node);
+        got = device_addition(&found, reading, labels, joules[i], figures, r.lifetime, r.g_per_j, r.marginal,
+                              r.m_per_j, r.seconds, names, &node);
+        Py_DECREF(labels);
         if (got) goto done;
     }
     if (node_additions(&found, plan, &r, node)) goto error;
