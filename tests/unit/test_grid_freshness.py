@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from footprint.grid.base import IntensityReading, ProviderError
 from footprint.grid.feed import SKEW_TOLERANCE_SECONDS, age, clamp_time
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.fakes.grid_servers import ElectricityMapsFake, serving
+from tests.fakes.grid_servers import ElectricityMapsFake, Fault, serving
 from tests.support.grid_helpers import TOKEN, Clock, make_feed, secret_file, value
 
 TIMES = st.floats(0, 4e9)
@@ -64,3 +64,41 @@ def test_a_provider_a_day_ahead_goes_stale_after_max_age_and_counts_skew(clock: 
         assert feed.accounting_intensity().provider == "electricitymaps"
         clock.advance(2)  # max age after the fetch, not after its (future) publication time
         assert feed.accounting_intensity().provider == "static"
+
+
+
+# A step: how old the API says its value is (< 0: in the future), whether it fails, whether a refresh is
+# due, then the clock moved by about max age (10 min), so values go stale between answers, or set back.
+STEPS = st.lists(st.tuples(st.floats(-3600, 900), st.booleans(), st.booleans(),
+                           st.one_of(st.floats(-900, 900), st.sampled_from([-86400.0, 86400.0]))), max_size=20)
+
+
+@pytest.fixture(scope="module")
+def token_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return secret_file(tmp_path_factory.mktemp("grid"), "token", TOKEN)  # module scope: one for every example
+
+
+@given(steps=STEPS)
+@example(steps=[(0.0, False, False, 60.0), (300.0, False, True, 400.0)])  # stale by its publication, not its fetch
+@example(steps=[(0.0, False, False, 700.0), (0.0, False, False, -700.0)])  # set back: the stale value fresh again
+def test_property_the_held_answer_is_the_chain_walked_again(token_file: str,
+                                                             steps: list[tuple[float, bool, bool, float]]) -> None:
+    """accounting_intensity() answers from its last answer while that stands: after every step it must be
+    what walking the chain at that moment gives (the first fresh value, else the static table), through
+    fetches that land or fail, values published in the past or the future, and a clock set back."""
+    clock = Clock()
+    with serving(ElectricityMapsFake(TOKEN, clock)) as em:
+        feed = make_feed(clock, "--grid.provider=electricitymaps", f"--grid.electricitymaps.url={em.url}/v3",
+                         f"--grid.electricitymaps.token-file={token_file}", "--grid.zone=DE",
+                         "--grid.fallback=static", "--grid.max-age=10m", "--grid.refresh-interval=60s",
+                         "--grid.timeout=500ms")
+        for published, fails, refresh, moved in [(0.0, False, True, 0.0), *steps]:
+            em.state.age = published
+            em.fault = Fault(status=500) if fails else None
+            if refresh:
+                feed.refresh_due()
+            for _ in range(2):  # before and after the clock moves; the second ask at a moment is the held one
+                for _ in range(2):
+                    _, walked = feed._in_use("average", clock())
+                    assert feed.accounting_intensity() is (walked if walked is not None else feed._static())
+                clock.advance(moved)

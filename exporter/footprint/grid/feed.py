@@ -151,6 +151,9 @@ class GridFeed:
         chained = [s.provider for s in self._slots if isinstance(s.provider, static.StaticProvider)]
         self._last_resort = chained[0] if chained else static.StaticProvider(tables, zone, region, clock)
         self._static_reading: IntensityReading | None = None  # made at the first fallback (_static)
+        # accounting_intensity's last answer: (value, made at, the time its age counts from, max age).
+        # Made and dropped under the lock, read without it.
+        self._average: tuple[IntensityReading, float, float, float] | None = None
         self._primary = next((s for s in self._slots if _yields(s.provider, "average")), None)
         if self._primary is None:
             log.warning("grid: no provider in the chain yields the average signal; emissions use the static table")
@@ -236,6 +239,7 @@ class GridFeed:
             recovered = slot.attempted and not slot.up
             for r in readings:
                 slot.readings[r.signal] = r
+            self._average = None  # which value is first and fresh may have changed
             slot.up = slot.attempted = True
             slot.failures = 0
             slot.last_reason = slot.last_message = ""
@@ -277,10 +281,14 @@ class GridFeed:
 
     def _in_use(self, signal: str, now: float) -> tuple[_Slot | None, IntensityReading | None]:
         with self._lock:
-            for slot in self._slots:
-                r = slot.readings.get(signal)
-                if r is not None and self._fresh(slot, r, now):
-                    return slot, r
+            return self._first_fresh(signal, now)
+
+    def _first_fresh(self, signal: str, now: float) -> tuple[_Slot | None, IntensityReading | None]:
+        """The first slot in the chain with a fresh value of `signal`, and that value. Call under the lock."""
+        for slot in self._slots:
+            r = slot.readings.get(signal)
+            if r is not None and self._fresh(slot, r, now):
+                return slot, r
         return None, None
 
     def _static(self) -> IntensityReading:
@@ -293,9 +301,28 @@ class GridFeed:
 
     def accounting_intensity(self) -> IntensityReading:
         """The average (location-based) value footprint_emissions_grams_total uses now: the first fresh
-        one in the chain, else the static table. Never a marginal value, whatever is configured."""
-        _, r = self._in_use("average", self.clock())
-        return r if r is not None else self._static()
+        one in the chain, else the static table. Never a marginal value, whatever is configured.
+
+        Asked every sample, answered from the last answer while it stands (`_average`): only a fetch
+        changes which value is first and fresh, and it drops the answer; until then the answer holds
+        from when it was made (a clock set back may make a stale value ahead of it fresh again) while
+        its own value is fresh, for good where it never goes stale (a timeless provider, the static
+        table). The walk of the chain under the lock was ~17 us of a 1 Hz sample (bench/README.md,
+        twelfth pass)."""
+        now = self.clock()
+        held = self._average
+        if held is not None and held[1] <= now and now - held[2] <= held[3]:
+            return held[0]
+        with self._lock:
+            slot, r = self._first_fresh("average", now)
+            if slot is None or r is None:
+                r, at, limit = self._static(), now, math.inf
+            elif slot.timeless:
+                at, limit = now, math.inf
+            else:
+                at, limit = counted_from(r), self.settings.grid_max_age
+            self._average = (r, now, at, limit)
+        return r
 
     def marginal(self) -> IntensityReading | None:
         """A fresh marginal value, or None: never replaced by an average."""
@@ -446,10 +473,14 @@ def clamp_time(r: IntensityReading) -> tuple[IntensityReading, float]:
     return replace(r, published_at=r.fetched_at), (ahead if ahead > SKEW_TOLERANCE_SECONDS else 0.0)
 
 
+def counted_from(r: IntensityReading) -> float:
+    """When a value's age counts from: its publication, clamped to when we fetched it."""
+    return r.fetched_at if r.published_at is None else min(r.published_at, r.fetched_at)
+
+
 def age(r: IntensityReading, now: float) -> float:
     """Seconds since the value was published (clamped readings: since it was fetched), never negative."""
-    at = r.fetched_at if r.published_at is None else min(r.published_at, r.fetched_at)
-    return max(0.0, now - at)
+    return max(0.0, now - counted_from(r))
 
 
 def _reading_json(r: IntensityReading, now: float) -> dict[str, Any]:
