@@ -5,7 +5,8 @@
 Starts the real exporter on the bench's fixtures (8 fake GPUs + RAPL, 1 s sampling, as
 bench/overhead.py), lets it settle for 10 s, then reads each thread's run time (ns) and time slices
 from /proc/<pid>/task/<tid>/schedstat over the window: the CPU each thread used a second and how
-often it woke. A quick check between full runs of bench/overhead.py (which counts the whole process
+often it woke, and what one sample itself took (the mean of footprint_sample_duration_seconds over the
+window, one scrape at each end): the thread's CPU less that is the wake-up and the loop. A quick check between full runs of bench/overhead.py (which counts the whole process
 through its cgroup); prints a table, writes nothing.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -33,6 +35,14 @@ def threads(pid: int) -> dict[str, tuple[str, int, int]]:
     return out
 
 
+def sample_duration(url: str) -> tuple[float, float]:
+    """The sample-duration histogram's sum (s) and count now."""
+    text = common.http_get(url).decode()
+    found = [re.search(rf"^footprint_sample_duration_seconds_{part} (\S+)$", text, re.M) for part in ("sum", "count")]
+    total, count = (float(m.group(1)) if m else float("nan") for m in found)
+    return total, count
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -44,9 +54,11 @@ def main() -> int:
         with common.Proc(common.exporter_cmd(port, fx, *args.flags), common.exporter_env(fx), "threads") as proc:
             common.wait_for(proc, lambda: common.valid_scrape(common.http_get(url).decode()), 30, "valid scrape")
             time.sleep(10.0)
+            sum_before, count_before = sample_duration(url)
             before, started = threads(proc.pid), time.monotonic()
             time.sleep(args.seconds)
             after, seconds = threads(proc.pid), time.monotonic() - started
+            sum_after, count_after = sample_duration(url)
             proc.stop()
     print("| thread | CPU ms a second | wake-ups a second |")
     print("|---|---|---|")
@@ -57,6 +69,9 @@ def main() -> int:
         total += ms
         print(f"| {name} {tid} | {ms:.4f} | {(slices - slices_before) / seconds:.2f} |")
     print(f"| all | {total:.4f} | |")
+    samples = count_after - count_before
+    mean = (sum_after - sum_before) / samples * 1e3 if samples > 0 else float("nan")
+    print(f"\none sample itself (footprint_sample_duration_seconds): {mean:.4f} ms, mean of {samples:.0f}")
     return 0
 
 
