@@ -6,8 +6,9 @@ Starts the real exporter on the bench's fixtures (8 fake GPUs + RAPL, 1 s sampli
 bench/overhead.py), lets it settle for 10 s, then reads each thread's run time (ns) and time slices
 from /proc/<pid>/task/<tid>/schedstat over the window: the CPU each thread used a second and how
 often it woke, and what one sample itself took (the mean of footprint_sample_duration_seconds over the
-window, one scrape at each end): the thread's CPU less that is the wake-up and the loop. A quick check between full runs of bench/overhead.py (which counts the whole process
-through its cgroup); prints a table, writes nothing.
+window, one scrape at each end): the thread's CPU less that is the wake-up and the loop. A quick
+check between full runs of bench/overhead.py (which counts the whole process through its cgroup);
+prints a table, writes nothing.
 """
 
 from __future__ import annotations
