@@ -182,6 +182,34 @@ def test_a_total_is_summed_in_place_only_where_nothing_else_holds_it() -> None:
     assert book.get("a", ("0",)) == 4.5 and id(book.get("a", ("0",))) == before  # summed in place
 
 
+@needs_twins
+def test_a_baseline_moves_in_place_only_where_nothing_else_holds_it() -> None:
+    """A steady reading's baseline takes the new values in place when the tracker's dict holds the only
+    reference; one that a mark (a rollback) or any reader holds must keep its value."""
+    tracker = CounterTracker()
+
+    def read(joules: float, at: float, counted: float = 50.0) -> Reading:
+        reading = Reading("gpu", "0", "nvml", joules, hardware_counter=True, counter_epoch="a")
+        assert tracker.deltas([reading], [at])[0][0] == counted
+        return reading
+
+    key = read(100.0, 0.0, counted=0.0).key  # the first sight: a baseline
+    read(150.0, 1.0)
+    mark = tracker.mark()
+    held = tracker.states[key]
+    read(200.0, 2.0)
+    assert held == ledger.CounterState(150.0, "a", True, 1.0)  # the mark's and the reader's copy
+    assert tracker.states[key] == ledger.CounterState(200.0, "a", True, 2.0)
+    tracker.rollback(mark)
+    assert tracker.states[key] == ledger.CounterState(150.0, "a", True, 1.0)
+    del mark, held
+    read(200.0, 2.0)
+    before = id(tracker.states[key])
+    read(250.0, 3.0)
+    assert tracker.states[key] == ledger.CounterState(250.0, "a", True, 3.0)
+    assert id(tracker.states[key]) == before  # moved in place
+
+
 # --- judge_power and stage_energy: a sample's power and its per-device additions ------------------------
 
 NUMBER = st.floats(allow_nan=True, allow_infinity=True) | st.floats(0.0, 5000.0) | st.sampled_from([0.0, -0.0])

@@ -23,6 +23,28 @@
 #define SLACK_RATIO 0.05
 #define SLACK_SECONDS 0.01
 
+/* Dict lookups and stores with the key's hash found once: a steady sample looks each device's key and labels
+   up five or six times (its baseline, its figure, its series), and a tuple does not keep its hash
+   (bench/README.md, twelfth pass). CPython 3.13 made the known-hash calls internal: there the hash is found
+   again. */
+static PyObject *get_hashed(PyObject *dict, PyObject *key, Py_hash_t hash) { /* borrowed; NULL: missing or error */
+#if PY_VERSION_HEX < 0x030D0000
+    return _PyDict_GetItem_KnownHash(dict, key, hash);
+#else
+    (void)hash;
+    return PyDict_GetItemWithError(dict, key);
+#endif
+}
+
+static int set_hashed(PyObject *dict, PyObject *key, Py_hash_t hash, PyObject *value) {
+#if PY_VERSION_HEX < 0x030D0000
+    return _PyDict_SetItem_KnownHash(dict, key, value, hash);
+#else
+    (void)hash;
+    return PyDict_SetItem(dict, key, value);
+#endif
+}
+
 static PyObject *kind_ok, *kind_wrap, *kind_reset, *kind_non_finite, *kind_out_of_range, *kind_backwards,
     *kind_jump, *kind_implausible_wrap, *kind_ambiguous_wrap, *kind_implausible_reset;
 
@@ -156,21 +178,20 @@ static PyObject *use_reading_type(PyObject *Py_UNUSED(self), PyObject *const *ar
    and the seconds since the baseline, where it is steady (a hardware counter with a baseline of this
    process, the same epoch, no suspect, a verdict "ok" or "wrap"); 0 where the Python path must judge it;
    -1 on a real error. */
-static int steady_judge(PyObject *r, PyObject *at_obj, PyObject *states, PyObject *suspects,
-                        PyTypeObject *state_type, PyObject *defaults, double fallback, double *joules_out,
-                        double *span_out) {
-    PyObject *key = NULL, *hardware = NULL, *epoch = NULL, *energy = NULL, *wrap = NULL, *bound = NULL,
+static int steady_judge(PyObject *r, PyObject *key, Py_hash_t key_hash, PyObject *at_obj, PyObject *states,
+                        PyObject *suspects, PyTypeObject *state_type, PyObject *defaults, double fallback,
+                        double *joules_out, double *span_out) {
+    PyObject *hardware = NULL, *epoch = NULL, *energy = NULL, *wrap = NULL, *bound = NULL,
              *component = NULL;
     int out = 0;
     double at, prev_at, now, limit, wrap_value = 0.0;
     if (as_double(at_obj, &at)) goto python;
     if ((hardware = field(r, F_HARDWARE)) == NULL) goto error;
     if (hardware != Py_True) goto python; /* integrated by the meter: its own rule */
-    if ((key = field(r, F_KEY)) == NULL) goto error;
     int suspect = PyDict_GET_SIZE(suspects) ? PyDict_Contains(suspects, key) : 0; /* nearly always none */
     if (suspect < 0) goto error;
     if (suspect) goto python;
-    PyObject *prev = PyDict_GetItemWithError(states, key); /* borrowed */
+    PyObject *prev = get_hashed(states, key, key_hash); /* borrowed */
     if (prev == NULL) {
         if (PyErr_Occurred()) goto error;
         goto python; /* first sight: a baseline */
@@ -213,7 +234,6 @@ python:
 error:
     out = -1;
 done:
-    Py_XDECREF(key);
     Py_XDECREF(hardware);
     Py_XDECREF(epoch);
     Py_XDECREF(energy);
@@ -223,25 +243,37 @@ done:
     return out;
 }
 
-/* The baseline of a steadily judged reading moved to it: states[r.key] = CounterState(r.energy_joules,
-   r.counter_epoch, True, at), made as tuple.__new__(CounterState, ...) fills a subtype's own allocation
-   (0; -1 with an exception set). */
-static int move_baseline(PyObject *r, PyObject *at_obj, PyObject *states, PyTypeObject *state_type) {
-    PyObject *key = field(r, F_KEY), *energy = key ? field(r, F_ENERGY) : NULL, *epoch = energy ? field(r, F_EPOCH) : NULL;
-    PyObject *state = epoch == NULL ? NULL
-                      : state_type == &PyTuple_Type ? PyTuple_New(4) : state_type->tp_alloc(state_type, 4);
-    int failed = state == NULL;
-    if (!failed) {
-        PyTuple_SET_ITEM(state, 0, Py_NewRef(energy));
-        PyTuple_SET_ITEM(state, 1, Py_NewRef(epoch));
-        PyTuple_SET_ITEM(state, 2, Py_NewRef(Py_True));
-        PyTuple_SET_ITEM(state, 3, Py_NewRef(at_obj));
-        failed = PyDict_SetItem(states, key, state);
-        Py_DECREF(state);
+/* The baseline of a steadily judged reading (its key and the key's hash) moved to it: states[key] =
+   CounterState(r.energy_joules, r.counter_epoch, True, at). Where the dict holds the only reference to the
+   old baseline, it takes the new values in place (no one can see it change: a mark holds its own reference);
+   else one is made as tuple.__new__(CounterState, ...) fills a subtype's own allocation (0; -1 with an
+   exception set). */
+static int move_baseline(PyObject *r, PyObject *key, Py_hash_t key_hash, PyObject *at_obj, PyObject *states,
+                         PyTypeObject *state_type) {
+    PyObject *energy = field(r, F_ENERGY), *epoch = energy ? field(r, F_EPOCH) : NULL;
+    if (epoch == NULL) {
+        Py_XDECREF(energy);
+        return -1;
     }
-    Py_XDECREF(key);
-    Py_XDECREF(energy);
-    Py_XDECREF(epoch);
+    PyObject *prev = get_hashed(states, key, key_hash); /* borrowed */
+    int failed = prev == NULL && PyErr_Occurred();
+    if (!failed && prev != NULL && Py_TYPE(prev) == state_type && Py_REFCNT(prev) == 1 && PyTuple_GET_SIZE(prev) == 4) {
+        PyObject *fresh[4] = {energy, epoch, Py_True, at_obj};
+        for (int i = 0; i < 4; i++) Py_SETREF(PyTuple_GET_ITEM(prev, i), Py_NewRef(fresh[i]));
+    } else if (!failed) {
+        PyObject *state = state_type == &PyTuple_Type ? PyTuple_New(4) : state_type->tp_alloc(state_type, 4);
+        failed = state == NULL;
+        if (!failed) {
+            PyTuple_SET_ITEM(state, 0, Py_NewRef(energy));
+            PyTuple_SET_ITEM(state, 1, Py_NewRef(epoch));
+            PyTuple_SET_ITEM(state, 2, Py_NewRef(Py_True));
+            PyTuple_SET_ITEM(state, 3, Py_NewRef(at_obj));
+            failed = set_hashed(states, key, key_hash, state);
+            Py_DECREF(state);
+        }
+    }
+    Py_DECREF(energy);
+    Py_DECREF(epoch);
     return failed ? -1 : 0;
 }
 
@@ -250,9 +282,13 @@ static int move_baseline(PyObject *r, PyObject *at_obj, PyObject *states, PyType
 static PyObject *steady_one(PyObject *r, PyObject *at_obj, PyObject *states, PyObject *suspects,
                             PyTypeObject *state_type, PyObject *defaults, double fallback) {
     double joules = 0.0, span = 0.0;
-    int got = steady_judge(r, at_obj, states, suspects, state_type, defaults, fallback, &joules, &span);
+    PyObject *key = field(r, F_KEY);
+    Py_hash_t key_hash = key == NULL ? -1 : PyObject_Hash(key);
+    int got = key_hash == -1 ? -1 : steady_judge(r, key, key_hash, at_obj, states, suspects, state_type, defaults,
+                                                  fallback, &joules, &span);
+    if (got > 0 && move_baseline(r, key, key_hash, at_obj, states, state_type)) got = -1;
+    Py_XDECREF(key);
     if (got <= 0) return got < 0 ? NULL : Py_NewRef(Py_None);
-    if (move_baseline(r, at_obj, states, state_type)) return NULL;
     PyObject *delta = PyFloat_FromDouble(joules), *seconds = PyFloat_FromDouble(span), *out = NULL;
     if (delta != NULL && seconds != NULL) out = PyTuple_Pack(3, delta, empty_tuple, seconds);
     Py_XDECREF(delta);
@@ -322,16 +358,16 @@ static PyObject *inner_dict(PyObject *outer, PyObject *key) {
 
 /* `amount` added to the series (metric, labels), made at 0.0 with its created time `wall` where it is
    new (0 on success, -1 with an exception set); *made counts the series it created. */
-static int add_amount(PyObject *totals, PyObject *created, PyObject *metric, PyObject *labels, double amount,
-                      PyObject *wall, Py_ssize_t *made) {
+static int add_amount(PyObject *totals, PyObject *created, PyObject *metric, PyObject *labels, Py_hash_t hash,
+                      double amount, PyObject *wall, Py_ssize_t *made) {
     PyObject *series = inner_dict(totals, metric);
     if (series == NULL) return -1;
-    PyObject *old = PyDict_GetItemWithError(series, labels); /* borrowed */
+    PyObject *old = get_hashed(series, labels, hash); /* borrowed */
     PyObject *total;
     if (old == NULL) {
         if (PyErr_Occurred()) return -1;
         PyObject *when = inner_dict(created, metric);
-        if (when == NULL || PyDict_SetItem(when, labels, wall)) return -1;
+        if (when == NULL || set_hashed(when, labels, hash, wall)) return -1;
         (*made)++;
         total = PyFloat_FromDouble(0.0 + amount);
     } else if (PyFloat_CheckExact(old)) {
@@ -347,15 +383,17 @@ static int add_amount(PyObject *totals, PyObject *created, PyObject *metric, PyO
         Py_XDECREF(added);
     }
     if (total == NULL) return -1;
-    int failed = PyDict_SetItem(series, labels, total);
+    int failed = set_hashed(series, labels, hash, total);
     Py_DECREF(total);
     return failed;
 }
 
 /* One (metric, labels, amount, wall) op added, its amount a plain float (checked by the caller). */
 static int add_op(PyObject *totals, PyObject *created, PyObject *op, Py_ssize_t *made) {
-    return add_amount(totals, created, PyTuple_GET_ITEM(op, 0), PyTuple_GET_ITEM(op, 1),
-                      PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(op, 2)), PyTuple_GET_ITEM(op, 3), made);
+    Py_hash_t hash = PyObject_Hash(PyTuple_GET_ITEM(op, 1));
+    return hash == -1 ? -1
+                      : add_amount(totals, created, PyTuple_GET_ITEM(op, 0), PyTuple_GET_ITEM(op, 1), hash,
+                                   PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(op, 2)), PyTuple_GET_ITEM(op, 3), made);
 }
 
 /* apply_ops(totals, created, ops) -> int | None: every (metric, labels, amount, wall) of `ops` added, as
@@ -521,6 +559,7 @@ static PyObject *staged_then(PyObject *ops, PyObject *staged, double result) {
    instead (stage_energy), and `items` stays empty. */
 typedef struct {
     PyObject *metric, *labels;
+    Py_hash_t hash; /* the labels' */
     double amount;
 } addition;
 
@@ -530,7 +569,7 @@ typedef struct {
     PyObject *staged, *wall; /* borrowed */
 } additions;
 
-static int push(additions *a, PyObject *metric, PyObject *labels, double amount) {
+static int push(additions *a, PyObject *metric, PyObject *labels, Py_hash_t hash, double amount) {
     if (a->staged != NULL) return stage(a->staged, metric, labels, amount, a->wall);
     if (a->n == a->cap) {
         Py_ssize_t cap = a->cap ? 2 * a->cap : 64;
@@ -541,7 +580,7 @@ static int push(additions *a, PyObject *metric, PyObject *labels, double amount)
         }
         a->items = grown, a->cap = cap;
     }
-    a->items[a->n++] = (addition){Py_NewRef(metric), Py_NewRef(labels), amount};
+    a->items[a->n++] = (addition){Py_NewRef(metric), Py_NewRef(labels), hash, amount};
     return 0;
 }
 
@@ -559,41 +598,29 @@ static void release(additions *a) {
    known and seconds > 0), its joules added to *node;
    `names` = (ENERGY, EMISSIONS, MARGINAL_EMISSIONS, EMBODIED). 0 done; 1: a device whose embodied figure is
    not looked up yet, or a number that is not a plain float (the Python loop's); -1: an exception is set. */
-static int device_addition(additions *out, PyObject *r, PyObject *labels, double joules, PyObject *figures,
-                           double lifetime, double g_per_j, int marginal, double m_per_j, double seconds,
-                           PyObject *names, double *node) {
-    if (push(out, PyTuple_GET_ITEM(names, 0), labels, joules)) return -1;
+static int device_addition(additions *out, PyObject *r, PyObject *labels, Py_hash_t labels_hash, PyObject *key,
+                           Py_hash_t key_hash, double joules, PyObject *figures, double lifetime, double g_per_j,
+                           int marginal, double m_per_j, double seconds, PyObject *names, double *node) {
+    if (push(out, PyTuple_GET_ITEM(names, 0), labels, labels_hash, joules)) return -1;
     int in_total = field_true(r, F_IN_TOTAL);
     if (in_total <= 0) return in_total;
-    PyObject *key = field(r, F_KEY);
-    if (key == NULL) return -1;
-    PyObject *figure = PyDict_GetItemWithError(figures, key); /* borrowed */
+    PyObject *figure = get_hashed(figures, key, key_hash); /* borrowed */
     double kg = 0.0;
     int embodied = 0;
-    if (figure == NULL) {
-        Py_DECREF(key);
-        return PyErr_Occurred() ? -1 : 1; /* first sight of this device: its figure is looked up in Python */
-    }
+    if (figure == NULL) return PyErr_Occurred() ? -1 : 1; /* first sight of this device: looked up in Python */
     if (figure != Py_None) {
         PyObject *kg_obj = PyObject_GetAttr(figure, attr_kgco2e);
-        if (kg_obj == NULL) {
-            Py_DECREF(key);
-            return -1;
-        }
+        if (kg_obj == NULL) return -1;
         int plain = PyFloat_CheckExact(kg_obj);
         kg = plain ? PyFloat_AS_DOUBLE(kg_obj) : 0.0;
         Py_DECREF(kg_obj);
-        if (!plain) {
-            Py_DECREF(key);
-            return 1;
-        }
+        if (!plain) return 1;
         embodied = seconds > 0;
     }
     *node += joules;
-    int failed = push(out, PyTuple_GET_ITEM(names, 1), key, joules * g_per_j) ||
-             (marginal && push(out, PyTuple_GET_ITEM(names, 2), key, joules * m_per_j)) ||
-             (embodied && push(out, PyTuple_GET_ITEM(names, 3), key, kg * 1000.0 * seconds / lifetime));
-    Py_DECREF(key);
+    int failed = push(out, PyTuple_GET_ITEM(names, 1), key, key_hash, joules * g_per_j) ||
+             (marginal && push(out, PyTuple_GET_ITEM(names, 2), key, key_hash, joules * m_per_j)) ||
+             (embodied && push(out, PyTuple_GET_ITEM(names, 3), key, key_hash, kg * 1000.0 * seconds / lifetime));
     return failed ? -1 : 0;
 }
 
@@ -606,10 +633,15 @@ static int device_additions(additions *out, PyObject *energy, PyObject *figures,
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyFloat_CheckExact(PyTuple_GET_ITEM(pair, 1)))
             return 1;
         PyObject *labels = series_labels(PyTuple_GET_ITEM(pair, 0));
-        if (labels == NULL) return -1;
-        int got = device_addition(out, PyTuple_GET_ITEM(pair, 0), labels, PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(pair, 1)),
-                                  figures, lifetime, g_per_j, marginal, m_per_j, seconds, names, node);
-        Py_DECREF(labels);
+        PyObject *key = labels == NULL ? NULL : field(PyTuple_GET_ITEM(pair, 0), F_KEY);
+        Py_hash_t labels_hash = key == NULL ? -1 : PyObject_Hash(labels);
+        Py_hash_t key_hash = labels_hash == -1 ? -1 : PyObject_Hash(key);
+        int got = key_hash == -1 ? -1
+                                 : device_addition(out, PyTuple_GET_ITEM(pair, 0), labels, labels_hash, key, key_hash,
+                                                   PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(pair, 1)), figures, lifetime,
+                                                   g_per_j, marginal, m_per_j, seconds, names, node);
+        Py_XDECREF(labels);
+        Py_XDECREF(key);
         if (got) return got;
     }
     return 0;
@@ -649,8 +681,9 @@ enum { N_SERVER_EMBODIED, N_NODE_ENERGY, N_NODE_EMISSIONS, N_UNCHARGED, N_FACILI
        N_COUNT };
 
 static int push_node(additions *a, PyObject *plan, int which, double amount) {
-    PyObject *series = PyTuple_GET_ITEM(plan, which);
-    return push(a, PyTuple_GET_ITEM(series, 0), PyTuple_GET_ITEM(series, 1), amount);
+    PyObject *series = PyTuple_GET_ITEM(plan, which), *labels = PyTuple_GET_ITEM(series, 1);
+    Py_hash_t hash = PyObject_Hash(labels);
+    return hash == -1 ? -1 : push(a, PyTuple_GET_ITEM(series, 0), labels, hash, amount);
 }
 
 /* An optional number of charge_sample: 0 absent (None), 1 a plain float (in *out), -1 anything else. */
@@ -712,8 +745,8 @@ static int all_addable(const additions *found) {
 static Py_ssize_t add_all(PyObject *totals, PyObject *created, const additions *found, PyObject *wall) {
     Py_ssize_t made = 0;
     for (Py_ssize_t i = 0; i < found->n; i++)
-        if (add_amount(totals, created, found->items[i].metric, found->items[i].labels, found->items[i].amount, wall,
-                       &made))
+        if (add_amount(totals, created, found->items[i].metric, found->items[i].labels, found->items[i].hash,
+                       found->items[i].amount, wall, &made))
             return -1;
     return made;
 }
@@ -808,15 +841,23 @@ static PyObject *charge_steady(PyObject *Py_UNUSED(self), PyObject *const *args,
                            PyTuple_GET_ITEM(charging, 6), PyTuple_GET_ITEM(charging, 7), PyTuple_GET_ITEM(charging, 8),
                            args[9]);
     if (plain <= 0) return plain < 0 ? NULL : Py_NewRef(Py_None);
-    double *joules = PyMem_Malloc((size_t)(n ? 2 * n : 1) * sizeof(double));
-    if (joules == NULL) return PyErr_NoMemory();
-    double *span = joules + n;
+    /* each reading's joules and span, and its key (a new reference) with the key's hash */
+    typedef struct {
+        double joules, span;
+        PyObject *key;
+        Py_hash_t hash;
+    } judged;
+    judged *each = PyMem_Calloc((size_t)(n ? n : 1), sizeof(judged));
+    if (each == NULL) return PyErr_NoMemory();
     PyObject *power = NULL, *out = NULL;
     additions found = {NULL, 0, 0, NULL, NULL};
     int got = 1; /* as device_additions' codes: 1 hands the sample back */
     for (Py_ssize_t i = 0; i < n; i++) {
-        int steady = steady_judge(PyList_GET_ITEM(readings, i), PyList_GET_ITEM(read_at, i), states, suspects,
-                                  (PyTypeObject *)state_type, defaults, fallback, &joules[i], &span[i]);
+        PyObject *reading = PyList_GET_ITEM(readings, i);
+        if ((each[i].key = field(reading, F_KEY)) == NULL || (each[i].hash = PyObject_Hash(each[i].key)) == -1)
+            goto error;
+        int steady = steady_judge(reading, each[i].key, each[i].hash, PyList_GET_ITEM(read_at, i), states, suspects,
+                                  (PyTypeObject *)state_type, defaults, fallback, &each[i].joules, &each[i].span);
         if (steady <= 0) {
             got = steady < 0 ? -1 : 1;
             goto done;
@@ -829,11 +870,15 @@ static PyObject *charge_steady(PyObject *Py_UNUSED(self), PyObject *const *args,
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *reading = PyList_GET_ITEM(readings, i);
         PyObject *labels = series_labels(reading); /* the power's key and the energy series', made once */
-        if (labels == NULL) goto error;
-        double seconds = span[i] == 0.0 ? r.seconds : span[i];
+        Py_hash_t labels_hash = labels == NULL ? -1 : PyObject_Hash(labels);
+        if (labels_hash == -1) {
+            Py_XDECREF(labels);
+            goto error;
+        }
+        double seconds = each[i].span == 0.0 ? r.seconds : each[i].span;
         if (seconds > 0) {
-            PyObject *watts = PyFloat_FromDouble(joules[i] / seconds);
-            int failed = watts == NULL || PyDict_SetItem(power, labels, watts);
+            PyObject *watts = PyFloat_FromDouble(each[i].joules / seconds);
+            int failed = watts == NULL || set_hashed(power, labels, labels_hash, watts);
             int in_total = failed ? -1 : field_true(reading, F_IN_TOTAL);
             if (in_total > 0) node_watts += PyFloat_AS_DOUBLE(watts);
             Py_XDECREF(watts);
@@ -842,8 +887,8 @@ static PyObject *charge_steady(PyObject *Py_UNUSED(self), PyObject *const *args,
                 goto error;
             }
         }
-        got = device_addition(&found, reading, labels, joules[i], figures, r.lifetime, r.g_per_j, r.marginal,
-                              r.m_per_j, r.seconds, names, &node);
+        got = device_addition(&found, reading, labels, labels_hash, each[i].key, each[i].hash, each[i].joules, figures,
+                              r.lifetime, r.g_per_j, r.marginal, r.m_per_j, r.seconds, names, &node);
         Py_DECREF(labels);
         if (got) goto done;
     }
@@ -855,7 +900,8 @@ static PyObject *charge_steady(PyObject *Py_UNUSED(self), PyObject *const *args,
     /* Everything judged and made: the baselines move and the amounts are added (as the sampler's path moves
        them while judging and adds at the charge, in one hold of the ledger lock). */
     for (Py_ssize_t i = 0; i < n; i++)
-        if (move_baseline(PyList_GET_ITEM(readings, i), PyList_GET_ITEM(read_at, i), states, (PyTypeObject *)state_type))
+        if (move_baseline(PyList_GET_ITEM(readings, i), each[i].key, each[i].hash, PyList_GET_ITEM(read_at, i), states,
+                          (PyTypeObject *)state_type))
             goto error;
     Py_ssize_t made = add_all(totals, created, &found, wall);
     if (made < 0) goto error;
@@ -873,7 +919,8 @@ done:
     if (got == -1) Py_CLEAR(out);
     Py_XDECREF(power);
     release(&found);
-    PyMem_Free(joules);
+    for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(each[i].key);
+    PyMem_Free(each);
     return out;
 }
 
