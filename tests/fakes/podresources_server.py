@@ -11,6 +11,16 @@ could put there.
 
 The response is encoded here with its own tiny protobuf writer, independent of the exporter's decoder,
 so a shared misunderstanding of the wire format cannot hide (a golden-bytes test pins both).
+
+The transport is real gRPC: grpcio's C-core server, an HTTP/2 and HPACK implementation other than the
+client's (`h2`), which Huffman-codes header values and indexes them in its dynamic table as it sees fit.
+The kubelet's own server is grpc-go (k8s.io/kubernetes pkg/kubelet/apis/podresources): the same
+protocol (grpc/grpc doc/PROTOCOL-HTTP2.md), with its own SETTINGS, WINDOW_UPDATE and PING frames for
+bandwidth estimation, and a GOAWAY when the kubelet stops. Where a call fails at once (the kubelet
+rate-limits this API and answers RESOURCE_EXHAUSTED past its burst; UNIMPLEMENTED where a feature gate
+is off) grpc-go answers "trailers only", as C-core does: `fail_with` makes this server answer so. A
+large node's answer spans many DATA frames and outgrows the 64 KiB initial flow-control window, so the
+client must hand window back as it reads (`test_unixgrpc.py` lists a few thousand pods).
 """
 
 from __future__ import annotations
@@ -81,6 +91,7 @@ class FakePodResourcesServer:
         self.pods = list(pods)
         self.raw_tail = raw_tail
         self.calls = 0
+        self.fail_with: tuple[grpc.StatusCode, str] | None = None  # answer every List with this status
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
 
@@ -91,6 +102,8 @@ class FakePodResourcesServer:
     def _list(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         with self._lock:
             self.calls += 1
+            if self.fail_with is not None:
+                context.abort(*self.fail_with)
             return encode_response(self.pods) + self.raw_tail
 
     def start(self) -> FakePodResourcesServer:

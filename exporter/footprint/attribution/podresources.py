@@ -1,9 +1,10 @@
 """The kubelet pod-resources API (v1.PodResourcesLister/List) over its unix socket: which pod holds which GPU.
 
-grpcio carries the call; the few protobuf messages are decoded by hand (field numbers from
-k8s.io/kubelet/pkg/apis/podresources/v1/api.proto) so the exporter needs neither protobuf nor generated
-code. Unknown fields are skipped, so newer kubelets (memory, dynamic_resources) decode fine. Each pod
-of the answer is decoded on its own: a garbled one is skipped and counted, the others are used.
+The call goes over HTTP/2 on the socket (`unixgrpc`, no grpcio); the few protobuf messages are decoded
+by hand (field numbers from k8s.io/kubelet/pkg/apis/podresources/v1/api.proto) so the exporter needs
+neither protobuf nor generated code. Unknown fields are skipped, so newer kubelets (memory,
+dynamic_resources) decode fine. Each pod of the answer is decoded on its own: a garbled one is skipped
+and counted, the others are used.
 
 `device_ids` of `nvidia.com/gpu` are GPU (or MIG) UUIDs. The NVIDIA device plugin's time-slicing
 hands out replicas named `<uuid>::<n>`; `gpu_uuid()` strips that suffix so replicas of one GPU group
@@ -20,7 +21,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import grpc
+from footprint.attribution.unixgrpc import call_unary
 
 log = logging.getLogger("footprint.attribution.podresources")
 
@@ -177,12 +178,11 @@ def allocation_keys(info: Mapping[str, str]) -> tuple[str, ...]:
 
 
 class PodResourcesClient:
-    """One List call at a time, each on a channel of its own, closed after it.
+    """One List call at a time, each on a connection of its own, closed after it.
 
-    A channel kept open between Lists (every 30 s) costs more than making one: grpcio's event engine
-    wakes its threads 11-18 times a second for an idle channel (about 1 ms of CPU a second, measured in
-    bench/), and a channel that failed to connect backs off for up to two minutes before trying again,
-    so a fresh one also recovers from a kubelet restart at once.
+    A connection kept open between Lists (every 30 s) would only save a connect on a local socket; a
+    fresh one per List also recovers from a kubelet restart at once. (With grpcio, an idle channel kept
+    open woke its event engine 11-18 times a second, about 1 ms of CPU a second, measured in bench/.)
     """
 
     def __init__(self, socket_path: str, timeout: float = 5.0) -> None:
@@ -190,18 +190,12 @@ class PodResourcesClient:
         self.timeout = timeout
 
     def list(self) -> ListAnswer:
-        """Raise OSError when the socket is missing, grpc.RpcError or DecodeError on a failed call."""
+        """Raise OSError when the socket is missing or refuses, TimeoutError past the timeout, CallError
+        on a failed call (a gRPC status, a broken HTTP/2 answer) and DecodeError on a garbled message."""
         if not os.path.exists(self.socket_path):
             raise FileNotFoundError(f"pod-resources socket not found: {self.socket_path}")
-        channel = grpc.insecure_channel(f"unix://{os.path.abspath(self.socket_path)}")
-        try:
-            call = channel.unary_unary(
-                LIST_METHOD, request_serializer=lambda _: b"", response_deserializer=decode_list_response
-            )
-            result: ListAnswer = call(None, timeout=self.timeout)
-        finally:
-            channel.close()
-        return result
+        # ListPodResourcesRequest has no fields: its encoding is empty.
+        return decode_list_response(call_unary(os.path.abspath(self.socket_path), LIST_METHOD, b"", self.timeout))
 
     def close(self) -> None:
-        """Nothing to release: no channel outlives its List."""
+        """Nothing to release: no connection outlives its List."""
