@@ -173,3 +173,18 @@ def test_property_any_body_is_one_message_or_a_call_error(body: bytes) -> None:
     else:
         assert message_frame(message) == body
 
+
+
+def test_a_frame_announcing_more_than_the_limit_is_refused_as_it_arrives(socket_dir: Path) -> None:
+    """A first SETTINGS frame whose header spells 16 MiB: h2 would buffer all of it before judging its
+    length; the call stops once the bytes pass the answer's limit and the frames' allowance."""
+
+    def endless(sock: socket.socket) -> None:
+        sock.recv(65536)
+        sock.sendall(b"\xff\xff\xff\x04\x00\x00\x00\x00\x00")
+        chunk = b"\x00" * 65536
+        while True:
+            sock.sendall(chunk)
+
+    with RawServer(socket_dir / "kubelet.sock", endless), pytest.raises(CallError, match="sent more than"):
+        call_unary(str(socket_dir / "kubelet.sock"), LIST_METHOD, b"", timeout=5, limit=1000)

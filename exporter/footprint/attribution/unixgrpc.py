@@ -35,6 +35,7 @@ STREAM = 1  # the client's first stream: one call per connection
 READ_SIZE = 65536
 FRAME_HEADER, SETTINGS = 9, 0x4  # an HTTP/2 frame header's length, the SETTINGS frame's type
 DEFAULT_LIMIT = 16 * 1024 * 1024  # the largest answer taken (grpcio's default is 4 MiB; dcgm-exporter asks 16)
+OVERHEAD = 1024 * 1024  # what the frames around an answer may add to it (headers, SETTINGS, PINGs, padding)
 
 
 class CallError(RuntimeError):
@@ -120,6 +121,7 @@ def _answer(sock: socket.socket, conn: h2.connection.H2Connection, deadline: flo
     trailers: dict[bytes, bytes] = {}
     body = bytearray()
     first: bytes | None = b""  # the answer's first bytes, until they hold a frame header
+    received = 0  # every byte read, frames of any kind: h2 buffers a frame whole before it checks its length
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -128,6 +130,9 @@ def _answer(sock: socket.socket, conn: h2.connection.H2Connection, deadline: flo
         data = sock.recv(READ_SIZE)
         if not data:
             raise CallError("the connection closed before the answer ended")
+        received += len(data)
+        if received > limit + OVERHEAD:
+            raise CallError(f"the server sent more than {limit + OVERHEAD} bytes for an answer of at most {limit}")
         if first is not None:
             first += data
             if len(first) < FRAME_HEADER:
