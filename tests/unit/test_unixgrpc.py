@@ -188,3 +188,15 @@ def test_a_frame_announcing_more_than_the_limit_is_refused_as_it_arrives(socket_
 
     with RawServer(socket_dir / "kubelet.sock", endless), pytest.raises(CallError, match="sent more than"):
         call_unary(str(socket_dir / "kubelet.sock"), LIST_METHOD, b"", timeout=5, limit=1000)
+
+
+def test_a_servers_long_message_is_cut_short_in_the_error(socket_dir: Path) -> None:
+    """The error goes into a log line: a server's 5,000-character grpc-message is cut to 200."""
+
+    def chatty(conn: h2.connection.H2Connection, stream: int) -> None:
+        conn.send_headers(stream, [*ok_headers(), ("grpc-status", "13"), ("grpc-message", "x" * 5000)],
+                          end_stream=True)
+
+    with RawServer(socket_dir / "kubelet.sock", h2_answering(chatty)), pytest.raises(CallError) as err:
+        call_unary(str(socket_dir / "kubelet.sock"), LIST_METHOD, b"", timeout=5)
+    assert str(err.value) == "gRPC status 13: " + "x" * 200

@@ -35,6 +35,7 @@ STREAM = 1  # the client's first stream: one call per connection
 READ_SIZE = 65536
 FRAME_HEADER, SETTINGS = 9, 0x4  # an HTTP/2 frame header's length, the SETTINGS frame's type
 DEFAULT_LIMIT = 16 * 1024 * 1024  # the largest answer taken (grpcio's default is 4 MiB; dcgm-exporter asks 16)
+SHOWN = 200  # the most of a server's grpc-message an error repeats
 OVERHEAD = 1024 * 1024  # what the frames around an answer may add to it (headers, SETTINGS, PINGs, padding)
 
 
@@ -66,15 +67,19 @@ def _headers(block: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
 def _check_status(headers: dict[bytes, bytes], trailers: dict[bytes, bytes]) -> None:
     status = headers.get(b":status")
     if status != b"200":
-        raise CallError(f"HTTP status {status.decode('latin-1') if status else 'missing'}")
+        raise CallError(f"HTTP status {_shown(status) if status else 'missing'}")
     fields = trailers or headers  # a trailers-only answer carries its status in the headers
     code = fields.get(b"grpc-status")
     if code is None:
         raise CallError("the answer ended without a grpc-status")
     if code != b"0":
-        message = urllib.parse.unquote(fields.get(b"grpc-message", b"").decode("latin-1"))
-        raise CallError(f"gRPC status {code.decode('latin-1')}: {message}" if message else
-                        f"gRPC status {code.decode('latin-1')}")
+        message = urllib.parse.unquote(_shown(fields.get(b"grpc-message", b""), SHOWN * 3))[:SHOWN]
+        raise CallError(f"gRPC status {_shown(code)}: {message}" if message else f"gRPC status {_shown(code)}")
+
+
+def _shown(value: bytes, most: int = 16) -> str:
+    """A header value from the server as it goes into an error (and a log line): text, and short."""
+    return value[:most].decode("latin-1")
 
 
 def call_unary(socket_path: str, method: str, request: bytes, timeout: float,
