@@ -1,9 +1,12 @@
 """Fixtures shared by unit tests: a test clock and a fake Electricity Maps server on it (the grid tests), and
-the read path of the NVML and RAPL meter tests (`read_path`) and the ledger's path (`ledger_path`)."""
+the read path of the NVML and RAPL meter tests (`read_path`), the ledger's path (`ledger_path`), and a
+short directory for unix sockets (`socket_dir`)."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +58,10 @@ def ledger_path(request: pytest.FixtureRequest) -> Iterator[str]:
     if ledger._fastledger is None:
         pytest.skip("the C twins are not built here")
     yield str(request.param)
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    """A short directory: unix socket paths are limited to 108 bytes, pytest's tmp_path can be longer."""
+    with tempfile.TemporaryDirectory(prefix="fp-") as d:
+        yield Path(d)

@@ -4,8 +4,6 @@ pod-resources entry, costs only itself. Property tests for the pod parser and th
 from __future__ import annotations
 
 import copy
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +121,6 @@ def test_the_api_server_client_hands_over_every_item_and_refuses_endless_pages(
 # --- pod-resources ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="fp-") as d:  # unix socket paths must stay under 108 bytes
-        yield Path(d)
 
 
 GOOD = [FakePodResources("train-0", "ml", [FakeContainer("trainer", [("nvidia.com/gpu", ["GPU-1"])])])]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 from urllib.error import HTTPError
@@ -38,11 +37,6 @@ from tests.fakes.podresources_server import (
 LABEL = "footprint.dev/workload"
 
 
-@pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    """A short directory: unix socket paths are limited to 108 bytes, pytest's tmp_path can be longer."""
-    with tempfile.TemporaryDirectory(prefix="fp-") as d:
-        yield Path(d)
 
 
 # --- pod-resources ---------------------------------------------------------------------------------

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import socket
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -17,13 +16,6 @@ from hypothesis import strategies as st
 
 from tests.fakes.h2_answers import RawServer, close_at_once, grpc_frame, h2_answering, http1, ok_headers, silent
 from tests.fakes.podresources_server import FakeContainer, FakePodResources, FakePodResourcesServer
-
-
-@pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    """A short directory: unix socket paths are limited to 108 bytes, pytest's tmp_path can be longer."""
-    with tempfile.TemporaryDirectory(prefix="fp-") as d:
-        yield Path(d)
 
 
 def many_pods(n: int) -> list[FakePodResources]:
