@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 from footprint.state.format import decode
 
@@ -381,3 +382,28 @@ def assert_conserved_groups(s: Series) -> None:
         rest = total(s, "footprint_unattributed_energy_joules_total", component=component) + total(
             s, PENDING_J, component=component)
         assert attributed + rest == pytest.approx(device, rel=1e-9), component
+
+
+def test_a_kubelet_refusing_the_list_marks_pod_resources_down_until_it_answers_again(tmp_path: Path) -> None:
+    """The kubelet rate-limits pod-resources (RESOURCE_EXHAUSTED, trailers only): the real process marks the
+    source down and keeps serving the node's totals, and the first List answered after it is used."""
+    cluster = fake_cluster(tmp_path)
+    cluster.podres.fail_with = (grpc.StatusCode.RESOURCE_EXHAUSTED, "rejected by rate limit")
+    run = [*cluster.args, "--sample.interval=1s", "--attribution.interval=0s", "--no-meter.nvml",
+           "--no-meter.rapl", f"--path.sysfs={tmp_path / 'sys'}"]
+    try:
+        with start_exporter(run) as exp:
+            exp.wait_until(lambda _: cluster.podres.calls >= 2 or None, timeout=20)  # a first refresh is over
+            down = exp.wait_until(
+                when(lambda s: value(s, "footprint_attribution_source_up", source="apiserver") == 1.0), timeout=20)
+            assert value(down, "footprint_attribution_source_up", source="podresources") == 0.0
+            assert value(down, "footprint_node_energy_joules_total") > 0
+            calls = cluster.podres.calls
+            cluster.podres.fail_with = None
+            up = exp.wait_until(when(lambda s: value(s, "footprint_attribution_source_up", source="podresources")
+                                     == 1.0), timeout=20)
+            assert exp.proc.poll() is None
+    finally:
+        cluster.stop()
+    assert cluster.podres.calls > calls
+    assert value(up, "footprint_node_energy_joules_total") >= value(down, "footprint_node_energy_joules_total")
